@@ -1,0 +1,1 @@
+//! Line tables (stub, being written).

@@ -1,0 +1,4 @@
+//! Code objects: decoding names, files, line tables and bytecode of a `PyCodeObject`.
+
+pub mod linetable;
+pub mod opcodes;

@@ -1,0 +1,1 @@
+//! Opcode tables (stub, being written).

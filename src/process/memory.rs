@@ -1,0 +1,105 @@
+//! The `Memory` trait: the only way anything above `process` reads the target.
+//!
+//! Read-only by construction: there is no write method anywhere. Two implementations:
+//! the live process (`process_vm_readv`) and `FakeMemory`, an in-memory image used by unit
+//! tests, fuzzing and fault injection (torn reads, cycles, garbage pointers).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A failed read of the target's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryError {
+    pub addr: u64,
+    pub len: usize,
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot read {} bytes at {:#x}", self.len, self.addr)
+    }
+}
+
+impl std::error::Error for MemoryError {}
+
+pub trait Memory {
+    /// Fill `buf` with the target's bytes at `addr`, wholly or not at all.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+
+    fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn read_u32(&self, addr: u64) -> Result<u32, MemoryError> {
+        let mut b = [0u8; 4];
+        self.read(addr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn read_i32(&self, addr: u64) -> Result<i32, MemoryError> {
+        Ok(self.read_u32(addr)? as i32)
+    }
+
+    fn read_u8(&self, addr: u64) -> Result<u8, MemoryError> {
+        let mut b = [0u8; 1];
+        self.read(addr, &mut b)?;
+        Ok(b[0])
+    }
+
+    fn read_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        let mut v = vec![0u8; len];
+        self.read(addr, &mut v)?;
+        Ok(v)
+    }
+}
+
+impl<M: Memory + ?Sized> Memory for &M {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read(addr, buf)
+    }
+}
+
+/// An in-memory image of a process: a set of non-overlapping regions.
+#[derive(Default, Clone, Debug)]
+pub struct FakeMemory {
+    regions: BTreeMap<u64, Vec<u8>>,
+}
+
+impl FakeMemory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Map `data` at `addr` (replacing any region that starts there).
+    pub fn map(&mut self, addr: u64, data: Vec<u8>) {
+        self.regions.insert(addr, data);
+    }
+
+    /// Overwrite bytes inside an existing region; false if they are not mapped.
+    pub fn write(&mut self, addr: u64, bytes: &[u8]) -> bool {
+        if let Some((start, region)) = self.regions.range_mut(..=addr).next_back() {
+            let off = (addr - start) as usize;
+            if off + bytes.len() <= region.len() {
+                region[off..off + bytes.len()].copy_from_slice(bytes);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let err = MemoryError { addr, len: buf.len() };
+        let (start, region) = self.regions.range(..=addr).next_back().ok_or(err)?;
+        let off = (addr - start) as usize;
+        let end = off.checked_add(buf.len()).ok_or(err)?;
+        if end > region.len() {
+            return Err(err);
+        }
+        buf.copy_from_slice(&region[off..end]);
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! `Layout`: every offset and size the walker reads, for one CPython minor version.
+//!
+//! A supported version is data, not code: the tables under `layouts/` are generated from
+//! each interpreter's own headers (`scripts/gen_layouts.py` compiles a C probe with
+//! `offsetof`), and a test re-runs the probe and fails on any difference. For 3.13+ the
+//! layout is read from the target's own `_Py_DebugOffsets`, with the table as a cross-check.
+//!
+//! Offsets are in bytes from the start of the named struct. `None` means the field does not
+//! exist in that version.
+
+use serde::Serialize;
+
+/// How a version stores its frames: the one place where the walker's *shape* differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum FrameKind {
+    /// ≤3.10: heap `PyFrameObject`s linked by `f_back`; `f_lasti` is an int.
+    Object,
+    /// 3.11+: `_PyInterpreterFrame`s on the thread's data stack linked by `previous`;
+    /// the instruction is a pointer into `co_code_adaptive`.
+    Interpreter,
+}
+
+/// How the interpreter stores `str` (names and file names of code objects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StringKind {
+    /// Python 2 `PyStringObject` (bytes with `ob_size` and `ob_sval`).
+    Bytes,
+    /// PEP 393 compact unicode (3.3+).
+    Unicode,
+}
+
+/// How the line table of a code object is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LineTableKind {
+    /// ≤3.9 `co_lnotab` (line deltas unsigned before 3.6, signed from 3.6).
+    Lnotab,
+    /// 3.10 `co_linetable` (PEP 626).
+    Pep626,
+    /// 3.11+ `co_linetable` location table (PEP 657).
+    Pep657,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    pub major: u8,
+    pub minor: u8,
+    pub free_threaded: bool,
+    pub frame_kind: FrameKind,
+    pub string_kind: StringKind,
+    pub line_table: LineTableKind,
+
+    // ---- _PyRuntimeState (3.7+; None before, where `interp_head` is a static variable)
+    /// `_PyRuntime.interpreters.head`
+    pub runtime_interp_head: Option<u32>,
+    /// `_PyRuntime.interpreters.main`
+    pub runtime_interp_main: Option<u32>,
+    /// `_PyRuntime.ceval.gil.last_holder` (3.7–3.11: the GIL lives in the runtime)
+    pub runtime_gil_last_holder: Option<u32>,
+    /// `_PyRuntime.ceval.gil.locked`
+    pub runtime_gil_locked: Option<u32>,
+
+    // ---- PyInterpreterState
+    pub interp_next: u32,
+    /// `tstate_head` (≤3.10) or `threads.head` (3.11+)
+    pub interp_tstate_head: u32,
+    /// 3.12+: `interp->ceval.gil`, a pointer to `struct _gil_runtime_state`
+    pub interp_gil_ptr: Option<u32>,
+    /// 3.12+: `_gil_runtime_state.last_holder` / `.locked`
+    pub gil_last_holder: Option<u32>,
+    pub gil_locked: Option<u32>,
+
+    // ---- PyThreadState
+    pub tstate_next: u32,
+    pub tstate_interp: u32,
+    /// ≤3.10 `frame` (PyFrameObject*); 3.11/3.12 `cframe` (_PyCFrame*); 3.13+ `current_frame`
+    pub tstate_frame: u32,
+    /// 3.11/3.12: `_PyCFrame.current_frame`
+    pub cframe_current_frame: Option<u32>,
+    /// `thread_id` (pthread_t)
+    pub tstate_thread_id: u32,
+    /// 3.11+: `native_thread_id` (the OS thread id)
+    pub tstate_native_thread_id: Option<u32>,
+
+    // ---- frames: PyFrameObject (≤3.10) or _PyInterpreterFrame (3.11+)
+    /// `f_back` or `previous`
+    pub frame_back: u32,
+    /// `f_code` (≤3.12) or `f_executable` (3.13+)
+    pub frame_code: u32,
+    /// `f_lasti` (int, ≤3.10), `prev_instr` (3.11/3.12) or `instr_ptr` (3.13+)
+    pub frame_instr: u32,
+    /// 3.11+: `owner` (char)
+    pub frame_owner: Option<u32>,
+    /// `f_localsplus` or `localsplus`
+    pub frame_localsplus: u32,
+    /// 3.14+ free-threaded: `tlbc_index`
+    pub frame_tlbc_index: Option<u32>,
+    /// `owner` value of C-stack/shim frames to skip (3.12/3.13: 3, 3.14: 4)
+    pub owner_cstack: Option<u8>,
+    /// `owner` value of `FRAME_OWNED_BY_INTERPRETER` (3.14+: 3)
+    pub owner_interpreter: Option<u8>,
+
+    // ---- PyCodeObject
+    pub code_filename: u32,
+    pub code_name: u32,
+    /// 3.11+: `co_qualname`
+    pub code_qualname: Option<u32>,
+    pub code_firstlineno: u32,
+    /// `co_lnotab` (≤3.9) or `co_linetable` (3.10+): a bytes object
+    pub code_linetable: u32,
+    /// ≤3.10: `co_code`, a bytes object
+    pub code_code: Option<u32>,
+    /// 3.11+: offset of `co_code_adaptive` (the bytecode lives inline in the code object)
+    pub code_adaptive: Option<u32>,
+    /// 3.11+: `_co_firsttraceable`
+    pub code_firsttraceable: Option<u32>,
+    /// 3.14+ free-threaded: `co_tlbc`
+    pub code_tlbc: Option<u32>,
+    /// `co_nlocalsplus` (3.11+) or `co_nlocals` (≤3.10)
+    pub code_nlocals: u32,
+    /// `co_flags`
+    pub code_flags: u32,
+
+    // ---- object headers
+    /// `ob_type` in PyObject
+    pub ob_type: u32,
+    /// `ob_size` in PyVarObject (also the number of code units of a 3.11+ code object)
+    pub ob_size: u32,
+    /// `tp_name` in PyTypeObject
+    pub type_name: u32,
+
+    // ---- bytes and strings
+    /// `ob_sval` in PyBytesObject (Python 2: PyStringObject)
+    pub bytes_sval: u32,
+    /// `state` in PyASCIIObject
+    pub unicode_state: u32,
+    /// `length` in PyASCIIObject
+    pub unicode_length: u32,
+    /// `sizeof(PyASCIIObject)`: where the characters of a compact ASCII string start
+    pub unicode_ascii_size: u32,
+    /// `sizeof(PyCompactUnicodeObject)`: where the characters of other compact strings start
+    pub unicode_compact_size: u32,
+    /// bit position of `state.kind` (3 bits); `compact` and `ascii` follow it
+    pub unicode_kind_shift: u8,
+}
