@@ -6,5 +6,9 @@
 //! `sampler` (fixed-rate clock) → `profile` (aggregation) → `output` (formats).
 
 pub mod code;
+pub mod output;
 pub mod process;
+pub mod profile;
 pub mod runtime;
+pub mod sampler;
+pub mod walker;

@@ -1,1 +1,400 @@
-fn main() {}
+//! The `pyprof` command line: a thin clap front over the library's pipeline.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pyprof::output::{self, Format, RenderOptions};
+use pyprof::profile::{Meta, Profile};
+use pyprof::runtime::DiscoverError;
+use pyprof::sampler::{self, Config, Session, StopReason};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "pyprof",
+    version,
+    about = "A sampling profiler for running CPython processes, down to the bytecode",
+    after_help = "Examples:\n  pyprof record --pid 12345 -o profile.svg\n  pyprof record -d 10 -f collapsed --pid 12345\n  pyprof record -o app.svg -- python app.py --flag"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sample a running process (--pid) or a command (-- python app.py) and write a profile
+    #[command(
+        after_help = "Examples:\n  pyprof record --pid 12345 -o profile.svg          # Ctrl-C to stop\n  pyprof record -d 10 -f collapsed --pid 12345\n  pyprof record -o app.svg -- python app.py --flag"
+    )]
+    Record(RecordArgs),
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// PID of a running Python process
+    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    pid: Option<i32>,
+    /// Output file (default: a name from the program or pid and a timestamp)
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "flamegraph")]
+    format: Format,
+    /// Samples per second
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
+    rate: f64,
+    /// Stop after this many seconds (default: when the target exits or on Ctrl-C)
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
+    duration: Option<f64>,
+    /// Never pause the target (samples may be slightly inconsistent)
+    #[arg(long)]
+    nonblocking: bool,
+    /// A root frame per thread
+    #[arg(short, long)]
+    threads: bool,
+    /// Aggregate by function: label frames with the function's first line, not the current line
+    #[arg(short = 'F', long)]
+    function: bool,
+    /// Do not show line numbers
+    #[arg(long)]
+    nolineno: bool,
+    /// Show file names as the interpreter has them (default: shortened)
+    #[arg(long)]
+    full_filenames: bool,
+    /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
+    #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
+    max_depth: usize,
+    /// The command to launch and profile (after --)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !r.is_finite() || r <= 0.0 {
+        return Err(format!("the rate must be more than 0 Hz, not {s}"));
+    }
+    if r > 100_000.0 {
+        return Err(format!("{s} Hz is more than the maximum of 100000 Hz"));
+    }
+    Ok(r)
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    let d: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !d.is_finite() || d <= 0.0 || d > 1e7 {
+        return Err(format!(
+            "the duration must be a positive number of seconds, not {s}"
+        ));
+    }
+    Ok(d)
+}
+
+fn main() -> ExitCode {
+    // A bug of ours must still end in one line, never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("pyprof: internal error: {msg}{loc} (please report this)");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("pyprof: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Cmd::Record(args) => record(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("pyprof: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn default_output(args: &RecordArgs) -> PathBuf {
+    let name = if let Some(pid) = args.pid {
+        format!("pid{pid}")
+    } else {
+        // The script, not the interpreter: `python app.py` → app
+        let script = args
+            .command
+            .iter()
+            .skip(1)
+            .find(|a| a.ends_with(".py"))
+            .or(args.command.first())
+            .cloned()
+            .unwrap_or_else(|| "python".into());
+        let base = script.rsplit('/').next().unwrap_or(&script).to_string();
+        base.trim_end_matches(".py").to_string()
+    };
+    PathBuf::from(format!(
+        "{name}-{}.{}",
+        timestamp(),
+        args.format.extension()
+    ))
+}
+
+/// Local time as 2026-11-24T03-10-00 (safe in file names).
+fn timestamp() -> String {
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    unsafe { libc::localtime_r(&now, &mut tm) };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+fn record(args: RecordArgs) -> Result<ExitCode> {
+    if args.pid.is_none() && args.command.is_empty() {
+        bail!("nothing to profile: give --pid PID or a command after --, e.g. pyprof record -- python app.py");
+    }
+    let output = args.output.clone().unwrap_or_else(|| default_output(&args));
+    output::check_writable(&output)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let config = Config {
+        rate_hz: args.rate,
+        duration: args.duration.map(Duration::from_secs_f64),
+        blocking: !args.nonblocking,
+        opcodes: false,
+        max_depth: args.max_depth.max(1),
+    };
+
+    let mut child: Option<Child> = None;
+    let (pid, target) = match args.pid {
+        Some(pid) => (pid, format!("pid {pid} ({})", cmdline(pid))),
+        None => {
+            let c = Command::new(&args.command[0])
+                .args(&args.command[1..])
+                .spawn()
+                .with_context(|| format!("cannot start {}", args.command[0]))?;
+            let pid = c.id() as i32;
+            child = Some(c);
+            (pid, args.command.join(" "))
+        }
+    };
+
+    let session = match &mut child {
+        None => Session::attach(pid, config.max_depth).map_err(anyhow::Error::from)?,
+        Some(c) => match wait_for_python(c, config.max_depth, &stop)? {
+            Some(s) => s,
+            None => {
+                // Exited before Python started: write an empty profile all the same.
+                let meta = base_meta(&args, pid, &target, None);
+                return finish(
+                    Profile::new(meta),
+                    &args,
+                    &output,
+                    StopReason::TargetExited,
+                    child,
+                );
+            }
+        },
+    };
+    let mut session = session;
+    let meta = base_meta(&args, pid, &target, Some(&session));
+    let mut profile = Profile::new(meta);
+    for m in &session.runtime.layout_mismatches {
+        profile
+            .meta
+            .notes
+            .push(format!("debug offsets differ from the built-in table: {m}"));
+    }
+    let mut alive = || match &mut child {
+        Some(c) => matches!(c.try_wait(), Ok(None)),
+        None => pyprof::process::live::is_alive(pid),
+    };
+    let reason = sampler::record(&mut session, &config, &stop, &mut alive, &mut profile);
+    finish(profile, &args, &output, reason, child)
+}
+
+fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> Meta {
+    Meta {
+        pyprof_version: env!("CARGO_PKG_VERSION").into(),
+        target: target.into(),
+        pid,
+        command: if args.command.is_empty() {
+            None
+        } else {
+            Some(args.command.clone())
+        },
+        python_version: s
+            .map(|s| s.runtime.version.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        python_binary: s.map(|s| s.runtime.binary.clone()).unwrap_or_default(),
+        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        layout_source: s
+            .map(|s| s.runtime.layout_source.to_string())
+            .unwrap_or_default(),
+        rate_hz: args.rate,
+        mode: if args.nonblocking {
+            "nonblocking"
+        } else {
+            "blocking"
+        }
+        .into(),
+        started_at: timestamp(),
+        ..Default::default()
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until a launched child runs an initialised Python; None if it exits first.
+fn wait_for_python(
+    child: &mut Child,
+    max_depth: usize,
+    stop: &AtomicBool,
+) -> Result<Option<Session>> {
+    let pid = child.id() as i32;
+    let own_exe = std::fs::read_link("/proc/self/exe").ok();
+    let start = Instant::now();
+    let mut exec_seen: Option<Instant> = None;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Ok(None);
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        if exe.is_some() && exe != own_exe {
+            let since = *exec_seen.get_or_insert_with(Instant::now);
+            match Session::attach(pid, max_depth) {
+                Ok(s) if s.ready() => return Ok(Some(s)),
+                Ok(_) => {}
+                Err(e @ DiscoverError::NotPython { .. })
+                | Err(e @ DiscoverError::Unsupported { .. }) => {
+                    // Shared libraries are mapped by the loader right after exec.
+                    if since.elapsed() > Duration::from_secs(2) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e.into());
+                    }
+                }
+                Err(e @ DiscoverError::PermissionDenied(..)) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the command did not start a Python interpreter within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn finish(
+    profile: Profile,
+    args: &RecordArgs,
+    output: &std::path::Path,
+    reason: StopReason,
+    child: Option<Child>,
+) -> Result<ExitCode> {
+    let data = profile.to_data();
+    let opts = RenderOptions {
+        threads: args.threads,
+        function: args.function,
+        nolineno: args.nolineno,
+        full_filenames: args.full_filenames,
+    };
+    output::write(&data, args.format, &opts, output)?;
+    let m = &data.meta;
+    let errors = if m.errors.is_empty() {
+        "0 failed".to_string()
+    } else {
+        let why: Vec<String> = m.errors.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!("{} failed: {}", m.error_count(), why.join(", "))
+    };
+    let why = match reason {
+        StopReason::Duration => "duration reached",
+        StopReason::Interrupted => "interrupted",
+        StopReason::TargetExited => "target exited",
+    };
+    eprintln!(
+        "pyprof: {} samples in {} ticks over {:.1} s ({why}); {errors}; {} late; wrote {}",
+        m.samples,
+        m.ticks,
+        m.duration_secs,
+        m.late,
+        output.display()
+    );
+    if let Some(mut c) = child {
+        // We launched it: do not leave it running behind us.
+        if let Ok(None) = c.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+    }
+    Ok(ExitCode::SUCCESS)
+}

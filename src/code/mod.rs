@@ -1,4 +1,303 @@
-//! Code objects: decoding names, files, line tables and bytecode of a `PyCodeObject`.
+//! Code objects: a code address → `CodeInfo` {qualified name, file, first line, line
+//! table, bytecode}, cached by address and cheaply re-validated, plus the decoders for
+//! line tables and opcodes.
+//!
+//! Code objects are immutable apart from their quickened bytecode (3.11+), so a decoded
+//! `CodeInfo` is kept; on every use a few header fields are re-read and compared, so an
+//! address that was freed and reused for another object is not trusted blindly.
 
 pub mod linetable;
 pub mod opcodes;
+
+use crate::process::Memory;
+use crate::runtime::layout::{Layout, LineTableKind, StringKind};
+use crate::walker::WalkError;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Longest string (name, file name) we read; longer ones are cut.
+pub const MAX_STRING: usize = 4096;
+/// Largest line table or bytecode we read.
+pub const MAX_TABLE: usize = 1 << 20;
+
+/// A decoded code object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// `co_qualname` on 3.11+, `co_name` before.
+    pub name: String,
+    pub filename: String,
+    pub first_line: i32,
+    pub line_table: Vec<u8>,
+    /// Address of the first code unit (`co_code_adaptive` 3.11+, `co_code`'s bytes before).
+    pub code_start: u64,
+    /// Length of the bytecode in bytes.
+    pub code_len: u64,
+    /// 3.11+: `_co_firsttraceable` (in code units).
+    pub first_traceable: u32,
+    /// Header fields re-read on a cache hit to validate the entry.
+    fingerprint: [u64; 4],
+}
+
+impl CodeInfo {
+    /// The line of the instruction at `byte_offset` (as `dis` numbers offsets).
+    pub fn line_at(&self, layout: &Layout, byte_offset: u32) -> Option<i32> {
+        linetable::line_for_offset(
+            layout.line_table,
+            &self.line_table,
+            self.first_line,
+            byte_offset,
+            layout.major,
+            layout.minor,
+        )
+    }
+}
+
+/// Reads strings and code objects for one layout, with a cache of decoded code objects.
+pub struct CodeReader {
+    layout: Layout,
+    cache: HashMap<u64, Rc<CodeInfo>>,
+    /// Address of `PyCode_Type` once a code object has been verified by its type name.
+    code_type: Option<u64>,
+    header_len: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CodeReader {
+    pub fn new(layout: &Layout) -> CodeReader {
+        let l = layout;
+        let mut header_len = [
+            l.code_filename,
+            l.code_name,
+            l.code_firstlineno,
+            l.code_linetable,
+            l.ob_type,
+            l.ob_size,
+        ]
+        .into_iter()
+        .chain(l.code_qualname)
+        .chain(l.code_code)
+        .chain(l.code_firsttraceable)
+        .max()
+        .unwrap_or(0) as usize
+            + 8;
+        header_len = header_len.next_multiple_of(8);
+        CodeReader {
+            layout: layout.clone(),
+            cache: HashMap::new(),
+            code_type: None,
+            header_len,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Forget everything (e.g. between two attachments).
+    pub fn clear(&mut self) {
+        self.cache.clear();
+    }
+
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Decode (or fetch from cache) the code object at `addr`.
+    pub fn code(&mut self, mem: &dyn Memory, addr: u64) -> Result<Rc<CodeInfo>, WalkError> {
+        if addr < 0x1000 || addr % 8 != 0 {
+            return Err(WalkError::BadPointer("code object"));
+        }
+        let mut header = vec![0u8; self.header_len];
+        mem.read(addr, &mut header)?;
+        let fp = self.fingerprint(&header);
+        if let Some(info) = self.cache.get(&addr) {
+            if info.fingerprint == fp {
+                self.hits += 1;
+                return Ok(info.clone());
+            }
+        }
+        self.misses += 1;
+        let info = Rc::new(self.decode(mem, addr, &header, fp)?);
+        if self.cache.len() > 100_000 {
+            self.cache.clear();
+        }
+        self.cache.insert(addr, info.clone());
+        Ok(info)
+    }
+
+    fn fingerprint(&self, h: &[u8]) -> [u64; 4] {
+        let l = &self.layout;
+        [
+            field(h, l.ob_type),
+            field(h, l.code_filename),
+            field(h, l.code_qualname.unwrap_or(l.code_name)),
+            field(h, l.code_linetable) ^ (field(h, l.code_firstlineno) & 0xffff_ffff),
+        ]
+    }
+
+    fn decode(
+        &mut self,
+        mem: &dyn Memory,
+        addr: u64,
+        h: &[u8],
+        fingerprint: [u64; 4],
+    ) -> Result<CodeInfo, WalkError> {
+        let l = &self.layout;
+        let ty = field(h, l.ob_type);
+        match self.code_type {
+            Some(t) if t == ty => {}
+            Some(_) => return Err(WalkError::BadCode("not a code object")),
+            None => {
+                let name_ptr = mem.read_u64(ty + l.type_name as u64)?;
+                let name = read_c_string(mem, name_ptr, 64)?;
+                if name != "code" {
+                    return Err(WalkError::BadCode("not a code object"));
+                }
+                self.code_type = Some(ty);
+            }
+        }
+        let name_field = l.code_qualname.unwrap_or(l.code_name);
+        let name = read_str(mem, l, field(h, name_field))?;
+        let filename = read_str(mem, l, field(h, l.code_filename))?;
+        let first_line = field(h, l.code_firstlineno) as u32 as i32;
+        let line_table = read_bytes(mem, l, field(h, l.code_linetable))?;
+        let (code_start, code_len) = match (l.code_adaptive, l.code_code) {
+            (Some(off), _) => {
+                // 3.11+: the bytecode is inline; ob_size counts its code units.
+                let units = field(h, l.ob_size);
+                (addr + off as u64, units.min(MAX_TABLE as u64) * 2)
+            }
+            (None, Some(off)) => {
+                let bytes = field(h, off);
+                let len = mem.read_u64(bytes + l.ob_size as u64)?;
+                (bytes + l.bytes_sval as u64, len.min(MAX_TABLE as u64))
+            }
+            (None, None) => (0, 0),
+        };
+        let first_traceable = l
+            .code_firsttraceable
+            .map(|off| field(h, off) as u32)
+            .unwrap_or(0);
+        Ok(CodeInfo {
+            name,
+            filename,
+            first_line,
+            line_table,
+            code_start,
+            code_len,
+            first_traceable,
+            fingerprint,
+        })
+    }
+}
+
+/// Read an 8-byte little-endian field at `off` of a header buffer (0 if out of range).
+fn field(h: &[u8], off: u32) -> u64 {
+    let off = off as usize;
+    h.get(off..off + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// Read a NUL-terminated C string of at most `max` bytes.
+pub fn read_c_string(mem: &dyn Memory, addr: u64, max: usize) -> Result<String, WalkError> {
+    let mut buf = vec![0u8; max];
+    // The string may end near the end of a mapping: fall back to shorter reads.
+    let mut len = max;
+    loop {
+        if mem.read(addr, &mut buf[..len]).is_ok() {
+            break;
+        }
+        if len <= 8 {
+            return Err(WalkError::Read);
+        }
+        len /= 2;
+    }
+    let end = buf[..len].iter().position(|&b| b == 0).unwrap_or(len);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Read a `str` object (PEP 393 unicode, or a Python 2 `str`).
+pub fn read_str(mem: &dyn Memory, l: &Layout, addr: u64) -> Result<String, WalkError> {
+    if addr < 0x1000 {
+        return Err(WalkError::BadPointer("string"));
+    }
+    match l.string_kind {
+        StringKind::Bytes => {
+            let bytes = read_bytes_max(mem, l, addr, MAX_STRING)?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        StringKind::Unicode => {
+            let len = mem.read_u64(addr + l.unicode_length as u64)? as usize;
+            let state = mem.read_u32(addr + l.unicode_state as u64)?;
+            let kind = (state >> l.unicode_kind_shift) & 7;
+            let compact = (state >> (l.unicode_kind_shift + 3)) & 1 == 1;
+            let ascii = (state >> (l.unicode_kind_shift + 4)) & 1 == 1;
+            let data = match (compact, ascii) {
+                (true, true) => addr + l.unicode_ascii_size as u64,
+                (true, false) => addr + l.unicode_compact_size as u64,
+                // Legacy (non-compact) strings keep a pointer to their data.
+                (false, _) => mem.read_u64(addr + l.unicode_compact_size as u64)?,
+            };
+            let n = len.min(MAX_STRING);
+            match kind {
+                1 => {
+                    let b = mem.read_vec(data, n)?;
+                    Ok(if ascii {
+                        String::from_utf8_lossy(&b).into_owned()
+                    } else {
+                        b.iter().map(|&c| c as char).collect()
+                    })
+                }
+                2 => {
+                    let b = mem.read_vec(data, n * 2)?;
+                    let units: Vec<u16> = b
+                        .chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect();
+                    Ok(String::from_utf16_lossy(&units))
+                }
+                4 => {
+                    let b = mem.read_vec(data, n * 4)?;
+                    Ok(b.chunks_exact(4)
+                        .map(|c| {
+                            char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                                .unwrap_or('\u{fffd}')
+                        })
+                        .collect())
+                }
+                _ => Err(WalkError::BadCode("string kind")),
+            }
+        }
+    }
+}
+
+/// Read a bytes object's contents (Python 2: a `str`).
+pub fn read_bytes(mem: &dyn Memory, l: &Layout, addr: u64) -> Result<Vec<u8>, WalkError> {
+    read_bytes_max(mem, l, addr, MAX_TABLE)
+}
+
+fn read_bytes_max(
+    mem: &dyn Memory,
+    l: &Layout,
+    addr: u64,
+    max: usize,
+) -> Result<Vec<u8>, WalkError> {
+    if addr < 0x1000 {
+        return Err(WalkError::BadPointer("bytes"));
+    }
+    let len = mem.read_u64(addr + l.ob_size as u64)?;
+    if len > MAX_TABLE as u64 {
+        return Err(WalkError::BadCode("bytes too long"));
+    }
+    Ok(mem.read_vec(addr + l.bytes_sval as u64, (len as usize).min(max))?)
+}
+
+/// Is `kind` the 3.11+ location table?
+pub fn has_columns(kind: LineTableKind) -> bool {
+    kind == LineTableKind::Pep657
+}

@@ -92,7 +92,10 @@ impl FakeMemory {
 
 impl Memory for FakeMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let err = MemoryError { addr, len: buf.len() };
+        let err = MemoryError {
+            addr,
+            len: buf.len(),
+        };
         let (start, region) = self.regions.range(..=addr).next_back().ok_or(err)?;
         let off = (addr - start) as usize;
         let end = off.checked_add(buf.len()).ok_or(err)?;

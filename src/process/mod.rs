@@ -1,4 +1,12 @@
-//! Process access: the `Memory` trait and its implementations.
+//! Process access: the `Memory` trait and its implementations (live process, in-memory
+//! fake), memory maps, and ELF files the target has mapped. Nothing above this module
+//! touches the target except through `Memory`.
 
+pub mod elf;
+pub mod live;
+pub mod maps;
 pub mod memory;
-pub use memory::{Memory, MemoryError, FakeMemory};
+
+pub use live::LiveMemory;
+pub use maps::MapRange;
+pub use memory::{FakeMemory, Memory, MemoryError};

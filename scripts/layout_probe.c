@@ -1,0 +1,255 @@
+/*
+ * layout_probe.c: print every field of pyprof's `Layout` (src/runtime/layout.rs) for the
+ * CPython version whose headers this file is compiled against.
+ *
+ * Built and run by scripts/gen_layouts.py; not part of the Rust build. Compile with
+ *
+ *     gcc -std=gnu11 -I <include/pythonX.Y> [-I <include/pythonX.Y/internal>] layout_probe.c
+ *
+ * (the internal directory only from 3.8 on; 3.7's internal headers are reached as
+ * "internal/pystate.h" and must not be on the include path, since their names shadow the
+ * public headers). Nothing is linked from libpython: everything printed is an `offsetof`,
+ * a `sizeof` or an enum constant.
+ *
+ * Output: one `name=value` line per Layout field, in no particular order. `value` is a
+ * decimal number, `true`/`false`, an enum variant name, or `none` when the field does not
+ * exist in this version. A `version=X.Y.Z` line (PY_VERSION) is printed first.
+ */
+
+#include <patchlevel.h> /* PY_VERSION_HEX, before choosing what else to include */
+
+#if PY_VERSION_HEX >= 0x03070000
+#  ifndef Py_BUILD_CORE
+#    define Py_BUILD_CORE 1
+#  endif
+#endif
+
+#include <Python.h>
+#include <frameobject.h>
+#if PY_VERSION_HEX < 0x030B0000
+#  include <code.h> /* 3.11+: cpython/code.h, included by Python.h */
+#endif
+
+#if PY_VERSION_HEX >= 0x03080000
+/* _PyRuntimeState, PyInterpreterState (3.8+: internal), the GIL, _PyInterpreterFrame. */
+#  include "pycore_pystate.h"
+#  if PY_VERSION_HEX >= 0x03090000
+#    include "pycore_runtime.h"
+#    include "pycore_interp.h"
+#  endif
+#  include "pycore_gil.h"
+#  if PY_VERSION_HEX >= 0x030B0000
+#    include "pycore_frame.h"
+#    include "pycore_code.h"
+#  endif
+#  if PY_VERSION_HEX >= 0x030C0000
+#    include "pycore_ceval_state.h"
+#  endif
+#elif PY_VERSION_HEX >= 0x03070000
+#  include "internal/pystate.h"
+#endif
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define P(name, value) printf("%s=%lu\n", name, (unsigned long)(value))
+#define NONE(name) printf("%s=none\n", name)
+#define S(name, text) printf("%s=%s\n", name, text)
+
+int main(void)
+{
+    printf("version=%s\n", PY_VERSION);
+    P("major", PY_MAJOR_VERSION);
+    P("minor", PY_MINOR_VERSION);
+#ifdef Py_GIL_DISABLED
+    S("free_threaded", "true");
+#else
+    S("free_threaded", "false");
+#endif
+
+    /* ---- kinds */
+#if PY_VERSION_HEX >= 0x030B0000
+    S("frame_kind", "Interpreter");
+#else
+    S("frame_kind", "Object");
+#endif
+#if PY_MAJOR_VERSION >= 3
+    S("string_kind", "Unicode");
+#else
+    S("string_kind", "Bytes");
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+    S("line_table", "Pep657");
+#elif PY_VERSION_HEX >= 0x030A0000
+    S("line_table", "Pep626");
+#else
+    S("line_table", "Lnotab");
+#endif
+
+    /* ---- _PyRuntimeState */
+#if PY_VERSION_HEX >= 0x03070000
+    P("runtime_interp_head", offsetof(_PyRuntimeState, interpreters.head));
+    P("runtime_interp_main", offsetof(_PyRuntimeState, interpreters.main));
+#else
+    NONE("runtime_interp_head");
+    NONE("runtime_interp_main");
+#endif
+#if PY_VERSION_HEX >= 0x03070000 && PY_VERSION_HEX < 0x030C0000
+    P("runtime_gil_last_holder", offsetof(_PyRuntimeState, ceval.gil.last_holder));
+    P("runtime_gil_locked", offsetof(_PyRuntimeState, ceval.gil.locked));
+#else
+    NONE("runtime_gil_last_holder");
+    NONE("runtime_gil_locked");
+#endif
+
+    /* ---- PyInterpreterState */
+    P("interp_next", offsetof(PyInterpreterState, next));
+#if PY_VERSION_HEX >= 0x030B0000
+    P("interp_tstate_head", offsetof(PyInterpreterState, threads.head));
+#else
+    P("interp_tstate_head", offsetof(PyInterpreterState, tstate_head));
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    P("interp_gil_ptr", offsetof(PyInterpreterState, ceval.gil));
+    P("gil_last_holder", offsetof(struct _gil_runtime_state, last_holder));
+    P("gil_locked", offsetof(struct _gil_runtime_state, locked));
+#else
+    NONE("interp_gil_ptr");
+    NONE("gil_last_holder");
+    NONE("gil_locked");
+#endif
+
+    /* ---- PyThreadState */
+    P("tstate_next", offsetof(PyThreadState, next));
+    P("tstate_interp", offsetof(PyThreadState, interp));
+#if PY_VERSION_HEX >= 0x030D0000
+    P("tstate_frame", offsetof(PyThreadState, current_frame));
+    NONE("cframe_current_frame");
+#elif PY_VERSION_HEX >= 0x030B0000
+    P("tstate_frame", offsetof(PyThreadState, cframe));
+    P("cframe_current_frame", offsetof(_PyCFrame, current_frame));
+#else
+    P("tstate_frame", offsetof(PyThreadState, frame));
+    NONE("cframe_current_frame");
+#endif
+    P("tstate_thread_id", offsetof(PyThreadState, thread_id));
+#if PY_VERSION_HEX >= 0x030B0000
+    P("tstate_native_thread_id", offsetof(PyThreadState, native_thread_id));
+#else
+    NONE("tstate_native_thread_id");
+#endif
+
+    /* ---- frames */
+#if PY_VERSION_HEX >= 0x030B0000
+    P("frame_back", offsetof(_PyInterpreterFrame, previous));
+#  if PY_VERSION_HEX >= 0x030D0000
+    P("frame_code", offsetof(_PyInterpreterFrame, f_executable));
+    P("frame_instr", offsetof(_PyInterpreterFrame, instr_ptr));
+#  else
+    P("frame_code", offsetof(_PyInterpreterFrame, f_code));
+    P("frame_instr", offsetof(_PyInterpreterFrame, prev_instr));
+#  endif
+    P("frame_owner", offsetof(_PyInterpreterFrame, owner));
+    P("frame_localsplus", offsetof(_PyInterpreterFrame, localsplus));
+#  if PY_VERSION_HEX >= 0x030E0000 && defined(Py_GIL_DISABLED)
+    P("frame_tlbc_index", offsetof(_PyInterpreterFrame, tlbc_index));
+#  else
+    NONE("frame_tlbc_index");
+#  endif
+#else
+    P("frame_back", offsetof(PyFrameObject, f_back));
+    P("frame_code", offsetof(PyFrameObject, f_code));
+    P("frame_instr", offsetof(PyFrameObject, f_lasti));
+    NONE("frame_owner");
+    P("frame_localsplus", offsetof(PyFrameObject, f_localsplus));
+    NONE("frame_tlbc_index");
+#endif
+    /* FRAME_OWNED_BY_CSTACK: 3.12 and 3.13 (= 3), 3.14 (= 4); gone in 3.15. */
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030F0000
+    P("owner_cstack", FRAME_OWNED_BY_CSTACK);
+#else
+    NONE("owner_cstack");
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+    P("owner_interpreter", FRAME_OWNED_BY_INTERPRETER);
+#else
+    NONE("owner_interpreter");
+#endif
+
+    /* ---- PyCodeObject */
+    P("code_filename", offsetof(PyCodeObject, co_filename));
+    P("code_name", offsetof(PyCodeObject, co_name));
+#if PY_VERSION_HEX >= 0x030B0000
+    P("code_qualname", offsetof(PyCodeObject, co_qualname));
+#else
+    NONE("code_qualname");
+#endif
+    P("code_firstlineno", offsetof(PyCodeObject, co_firstlineno));
+#if PY_VERSION_HEX >= 0x030A0000
+    P("code_linetable", offsetof(PyCodeObject, co_linetable));
+#else
+    P("code_linetable", offsetof(PyCodeObject, co_lnotab));
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+    NONE("code_code");
+    P("code_adaptive", offsetof(PyCodeObject, co_code_adaptive));
+    P("code_firsttraceable", offsetof(PyCodeObject, _co_firsttraceable));
+    P("code_nlocals", offsetof(PyCodeObject, co_nlocalsplus));
+#else
+    P("code_code", offsetof(PyCodeObject, co_code));
+    NONE("code_adaptive");
+    NONE("code_firsttraceable");
+    P("code_nlocals", offsetof(PyCodeObject, co_nlocals));
+#endif
+#if PY_VERSION_HEX >= 0x030E0000 && defined(Py_GIL_DISABLED)
+    P("code_tlbc", offsetof(PyCodeObject, co_tlbc));
+#else
+    NONE("code_tlbc");
+#endif
+    P("code_flags", offsetof(PyCodeObject, co_flags));
+
+    /* ---- object headers */
+    P("ob_type", offsetof(PyObject, ob_type));
+    P("ob_size", offsetof(PyVarObject, ob_size));
+    P("type_name", offsetof(PyTypeObject, tp_name));
+
+    /* ---- bytes and strings */
+#if PY_MAJOR_VERSION >= 3
+    P("bytes_sval", offsetof(PyBytesObject, ob_sval));
+    P("unicode_state", offsetof(PyASCIIObject, state));
+    P("unicode_length", offsetof(PyASCIIObject, length));
+    P("unicode_ascii_size", sizeof(PyASCIIObject));
+    P("unicode_compact_size", sizeof(PyCompactUnicodeObject));
+    {
+        /* Where does the 3-bit `state.kind` bitfield start? Set it to all ones in an
+         * otherwise zeroed object and look for the lowest set bit of the state word. */
+        PyASCIIObject a;
+        unsigned char raw[sizeof(a.state)];
+        unsigned int bit;
+        int shift = -1;
+        memset(&a, 0, sizeof(a));
+        a.state.kind = 7;
+        memcpy(raw, &a.state, sizeof(raw));
+        for (bit = 0; bit < 8 * sizeof(raw); bit++) {
+            if (raw[bit / 8] & (1u << (bit % 8))) { /* little-endian byte order */
+                shift = (int)bit;
+                break;
+            }
+        }
+        if (shift < 0) {
+            fprintf(stderr, "layout_probe: state.kind not found in PyASCIIObject.state\n");
+            return 1;
+        }
+        P("unicode_kind_shift", shift);
+    }
+#else
+    P("bytes_sval", offsetof(PyStringObject, ob_sval));
+    P("unicode_state", 0);
+    P("unicode_length", 0);
+    P("unicode_ascii_size", 0);
+    P("unicode_compact_size", 0);
+    P("unicode_kind_shift", 0);
+#endif
+    return 0;
+}

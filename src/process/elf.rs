@@ -1,0 +1,94 @@
+//! ELF files the target has mapped: symbols, sections and the load bias (goblin).
+
+use super::maps::MapRange;
+use anyhow::{Context, Result};
+use goblin::elf::{program_header::PT_LOAD, Elf};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What we need from one ELF file: a few symbols, a few sections, its load segments.
+#[derive(Debug, Default, Clone)]
+pub struct ElfInfo {
+    /// Symbol name → (virtual address, size), from `.dynsym` and `.symtab`.
+    pub symbols: HashMap<String, (u64, u64)>,
+    /// Section name → (virtual address, size, file offset).
+    pub sections: HashMap<String, (u64, u64, u64)>,
+    /// PT_LOAD segments: (file offset, virtual address).
+    pub loads: Vec<(u64, u64)>,
+    /// The raw bytes of `.rodata` (for the version string of old interpreters).
+    pub rodata: Vec<u8>,
+}
+
+/// Symbols we look for; everything else is dropped so a big libpython costs little memory.
+const WANTED: &[&str] = &[
+    "_PyRuntime",
+    "Py_Version",
+    "interp_head",
+    "_PyThreadState_Current",
+    "_Py_DebugOffsets",
+];
+
+impl ElfInfo {
+    pub fn open(path: &Path) -> Result<ElfInfo> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&data).with_context(|| format!("parsing ELF file {}", path.display()))
+    }
+
+    pub fn parse(data: &[u8]) -> Result<ElfInfo> {
+        let elf = Elf::parse(data)?;
+        let mut info = ElfInfo::default();
+        for (syms, strtab) in [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)] {
+            for sym in syms.iter() {
+                if sym.st_value == 0 {
+                    continue;
+                }
+                if let Some(name) = strtab.get_at(sym.st_name) {
+                    if WANTED.contains(&name) {
+                        info.symbols
+                            .entry(name.to_string())
+                            .or_insert((sym.st_value, sym.st_size));
+                    }
+                }
+            }
+        }
+        for sh in &elf.section_headers {
+            if let Some(name) = elf.shdr_strtab.get_at(sh.sh_name) {
+                info.sections
+                    .insert(name.to_string(), (sh.sh_addr, sh.sh_size, sh.sh_offset));
+                if name == ".rodata" {
+                    let start = sh.sh_offset as usize;
+                    let end = start.saturating_add(sh.sh_size as usize).min(data.len());
+                    if start < end {
+                        info.rodata = data[start..end].to_vec();
+                    }
+                }
+            }
+        }
+        for ph in &elf.program_headers {
+            if ph.p_type == PT_LOAD {
+                info.loads.push((ph.p_offset, ph.p_vaddr));
+            }
+        }
+        Ok(info)
+    }
+
+    /// The difference between where the file is mapped in the target and its link-time
+    /// addresses, found by matching a PT_LOAD segment to the mapping of its file offset.
+    pub fn load_bias(&self, file_maps: &[&MapRange]) -> Option<u64> {
+        const PAGE: u64 = 0xfff;
+        for &(off, vaddr) in &self.loads {
+            if let Some(m) = file_maps.iter().find(|m| m.offset == off & !PAGE) {
+                return Some(m.start.wrapping_sub(vaddr & !PAGE));
+            }
+        }
+        None
+    }
+
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.symbols.get(name).map(|s| s.0)
+    }
+
+    pub fn section(&self, name: &str) -> Option<(u64, u64)> {
+        self.sections.get(name).map(|s| (s.0, s.1))
+    }
+}

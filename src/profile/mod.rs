@@ -1,0 +1,204 @@
+//! The profile: aggregated samples. Frames and threads are interned; a stack is a list
+//! of frame ids (root first) with a count, so memory grows with distinct stacks, never
+//! with the number of samples. This is also the lossless JSON file format.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+pub const FORMAT_NAME: &str = "pyprof-profile";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One frame: a line of a function (and, with `--opcodes`, the instruction executing).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// Qualified name on 3.11+, plain name before.
+    pub function: String,
+    pub file: String,
+    pub first_line: i32,
+    /// 0 when the interpreter has no line for the instruction.
+    pub line: i32,
+    /// With `--opcodes`: the byte offset (as `dis` numbers it) of the instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+    /// With `--opcodes`: the opcode as executed (specialized name on 3.11+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opcode: Option<String>,
+    /// With `--opcodes`: the base (deoptimized) opcode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_opcode: Option<String>,
+}
+
+/// A thread seen while sampling.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// `threading.get_ident()` (pthread_t).
+    pub thread_id: u64,
+    /// OS thread id, where the interpreter records it (3.11+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ThreadInfo {
+    pub fn label(&self) -> String {
+        let id = match self.native_id {
+            Some(tid) => format!("tid {tid}"),
+            None => format!("{:#x}", self.thread_id),
+        };
+        match &self.name {
+            Some(name) => format!("thread {name} ({id})"),
+            None => format!("thread {id}"),
+        }
+    }
+}
+
+/// A distinct stack and how many samples had it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Frame ids, root first.
+    pub frames: Vec<u32>,
+    /// Index into `threads`.
+    pub thread: u32,
+    pub count: u64,
+    /// The stack was deeper than `--max-depth`: its root-most frames are missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// What was profiled and how.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub pyprof_version: String,
+    /// What was profiled, as a user reads it: "pid 1234 (python app.py)" or the command.
+    pub target: String,
+    pub pid: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    pub python_version: String,
+    /// The file that holds the interpreter (libpython or the executable).
+    pub python_binary: String,
+    /// The target's working directory (file names under it are shown relative to it).
+    #[serde(default)]
+    pub cwd: String,
+    /// Where the layout came from (built-in table or the target's _Py_DebugOffsets).
+    pub layout_source: String,
+    pub rate_hz: f64,
+    pub duration_secs: f64,
+    /// "blocking" (target paused for each sample) or "nonblocking".
+    pub mode: String,
+    pub opcodes: bool,
+    /// Sampling ticks attempted (each reads every thread).
+    pub ticks: u64,
+    /// Thread stacks recorded (a tick yields one per thread).
+    pub samples: u64,
+    /// Thread stacks that could not be read, by reason.
+    pub errors: BTreeMap<String, u64>,
+    /// Ticks skipped because the sampler fell behind the requested rate.
+    pub late: u64,
+    /// `process_vm_readv` calls made, for cost accounting.
+    #[serde(default)]
+    pub memory_reads: u64,
+    pub started_at: String,
+    /// Anything the user should know (layout mismatches, instrumentation seen, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Meta {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// The lossless profile, as written to JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileData {
+    pub format: String,
+    pub format_version: u32,
+    pub meta: Meta,
+    pub frames: Vec<Frame>,
+    pub threads: Vec<ThreadInfo>,
+    pub stacks: Vec<Stack>,
+}
+
+/// The aggregator used while sampling.
+#[derive(Default)]
+pub struct Profile {
+    pub meta: Meta,
+    frames: Vec<Frame>,
+    frame_ids: HashMap<Frame, u32>,
+    threads: Vec<ThreadInfo>,
+    thread_ids: HashMap<ThreadInfo, u32>,
+    stacks: HashMap<(u32, Vec<u32>, bool), u64>,
+}
+
+impl Profile {
+    pub fn new(meta: Meta) -> Profile {
+        Profile {
+            meta,
+            ..Default::default()
+        }
+    }
+
+    pub fn intern_frame(&mut self, f: &Frame) -> u32 {
+        if let Some(&id) = self.frame_ids.get(f) {
+            return id;
+        }
+        let id = self.frames.len() as u32;
+        self.frames.push(f.clone());
+        self.frame_ids.insert(f.clone(), id);
+        id
+    }
+
+    pub fn intern_thread(&mut self, t: &ThreadInfo) -> u32 {
+        if let Some(&id) = self.thread_ids.get(t) {
+            return id;
+        }
+        let id = self.threads.len() as u32;
+        self.threads.push(t.clone());
+        self.thread_ids.insert(t.clone(), id);
+        id
+    }
+
+    /// Count one sample of `frames` (root first) on `thread`.
+    pub fn add(&mut self, thread: u32, frames: &[u32], truncated: bool) {
+        self.meta.samples += 1;
+        // Look up without allocating; allocate a key only for a new stack.
+        let key = (thread, frames.to_vec(), truncated);
+        *self.stacks.entry(key).or_insert(0) += 1;
+    }
+
+    pub fn add_error(&mut self, reason: String) {
+        *self.meta.errors.entry(reason).or_insert(0) += 1;
+    }
+
+    pub fn distinct_stacks(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// The profile in its file form (stacks sorted for reproducible output).
+    pub fn to_data(&self) -> ProfileData {
+        let mut stacks: Vec<Stack> = self
+            .stacks
+            .iter()
+            .map(|((thread, frames, truncated), &count)| Stack {
+                frames: frames.clone(),
+                thread: *thread,
+                count,
+                truncated: *truncated,
+            })
+            .collect();
+        stacks.sort_by(|a, b| {
+            (a.thread, &a.frames, a.truncated).cmp(&(b.thread, &b.frames, b.truncated))
+        });
+        ProfileData {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            meta: self.meta.clone(),
+            frames: self.frames.clone(),
+            threads: self.threads.clone(),
+            stacks,
+        }
+    }
+}

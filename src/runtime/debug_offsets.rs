@@ -1,0 +1,284 @@
+//! `_Py_DebugOffsets`: the table of offsets CPython 3.13+ keeps at the start of
+//! `_PyRuntime` for out-of-process tools (cookie `xdebugpy`).
+//!
+//! The table is a sequence of `uint64_t`s whose order is fixed per minor version; the
+//! schema below lists the field names in order (copied from the header's struct, checked
+//! by a test against the headers). A `Layout` is built from the target's values, taking
+//! from our own table only what the debug offsets do not carry.
+
+use super::layout::Layout;
+use crate::process::Memory;
+use std::collections::HashMap;
+
+pub const COOKIE: &[u8; 8] = b"xdebugpy";
+
+/// Field names of `_Py_DebugOffsets` for 3.13, in order, after `cookie`.
+pub const SCHEMA_3_13: &[&str] = &[
+    "version",
+    "free_threaded",
+    "runtime_state.size",
+    "runtime_state.finalizing",
+    "runtime_state.interpreters_head",
+    "interpreter_state.size",
+    "interpreter_state.id",
+    "interpreter_state.next",
+    "interpreter_state.threads_head",
+    "interpreter_state.gc",
+    "interpreter_state.imports_modules",
+    "interpreter_state.sysdict",
+    "interpreter_state.builtins",
+    "interpreter_state.ceval_gil",
+    "interpreter_state.gil_runtime_state",
+    "interpreter_state.gil_runtime_state_enabled",
+    "interpreter_state.gil_runtime_state_locked",
+    "interpreter_state.gil_runtime_state_holder",
+    "thread_state.size",
+    "thread_state.prev",
+    "thread_state.next",
+    "thread_state.interp",
+    "thread_state.current_frame",
+    "thread_state.thread_id",
+    "thread_state.native_thread_id",
+    "thread_state.datastack_chunk",
+    "thread_state.status",
+    "interpreter_frame.size",
+    "interpreter_frame.previous",
+    "interpreter_frame.executable",
+    "interpreter_frame.instr_ptr",
+    "interpreter_frame.localsplus",
+    "interpreter_frame.owner",
+    "code_object.size",
+    "code_object.filename",
+    "code_object.name",
+    "code_object.qualname",
+    "code_object.linetable",
+    "code_object.firstlineno",
+    "code_object.argcount",
+    "code_object.localsplusnames",
+    "code_object.localspluskinds",
+    "code_object.co_code_adaptive",
+    "pyobject.size",
+    "pyobject.ob_type",
+    "type_object.size",
+    "type_object.tp_name",
+    "type_object.tp_repr",
+    "type_object.tp_flags",
+    "tuple_object.size",
+    "tuple_object.ob_item",
+    "tuple_object.ob_size",
+    "list_object.size",
+    "list_object.ob_item",
+    "list_object.ob_size",
+    "dict_object.size",
+    "dict_object.ma_keys",
+    "dict_object.ma_values",
+    "float_object.size",
+    "float_object.ob_fval",
+    "long_object.size",
+    "long_object.lv_tag",
+    "long_object.ob_digit",
+    "bytes_object.size",
+    "bytes_object.ob_size",
+    "bytes_object.ob_sval",
+    "unicode_object.size",
+    "unicode_object.state",
+    "unicode_object.length",
+    "unicode_object.asciiobject_size",
+    "gc.size",
+    "gc.collecting",
+];
+
+/// The schema for a minor version: the newest one known at or below it.
+pub fn schema_for(minor: u8) -> &'static [&'static str] {
+    let _ = minor;
+    SCHEMA_3_13
+}
+
+/// The target's debug offsets, by field name.
+#[derive(Clone, Debug, Default)]
+pub struct DebugOffsets {
+    pub values: HashMap<&'static str, u64>,
+}
+
+impl DebugOffsets {
+    /// Read the table at `runtime` (the address of `_PyRuntime`). None if the cookie is absent.
+    pub fn read(mem: &dyn Memory, runtime: u64) -> Option<DebugOffsets> {
+        let mut head = [0u8; 16];
+        mem.read(runtime, &mut head).ok()?;
+        if &head[..8] != COOKIE {
+            return None;
+        }
+        let hex = u64::from_le_bytes(head[8..16].try_into().ok()?);
+        let minor = (hex >> 16) as u8;
+        let schema = schema_for(minor);
+        let mut raw = vec![0u8; schema.len() * 8];
+        mem.read(runtime + 8, &mut raw).ok()?;
+        let values = schema
+            .iter()
+            .zip(raw.chunks_exact(8))
+            .map(|(name, c)| (*name, u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
+            .collect();
+        Some(DebugOffsets { values })
+    }
+
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.values.get(name).copied()
+    }
+
+    pub fn version_hex(&self) -> u32 {
+        self.get("version").unwrap_or(0) as u32
+    }
+
+    pub fn free_threaded(&self) -> bool {
+        self.get("free_threaded").unwrap_or(0) != 0
+    }
+
+    /// Build a layout from the target's table; `base` supplies what the table lacks.
+    /// Returns the layout and the fields where the target disagrees with `base`.
+    pub fn to_layout(&self, base: &Layout) -> (Layout, Vec<String>) {
+        let mut l = base.clone();
+        let mut diffs = Vec::new();
+        let mut set = |field: &mut u32, name: &str, value: Option<u64>| {
+            if let Some(v) = value {
+                let v = v as u32;
+                if *field != v {
+                    diffs.push(format!("{name}: table {} target {}", *field, v));
+                    *field = v;
+                }
+            }
+        };
+        let g = |n: &str| self.get(n);
+        let mut interp_head = base.runtime_interp_head.unwrap_or(0);
+        set(
+            &mut interp_head,
+            "runtime_interp_head",
+            g("runtime_state.interpreters_head"),
+        );
+        l.runtime_interp_head = Some(interp_head);
+        set(
+            &mut l.interp_next,
+            "interp_next",
+            g("interpreter_state.next"),
+        );
+        set(
+            &mut l.interp_tstate_head,
+            "interp_tstate_head",
+            g("interpreter_state.threads_head"),
+        );
+        let mut gil_ptr = base.interp_gil_ptr.unwrap_or(0);
+        set(
+            &mut gil_ptr,
+            "interp_gil_ptr",
+            g("interpreter_state.ceval_gil"),
+        );
+        l.interp_gil_ptr = Some(gil_ptr);
+        if let Some(gil) = g("interpreter_state.gil_runtime_state") {
+            let mut holder = base.gil_last_holder.unwrap_or(0);
+            let mut locked = base.gil_locked.unwrap_or(0);
+            set(
+                &mut holder,
+                "gil_last_holder",
+                g("interpreter_state.gil_runtime_state_holder").map(|v| v.wrapping_sub(gil)),
+            );
+            set(
+                &mut locked,
+                "gil_locked",
+                g("interpreter_state.gil_runtime_state_locked").map(|v| v.wrapping_sub(gil)),
+            );
+            l.gil_last_holder = Some(holder);
+            l.gil_locked = Some(locked);
+        }
+        set(&mut l.tstate_next, "tstate_next", g("thread_state.next"));
+        set(
+            &mut l.tstate_interp,
+            "tstate_interp",
+            g("thread_state.interp"),
+        );
+        set(
+            &mut l.tstate_frame,
+            "tstate_frame",
+            g("thread_state.current_frame"),
+        );
+        set(
+            &mut l.tstate_thread_id,
+            "tstate_thread_id",
+            g("thread_state.thread_id"),
+        );
+        let mut native = base.tstate_native_thread_id.unwrap_or(0);
+        set(
+            &mut native,
+            "tstate_native_thread_id",
+            g("thread_state.native_thread_id"),
+        );
+        l.tstate_native_thread_id = Some(native);
+        set(
+            &mut l.frame_back,
+            "frame_back",
+            g("interpreter_frame.previous"),
+        );
+        set(
+            &mut l.frame_code,
+            "frame_code",
+            g("interpreter_frame.executable"),
+        );
+        set(
+            &mut l.frame_instr,
+            "frame_instr",
+            g("interpreter_frame.instr_ptr"),
+        );
+        set(
+            &mut l.frame_localsplus,
+            "frame_localsplus",
+            g("interpreter_frame.localsplus"),
+        );
+        let mut owner = base.frame_owner.unwrap_or(0);
+        set(&mut owner, "frame_owner", g("interpreter_frame.owner"));
+        l.frame_owner = Some(owner);
+        set(
+            &mut l.code_filename,
+            "code_filename",
+            g("code_object.filename"),
+        );
+        set(&mut l.code_name, "code_name", g("code_object.name"));
+        let mut qual = base.code_qualname.unwrap_or(0);
+        set(&mut qual, "code_qualname", g("code_object.qualname"));
+        l.code_qualname = Some(qual);
+        set(
+            &mut l.code_linetable,
+            "code_linetable",
+            g("code_object.linetable"),
+        );
+        set(
+            &mut l.code_firstlineno,
+            "code_firstlineno",
+            g("code_object.firstlineno"),
+        );
+        let mut adaptive = base.code_adaptive.unwrap_or(0);
+        set(
+            &mut adaptive,
+            "code_adaptive",
+            g("code_object.co_code_adaptive"),
+        );
+        l.code_adaptive = Some(adaptive);
+        set(&mut l.ob_type, "ob_type", g("pyobject.ob_type"));
+        set(&mut l.type_name, "type_name", g("type_object.tp_name"));
+        set(&mut l.bytes_sval, "bytes_sval", g("bytes_object.ob_sval"));
+        set(
+            &mut l.unicode_state,
+            "unicode_state",
+            g("unicode_object.state"),
+        );
+        set(
+            &mut l.unicode_length,
+            "unicode_length",
+            g("unicode_object.length"),
+        );
+        set(
+            &mut l.unicode_ascii_size,
+            "unicode_ascii_size",
+            g("unicode_object.asciiobject_size"),
+        );
+        l.free_threaded = self.free_threaded();
+        (l, diffs)
+    }
+}

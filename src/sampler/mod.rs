@@ -1,0 +1,305 @@
+//! The sampler: attach to a target, take samples on a fixed-rate clock, stop on duration,
+//! Ctrl-C/SIGTERM or target exit, and count every failure by reason.
+//!
+//! The clock is scheduled by absolute deadlines (`start + k * period`), so it does not
+//! drift; a tick that comes too late is counted as late and skipped, never silently
+//! dropped. In blocking mode every thread of the target is paused (ptrace) for the
+//! duration of one tick and always resumed (the lock is released on drop, and the
+//! kernel detaches a tracer that dies).
+
+use crate::code::{CodeInfo, CodeReader};
+use crate::process::{LiveMemory, Memory};
+use crate::profile::{Frame, Profile, ThreadInfo};
+use crate::runtime::layout::{FrameKind, Layout};
+use crate::runtime::{self, DiscoverError, PythonRuntime};
+use crate::walker::{RawFrame, RawThread, WalkError, Walker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Default deepest stack we follow before marking it truncated.
+pub const DEFAULT_MAX_DEPTH: usize = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rate_hz: f64,
+    pub duration: Option<Duration>,
+    pub blocking: bool,
+    pub opcodes: bool,
+    pub max_depth: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rate_hz: 100.0,
+            duration: None,
+            blocking: true,
+            opcodes: false,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// Why recording ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Interrupted,
+    TargetExited,
+}
+
+/// An attached target: its memory, its interpreter and the decoding state.
+pub struct Session {
+    pub pid: i32,
+    pub mem: LiveMemory,
+    pub runtime: PythonRuntime,
+    pub walker: Walker,
+    pub code: CodeReader,
+    raw: RawThread,
+    ids: Vec<u32>,
+}
+
+impl Session {
+    pub fn attach(pid: i32, max_depth: usize) -> Result<Session, DiscoverError> {
+        if pid <= 0 || !crate::process::live::is_alive(pid) {
+            return Err(DiscoverError::NoSuchProcess(pid));
+        }
+        let mem = LiveMemory::new(pid);
+        let rt = runtime::discover(pid, &mem)?;
+        Ok(Session {
+            pid,
+            walker: Walker::new(&rt, max_depth),
+            code: CodeReader::new(&rt.layout),
+            runtime: rt,
+            mem,
+            raw: RawThread::default(),
+            ids: Vec::new(),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.runtime.layout
+    }
+
+    /// Is the interpreter initialised (a main interpreter with at least one thread)?
+    pub fn ready(&self) -> bool {
+        match self.walker.main_interpreter(&self.mem) {
+            Ok(interp) if interp != 0 => self
+                .walker
+                .thread_states(&self.mem, interp)
+                .map(|t| !t.is_empty())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// Take one sample of every thread into `profile`. Per-thread failures are returned
+    /// (not yet counted: the caller decides, knowing whether the target still lives).
+    pub fn sample(&mut self, profile: &mut Profile, blocking: bool) -> Vec<WalkError> {
+        let mut errors = Vec::new();
+        let _lock = if blocking {
+            match remoteprocess::Process::new(self.pid).and_then(|p| p.lock()) {
+                Ok(lock) => Some(lock),
+                Err(_) => {
+                    errors.push(WalkError::BadPointer("could not pause the target"));
+                    return errors;
+                }
+            }
+        } else {
+            None
+        };
+        let interp = match self.walker.main_interpreter(&self.mem) {
+            Ok(0) => return errors, // not initialised yet, or finalised
+            Ok(i) => i,
+            Err(e) => {
+                errors.push(e);
+                return errors;
+            }
+        };
+        let tstates = match self.walker.thread_states(&self.mem, interp) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                return errors;
+            }
+        };
+        for t in tstates {
+            let mut raw = std::mem::take(&mut self.raw);
+            let r = self.walker.walk_thread(&self.mem, t, &mut raw);
+            let r = r.and_then(|()| self.record_thread(&raw, profile));
+            self.raw = raw;
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    fn record_thread(&mut self, raw: &RawThread, profile: &mut Profile) -> Result<(), WalkError> {
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        let result = (|| {
+            for rf in &raw.frames {
+                let info = self.code.code(&self.mem, rf.code)?;
+                if let Some(frame) = resolve_frame(self.runtime.layout.clone_ref(), &info, rf) {
+                    ids.push(profile.intern_frame(&frame));
+                }
+            }
+            Ok(())
+        })();
+        if result.is_ok() && !ids.is_empty() {
+            ids.reverse();
+            let thread = profile.intern_thread(&ThreadInfo {
+                thread_id: raw.thread_id,
+                native_id: raw.native_id,
+                name: None,
+            });
+            profile.add(thread, &ids, raw.truncated);
+        }
+        self.ids = ids;
+        result
+    }
+}
+
+trait CloneRef {
+    fn clone_ref(&self) -> &Self;
+}
+impl CloneRef for Layout {
+    fn clone_ref(&self) -> &Self {
+        self
+    }
+}
+
+/// The byte offset (as `dis` numbers it) of the instruction a frame is executing, or
+/// None when the frame has not started.
+pub fn instruction_offset(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Option<u32> {
+    match layout.frame_kind {
+        FrameKind::Object => {
+            let lasti = rf.instr as i64 as i32;
+            if lasti < 0 {
+                return None;
+            }
+            // 3.10 counts code units; earlier versions count bytes.
+            let scale = if (layout.major, layout.minor) >= (3, 10) {
+                2
+            } else {
+                1
+            };
+            Some((lasti as u32).saturating_mul(scale))
+        }
+        FrameKind::Interpreter => {
+            if rf.instr < info.code_start {
+                return None;
+            }
+            let off = rf.instr - info.code_start;
+            if off >= info.code_len.max(2) || off % 2 != 0 {
+                return None;
+            }
+            Some(off as u32)
+        }
+    }
+}
+
+/// Is this 3.11+ frame still being set up (CPython's `_PyFrame_IsIncomplete`)?
+fn incomplete(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> bool {
+    const OWNED_BY_GENERATOR: u8 = 1;
+    layout.frame_kind == FrameKind::Interpreter
+        && rf.owner != OWNED_BY_GENERATOR
+        && rf.instr < info.code_start + 2 * info.first_traceable as u64
+}
+
+/// A raw frame and its code object → the frame a profile records.
+pub fn resolve_frame(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Option<Frame> {
+    if incomplete(layout, info, rf) {
+        return None;
+    }
+    let offset = instruction_offset(layout, info, rf);
+    let line = match offset {
+        Some(off) => info.line_at(layout, off).unwrap_or(0),
+        None => info.first_line,
+    };
+    Some(Frame {
+        function: info.name.clone(),
+        file: info.filename.clone(),
+        first_line: info.first_line,
+        line,
+        offset: None,
+        opcode: None,
+        base_opcode: None,
+    })
+}
+
+/// Run the fixed-rate clock until a stop condition; samples go into `profile`.
+/// `alive` tells whether the target still runs (a child we launched is reaped by it).
+pub fn record(
+    session: &mut Session,
+    config: &Config,
+    stop: &AtomicBool,
+    alive: &mut dyn FnMut() -> bool,
+    profile: &mut Profile,
+) -> StopReason {
+    let period = Duration::from_secs_f64(1.0 / config.rate_hz);
+    let start = Instant::now();
+    let mut k: u64 = 0;
+    let reason = loop {
+        if stop.load(Ordering::SeqCst) {
+            break StopReason::Interrupted;
+        }
+        let deadline = start + period.mul_f64(k as f64);
+        if let Some(d) = config.duration {
+            if deadline.duration_since(start) >= d {
+                // Sleep out the rest of the duration, so it is honoured exactly.
+                let end = start + d;
+                sleep_until(end, stop);
+                break StopReason::Duration;
+            }
+        }
+        let now = Instant::now();
+        if now < deadline {
+            sleep_until(deadline, stop);
+            if stop.load(Ordering::SeqCst) {
+                break StopReason::Interrupted;
+            }
+        } else {
+            let behind = (now - deadline).as_secs_f64() / period.as_secs_f64();
+            if behind >= 1.0 {
+                // Skip the ticks we can no longer take on time, and count them.
+                let skip = behind.floor() as u64;
+                profile.meta.late += skip;
+                k += skip;
+                continue;
+            }
+        }
+        k += 1;
+        profile.meta.ticks += 1;
+        let errors = session.sample(profile, config.blocking);
+        if !errors.is_empty() || k % 16 == 0 {
+            if !alive() {
+                // Reads failed because the target is gone: not the profiler's failure.
+                break StopReason::TargetExited;
+            }
+        }
+        for e in errors {
+            profile.add_error(e.to_string());
+        }
+    };
+    profile.meta.duration_secs = start.elapsed().as_secs_f64();
+    profile.meta.memory_reads = session.mem.read_calls();
+    reason
+}
+
+/// Sleep until `deadline`, waking early (within 50 ms) when `stop` is set.
+fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Errors are strings in the profile; this keeps the memory trait in scope for callers.
+pub fn read_ok(mem: &dyn Memory, addr: u64) -> bool {
+    mem.read_u8(addr).is_ok()
+}
