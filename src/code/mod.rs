@@ -7,6 +7,7 @@
 //! address that was freed and reused for another object is not trusted blindly.
 
 pub mod linetable;
+pub mod opcode_tables;
 pub mod opcodes;
 
 use crate::process::Memory;

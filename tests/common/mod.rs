@@ -1,0 +1,282 @@
+//! Shared test support: find the interpreters to test, spawn target programs that signal
+//! readiness, run the pyprof binary, parse its JSON profiles.
+#![allow(dead_code)]
+
+use pyprof::profile::ProfileData;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// An interpreter under test.
+#[derive(Clone, Debug)]
+pub struct Python {
+    /// "3.12.1", "3.11-debian", ...
+    pub label: String,
+    /// The command that runs it (a path, or e.g. `chroot /opt/sid python3.14`).
+    pub cmd: Vec<String>,
+    pub major: u8,
+    pub minor: u8,
+    /// Directory the target sees as `/` (for chroot targets), to place scripts in.
+    pub root: Option<PathBuf>,
+}
+
+impl Python {
+    pub fn at_least(&self, major: u8, minor: u8) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+const PYENV_VERSIONS: &[&str] = &[
+    "2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0",
+];
+
+fn probe(cmd: &[String]) -> Option<(u8, u8)> {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-c", "import sys; print('%d %d' % sys.version_info[:2])"])
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    let mut it = s.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Every interpreter to test: the pyenv builds, Debian's /usr/bin/python3.11, and
+/// PYPROF_PYTHONS (colon-separated paths, or `label=command with args`). A missing one
+/// is reported by name on stderr, never silently dropped.
+pub fn pythons() -> Vec<Python> {
+    let root = std::env::var("PYENV_ROOT").unwrap_or_else(|_| "/root/.pyenv".into());
+    let mut cands: Vec<(String, Vec<String>)> = PYENV_VERSIONS
+        .iter()
+        .map(|v| {
+            (
+                v.to_string(),
+                vec![format!("{root}/versions/{v}/bin/python")],
+            )
+        })
+        .collect();
+    cands.push(("3.11-debian".into(), vec!["/usr/bin/python3.11".into()]));
+    if let Ok(extra) = std::env::var("PYPROF_PYTHONS") {
+        for item in extra.split(':').filter(|s| !s.is_empty()) {
+            let (label, cmd) = match item.split_once('=') {
+                Some((l, c)) => (l.to_string(), c),
+                None => (item.to_string(), item),
+            };
+            cands.push((label, cmd.split_whitespace().map(String::from).collect()));
+        }
+    }
+    let mut out = Vec::new();
+    for (label, cmd) in cands {
+        match probe(&cmd) {
+            Some((major, minor)) => {
+                let root = if cmd[0] == "chroot" {
+                    cmd.get(1).map(PathBuf::from)
+                } else {
+                    None
+                };
+                out.push(Python {
+                    label,
+                    cmd,
+                    major,
+                    minor,
+                    root,
+                })
+            }
+            None => eprintln!(
+                "SKIP python {label}: not found or not runnable ({})",
+                cmd.join(" ")
+            ),
+        }
+    }
+    out
+}
+
+pub fn pyprof_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pyprof"))
+}
+
+pub fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts")
+}
+
+/// A target program that prints a line with `ready` once it is in position.
+pub struct Target {
+    pub child: Child,
+    pub pid: i32,
+    /// Lines printed before `ready`.
+    pub lines: Vec<String>,
+}
+
+impl Target {
+    pub fn spawn(py: &Python, script: &str, args: &[&str]) -> Target {
+        let path = script_path(py, script);
+        let mut child = Command::new(&py.cmd[0])
+            .args(&py.cmd[1..])
+            .arg(&path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {} {}: {e}", py.label, script));
+        let pid = child.id() as i32;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "ready" {
+                    let _ = tx.send(Some(std::mem::take(&mut lines)));
+                } else {
+                    lines.push(line);
+                }
+            }
+            let _ = tx.send(None);
+        });
+        let lines = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(lines)) => lines,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "{} {script}: target never printed ready ({other:?})",
+                    py.label
+                )
+            }
+        };
+        Target {
+            child,
+            pid: target_pid(pid),
+            lines,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// For `chroot DIR python`, the Python process is the chroot's child after exec (same
+/// pid, since chroot execs); otherwise the child itself.
+fn target_pid(pid: i32) -> i32 {
+    pid
+}
+
+/// Where the target sees a test script (copied into the chroot when there is one).
+pub fn script_path(py: &Python, script: &str) -> String {
+    let src = scripts_dir().join(script);
+    match &py.root {
+        Some(root) => {
+            let dir = root.join("tmp/pyprof-tests");
+            std::fs::create_dir_all(&dir).expect("mkdir in chroot");
+            std::fs::copy(&src, dir.join(script)).expect("copy script into chroot");
+            format!("/tmp/pyprof-tests/{script}")
+        }
+        None => src.display().to_string(),
+    }
+}
+
+/// Run `pyprof` with arguments, RUST_BACKTRACE=1 as CI machines have it.
+pub fn pyprof(args: &[&str]) -> Output {
+    Command::new(pyprof_bin())
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running pyprof")
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+pub fn read_profile(path: &Path) -> ProfileData {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// Record `pid` for `secs` seconds into JSON and parse it.
+pub fn record_json(pid: i32, secs: f64, extra: &[&str]) -> (ProfileData, Output) {
+    let dir = temp_dir();
+    let out = dir.path().join("p.json");
+    let d = secs.to_string();
+    let pid_s = pid.to_string();
+    let mut args = vec!["record", "-p", &pid_s, "-d", &d, "-f", "json", "-o"];
+    let out_s = out.display().to_string();
+    args.push(&out_s);
+    args.extend_from_slice(extra);
+    let o = pyprof(&args);
+    assert!(
+        o.status.success(),
+        "pyprof failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (read_profile(&out), o)
+}
+
+/// The line of `marker` (a comment like `# MARK:name`) in a test script, 1-based.
+pub fn marker_line(script: &str, marker: &str) -> i32 {
+    let text = std::fs::read_to_string(scripts_dir().join(script)).expect("script");
+    let tag = format!("# MARK:{marker}");
+    text.lines()
+        .position(|l| l.trim_end().ends_with(&tag))
+        .map(|i| i as i32 + 1)
+        .unwrap_or_else(|| panic!("no {tag} in {script}"))
+}
+
+/// Stacks of a profile as (thread index, [(function, line)] root first, count).
+pub fn stacks(p: &ProfileData) -> Vec<(u32, Vec<(String, i32)>, u64)> {
+    p.stacks
+        .iter()
+        .map(|s| {
+            let frames = s
+                .frames
+                .iter()
+                .map(|&i| {
+                    let f = &p.frames[i as usize];
+                    (f.function.clone(), f.line)
+                })
+                .collect();
+            (s.thread, frames, s.count)
+        })
+        .collect()
+}
+
+/// Wait until `f` holds or the timeout passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One line of stderr, no panic, no backtrace.
+pub fn assert_one_line_error(o: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success(),
+        "{what}: expected failure, got success: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: expected one line, got: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("internal error"),
+        "{what}: {err}"
+    );
+    err
+}

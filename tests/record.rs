@@ -1,0 +1,381 @@
+//! `pyprof record` against real interpreters: every available version, each target
+//! signalling readiness before pyprof attaches.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Run `check` for every interpreter; report all failures at the end, by name.
+fn for_each_python(name: &str, mut check: impl FnMut(&Python) -> Result<String, String>) {
+    let pythons = pythons();
+    assert!(!pythons.is_empty(), "no interpreter found at all");
+    let mut failures = Vec::new();
+    for py in &pythons {
+        match check(py) {
+            Ok(note) => eprintln!("{name} {}: ok {note}", py.label),
+            Err(e) => {
+                eprintln!("{name} {}: FAILED {e}", py.label);
+                failures.push(format!("{}: {e}", py.label));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} failed on:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn qualname(py: &Python, class: &str, func: &str) -> String {
+    if py.at_least(3, 11) {
+        format!("{class}.{func}")
+    } else {
+        func.to_string()
+    }
+}
+
+#[test]
+fn known_blocked_stack_has_exact_names_and_lines() {
+    for_each_python("blocked stack", |py| {
+        let target = Target::spawn(py, "blocked.py", &[]);
+        for mode in [&[][..], &["--nonblocking"][..]] {
+            let (p, _) = record_json(target.pid, 0.3, mode);
+            let want = vec![
+                (
+                    "<module>".to_string(),
+                    marker_line("blocked.py", "module_call"),
+                ),
+                ("main".to_string(), marker_line("blocked.py", "main_call")),
+                (
+                    qualname(py, "Worker", "run"),
+                    marker_line("blocked.py", "run_call"),
+                ),
+                ("leaf".to_string(), marker_line("blocked.py", "sleep")),
+            ];
+            let all = stacks(&p);
+            if all.is_empty() {
+                return Err(format!("no stacks recorded {mode:?}"));
+            }
+            for (_, frames, _) in &all {
+                if frames != &want {
+                    return Err(format!("{mode:?}: got {frames:?}, want {want:?}"));
+                }
+            }
+            let file = &p.frames[p.stacks[0].frames[0] as usize].file;
+            if !file.ends_with("blocked.py") {
+                return Err(format!("file name {file}"));
+            }
+            if p.meta.error_count() != 0 {
+                return Err(format!("errors: {:?}", p.meta.errors));
+            }
+        }
+        Ok(String::new())
+    });
+}
+
+#[test]
+fn cpu_split_70_30_within_3_points() {
+    for_each_python("70/30 split", |py| {
+        let target = Target::spawn(py, "split.py", &[]);
+        let (p, _) = record_json(target.pid, 3.0, &["-r", "1000", "--nonblocking"]);
+        let mut hot70 = 0u64;
+        let mut hot30 = 0u64;
+        for s in &p.stacks {
+            let leaf = &p.frames[*s.frames.last().unwrap() as usize].function;
+            match leaf.as_str() {
+                "hot70" => hot70 += s.count,
+                "hot30" => hot30 += s.count,
+                _ => {}
+            }
+        }
+        let n = hot70 + hot30;
+        if n < 1000 {
+            return Err(format!(
+                "only {n} samples in hot70/hot30 (of {})",
+                p.meta.samples
+            ));
+        }
+        let share = 100.0 * hot70 as f64 / n as f64;
+        if (share - 70.0).abs() > 3.0 {
+            return Err(format!("hot70 share {share:.1}% of {n} samples"));
+        }
+        Ok(format!(
+            "hot70 {share:.1}% of {n} samples, {} errors",
+            p.meta.error_count()
+        ))
+    });
+}
+
+#[test]
+fn every_thread_is_sampled() {
+    for_each_python("threads", |py| {
+        let target = Target::spawn(py, "threads.py", &[]);
+        let (p, _) = record_json(target.pid, 0.5, &[]);
+        let mut leaves = std::collections::BTreeMap::new();
+        for (thread, frames, _) in stacks(&p) {
+            if let Some((func, line)) = frames.last() {
+                leaves.insert(func.clone(), (*line, thread));
+            }
+        }
+        for (func, mark) in [("thread_a", "a"), ("thread_b", "b"), ("thread_c", "c")] {
+            match leaves.get(func) {
+                Some((line, _)) if *line == marker_line("threads.py", mark) => {}
+                other => return Err(format!("{func}: {other:?} in {leaves:?}")),
+            }
+        }
+        let ids: std::collections::BTreeSet<u32> = p.stacks.iter().map(|s| s.thread).collect();
+        if ids.len() < 4 || p.threads.len() < 4 {
+            return Err(format!("{} threads seen", ids.len()));
+        }
+        // With --threads, collapsed output has one root per thread.
+        let dir = temp_dir();
+        let out = dir.path().join("t.txt");
+        let o = pyprof(&[
+            "record",
+            "-p",
+            &target.pid.to_string(),
+            "-d",
+            "0.3",
+            "-f",
+            "collapsed",
+            "-t",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into());
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        let roots: std::collections::BTreeSet<&str> =
+            text.lines().filter_map(|l| l.split(';').next()).collect();
+        if roots.len() < 4 || !roots.iter().all(|r| r.starts_with("thread ")) {
+            return Err(format!("thread roots {roots:?}"));
+        }
+        Ok(format!("{} threads", ids.len()))
+    });
+}
+
+#[test]
+fn launch_mode_profiles_until_exit() {
+    for_each_python("launch", |py| {
+        let dir = temp_dir();
+        let out = dir.path().join("launch.json");
+        let script = script_path(py, "split.py");
+        let mut args = vec![
+            "record",
+            "-r",
+            "200",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+        ];
+        args.extend(py.cmd.iter().map(|s| s.as_str()));
+        args.extend([script.as_str(), "1.0"]);
+        let o = pyprof(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if !o.status.success() {
+            return Err(format!("pyprof failed: {err}"));
+        }
+        if !err.contains("target exited") {
+            return Err(format!("summary does not say the target exited: {err}"));
+        }
+        let p = read_profile(&out);
+        let hot = stacks(&p)
+            .iter()
+            .filter(|(_, f, _)| f.last().map(|l| l.0.starts_with("hot")).unwrap_or(false))
+            .map(|s| s.2)
+            .sum::<u64>();
+        if hot < 50 {
+            return Err(format!(
+                "only {hot} samples in hot functions ({} total)",
+                p.meta.samples
+            ));
+        }
+        if p.meta.command.is_none() || !p.meta.target.contains("split.py") {
+            return Err(format!("target {:?}", p.meta.target));
+        }
+        Ok(format!("{hot} samples"))
+    });
+}
+
+#[test]
+fn target_exit_writes_everything_sampled() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 8))
+        .expect("a python 3.8+");
+    let target = Target::spawn(&py, "split.py", &["1.5"]);
+    let dir = temp_dir();
+    let out = dir.path().join("exit.json");
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &target.pid.to_string(),
+        "-f",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("target exited"), "{err}");
+    let p = read_profile(&out);
+    assert!(p.meta.samples > 50, "{} samples", p.meta.samples);
+    assert_eq!(
+        p.meta.error_count(),
+        0,
+        "errors when the target exited: {:?}",
+        p.meta.errors
+    );
+}
+
+#[test]
+fn interrupt_and_terminate_write_output() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 8))
+        .expect("a python 3.8+");
+    let target = Target::spawn(&py, "split.py", &[]);
+    for (signal, name) in [
+        (nix::sys::signal::Signal::SIGINT, "SIGINT"),
+        (nix::sys::signal::Signal::SIGTERM, "SIGTERM"),
+    ] {
+        let dir = temp_dir();
+        let out = dir.path().join("int.svg");
+        let child = Command::new(pyprof_bin())
+            .args([
+                "record",
+                "-p",
+                &target.pid.to_string(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {err}");
+        assert!(err.contains("interrupted"), "{name}: {err}");
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("hot70"),
+            "{name}: svg lacks samples"
+        );
+        // The target was resumed and keeps running.
+        assert!(
+            pyprof::process::live::is_alive(target.pid),
+            "{name}: target died"
+        );
+    }
+}
+
+#[test]
+fn svg_title_says_what_was_profiled() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 8))
+        .expect("a python 3.8+");
+    let target = Target::spawn(&py, "blocked.py", &[]);
+    let dir = temp_dir();
+    let out = dir.path().join("t.svg");
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &target.pid.to_string(),
+        "-d",
+        "0.5",
+        "-r",
+        "50",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        svg.contains(&format!("pid {}", target.pid)),
+        "title lacks the pid"
+    );
+    assert!(svg.contains("blocked.py"), "title lacks the command");
+    assert!(
+        svg.contains(&format!("Python {}.{}", py.major, py.minor)),
+        "title lacks the version"
+    );
+    assert!(svg.contains("50 Hz"), "subtitle lacks the rate");
+    assert!(
+        svg.contains("leaf (") && svg.contains("samples"),
+        "no frames in svg"
+    );
+}
+
+#[test]
+fn collapsed_format_and_label_options() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 11))
+        .expect("a python 3.11+");
+    let target = Target::spawn(&py, "blocked.py", &[]);
+    let dir = temp_dir();
+    let pid = target.pid.to_string();
+    let run = |extra: &[&str]| -> String {
+        let out = dir.path().join("c.txt");
+        let mut args = vec![
+            "record",
+            "-p",
+            &pid,
+            "-d",
+            "0.3",
+            "-f",
+            "raw",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = pyprof(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let sleep = marker_line("blocked.py", "sleep");
+    let text = run(&[]);
+    let line = text.lines().next().unwrap();
+    let (stack, count) = line.rsplit_once(' ').unwrap();
+    assert!(count.parse::<u64>().unwrap() > 0);
+    let frames: Vec<&str> = stack.split(';').collect();
+    assert_eq!(frames.len(), 4, "{line}");
+    assert!(frames[0].starts_with("<module> ("), "{line}");
+    assert_eq!(
+        frames[3],
+        format!("leaf ({}:{sleep})", "tests/scripts/blocked.py")
+            .replace("tests/scripts/", &short_prefix()),
+        "{line}"
+    );
+    let text = run(&["--nolineno"]);
+    assert!(
+        text.contains("leaf (") && !text.contains(&format!(":{sleep})")),
+        "{text}"
+    );
+    let text = run(&["-F"]);
+    let leaf_def = marker_line("blocked.py", "sleep") - 4; // `def leaf():`
+    assert!(text.contains(&format!("blocked.py:{leaf_def})")), "{text}");
+    let text = run(&["--full-filenames"]);
+    assert!(
+        text.contains(&format!("{}/blocked.py:{sleep})", scripts_dir().display())),
+        "{text}"
+    );
+}
+
+/// The short form of the scripts folder as pyprof shows it (relative to the target's cwd).
+fn short_prefix() -> String {
+    let cwd = std::env::current_dir().unwrap();
+    let dir = scripts_dir();
+    match dir.strip_prefix(&cwd) {
+        Ok(rel) => format!("{}/", rel.display()),
+        Err(_) => format!("{}/", dir.display()),
+    }
+}
