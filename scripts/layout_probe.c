@@ -208,6 +208,17 @@ int main(void)
     NONE("code_tlbc");
 #endif
     P("code_flags", offsetof(PyCodeObject, co_flags));
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+    P("code_monitoring", offsetof(PyCodeObject, _co_monitoring));
+    P("monitoring_lines", offsetof(_PyCoMonitoringData, lines));
+    P("monitoring_per_instruction_opcodes", offsetof(_PyCoMonitoringData, per_instruction_opcodes));
+    P("monitoring_line_entry_size", sizeof(_PyCoLineInstrumentationData));
+#else
+    NONE("code_monitoring");
+    NONE("monitoring_lines");
+    NONE("monitoring_per_instruction_opcodes");
+    NONE("monitoring_line_entry_size");
+#endif
 
     /* ---- object headers */
     P("ob_type", offsetof(PyObject, ob_type));

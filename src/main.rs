@@ -31,6 +31,77 @@ enum Cmd {
         after_help = "Examples:\n  pyprof record --pid 12345 -o profile.svg          # Ctrl-C to stop\n  pyprof record -d 10 -f collapsed --pid 12345\n  pyprof record -o app.svg -- python app.py --flag"
     )]
     Record(RecordArgs),
+    /// Re-render a saved JSON profile in any format, without the target
+    #[command(
+        after_help = "Examples:\n  pyprof report run.json -f flamegraph -o run.svg\n  pyprof report run.json -f opcodes"
+    )]
+    Report(ReportArgs),
+    /// The hottest functions of a saved profile (recorded with --opcodes) as annotated bytecode
+    #[command(
+        after_help = "Examples:\n  pyprof annotate run.json --top 3\n  pyprof annotate run.json --function Particle.step --html -o step.html"
+    )]
+    Annotate(AnnotateArgs),
+}
+
+#[derive(Args)]
+struct LabelArgs {
+    /// A root frame per thread
+    #[arg(short, long)]
+    threads: bool,
+    /// Aggregate by function: label frames with the function's first line, not the current line
+    #[arg(short = 'F', long)]
+    function: bool,
+    /// Do not show line numbers
+    #[arg(long)]
+    nolineno: bool,
+    /// Show file names as the interpreter has them (default: shortened)
+    #[arg(long)]
+    full_filenames: bool,
+}
+
+impl LabelArgs {
+    fn render_options(&self) -> RenderOptions {
+        RenderOptions {
+            threads: self.threads,
+            function: self.function,
+            nolineno: self.nolineno,
+            full_filenames: self.full_filenames,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A profile written by `pyprof record -f json`
+    #[arg(value_name = "PROFILE.json")]
+    profile: PathBuf,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "flamegraph")]
+    format: Format,
+    /// Output file (default: standard output for text formats, else PROFILE.<ext>)
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+}
+
+#[derive(Args)]
+struct AnnotateArgs {
+    /// A profile written by `pyprof record --opcodes -f json`
+    #[arg(value_name = "PROFILE.json")]
+    profile: PathBuf,
+    /// Annotate this function (qualified name, or its last part)
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+    /// Annotate the N hottest functions
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    top: usize,
+    /// Write a self-contained HTML page instead of text
+    #[arg(long)]
+    html: bool,
+    /// Output file (default: standard output)
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -53,18 +124,11 @@ struct RecordArgs {
     /// Never pause the target (samples may be slightly inconsistent)
     #[arg(long)]
     nonblocking: bool,
-    /// A root frame per thread
-    #[arg(short, long)]
-    threads: bool,
-    /// Aggregate by function: label frames with the function's first line, not the current line
-    #[arg(short = 'F', long)]
-    function: bool,
-    /// Do not show line numbers
+    /// Record the bytecode instruction each frame executes (specialized names on 3.11+)
     #[arg(long)]
-    nolineno: bool,
-    /// Show file names as the interpreter has them (default: shortened)
-    #[arg(long)]
-    full_filenames: bool,
+    opcodes: bool,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
     #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
     max_depth: usize,
@@ -134,6 +198,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Record(args) => record(args),
+        Cmd::Report(args) => report(args),
+        Cmd::Annotate(args) => annotate(args),
     };
     match result {
         Ok(code) => code,
@@ -189,8 +255,18 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if args.pid.is_none() && args.command.is_empty() {
         bail!("nothing to profile: give --pid PID or a command after --, e.g. pyprof record -- python app.py");
     }
-    let output = args.output.clone().unwrap_or_else(|| default_output(&args));
-    output::check_writable(&output)?;
+    if args.format == Format::Opcodes && !args.opcodes {
+        bail!("-f opcodes needs --opcodes (record the instruction of each sample)");
+    }
+    // The opcode report is for a terminal: without -o it goes to standard output.
+    let output = match (&args.output, args.format) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Format::Opcodes) => None,
+        (None, _) => Some(default_output(&args)),
+    };
+    if let Some(output) = &output {
+        output::check_writable(output)?;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -202,7 +278,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         rate_hz: args.rate,
         duration: args.duration.map(Duration::from_secs_f64),
         blocking: !args.nonblocking,
-        opcodes: false,
+        opcodes: args.opcodes,
         max_depth: args.max_depth.max(1),
     };
 
@@ -221,16 +297,19 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     };
 
     let session = match &mut child {
-        None => Session::attach(pid, config.max_depth).map_err(anyhow::Error::from)?,
-        Some(c) => match wait_for_python(c, config.max_depth, &stop)? {
+        None => {
+            Session::attach(pid, config.max_depth, config.opcodes).map_err(anyhow::Error::from)?
+        }
+        Some(c) => match wait_for_python(c, config.max_depth, config.opcodes, &stop)? {
             Some(s) => s,
             None => {
                 // Exited before Python started: write an empty profile all the same.
                 let meta = base_meta(&args, pid, &target, None);
                 return finish(
                     Profile::new(meta),
+                    None,
                     &args,
-                    &output,
+                    output.as_deref(),
                     StopReason::TargetExited,
                     child,
                 );
@@ -251,7 +330,26 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         None => pyprof::process::live::is_alive(pid),
     };
     let reason = sampler::record(&mut session, &config, &stop, &mut alive, &mut profile);
-    finish(profile, &args, &output, reason, child)
+    if session.instrumented > 0 {
+        profile.meta.notes.push(format!(
+            "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {} frames executed INSTRUMENTED_* opcodes",
+            session.instrumented
+        ));
+    }
+    if session.executor > 0 {
+        profile.meta.notes.push(format!(
+            "tier-2 executors were active: {} frames executed ENTER_EXECUTOR",
+            session.executor
+        ));
+    }
+    finish(
+        profile,
+        Some(&session),
+        &args,
+        output.as_deref(),
+        reason,
+        child,
+    )
 }
 
 fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> Meta {
@@ -275,6 +373,7 @@ fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> 
             .map(|s| s.runtime.layout_source.to_string())
             .unwrap_or_default(),
         rate_hz: args.rate,
+        opcodes: args.opcodes,
         mode: if args.nonblocking {
             "nonblocking"
         } else {
@@ -302,6 +401,7 @@ fn cmdline(pid: i32) -> String {
 fn wait_for_python(
     child: &mut Child,
     max_depth: usize,
+    opcodes: bool,
     stop: &AtomicBool,
 ) -> Result<Option<Session>> {
     let pid = child.id() as i32;
@@ -318,7 +418,7 @@ fn wait_for_python(
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         if exe.is_some() && exe != own_exe {
             let since = *exec_seen.get_or_insert_with(Instant::now);
-            match Session::attach(pid, max_depth) {
+            match Session::attach(pid, max_depth, opcodes) {
                 Ok(s) if s.ready() => return Ok(Some(s)),
                 Ok(_) => {}
                 Err(e @ DiscoverError::NotPython { .. })
@@ -345,19 +445,24 @@ fn wait_for_python(
 
 fn finish(
     profile: Profile,
+    session: Option<&Session>,
     args: &RecordArgs,
-    output: &std::path::Path,
+    output: Option<&std::path::Path>,
     reason: StopReason,
     child: Option<Child>,
 ) -> Result<ExitCode> {
-    let data = profile.to_data();
-    let opts = RenderOptions {
-        threads: args.threads,
-        function: args.function,
-        nolineno: args.nolineno,
-        full_filenames: args.full_filenames,
-    };
-    output::write(&data, args.format, &opts, output)?;
+    let mut data = profile.to_data();
+    if let (Some(s), true) = (session, args.opcodes) {
+        data.code = s.code_snapshots(&data);
+    }
+    let opts = args.labels.render_options();
+    match output {
+        Some(path) => output::write(&data, args.format, &opts, path)?,
+        None => output::write_stdout(&data, args.format, &opts)?,
+    }
+    let written = output
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "report to standard output".into());
     let m = &data.meta;
     let errors = if m.errors.is_empty() {
         "0 failed".to_string()
@@ -371,12 +476,8 @@ fn finish(
         StopReason::TargetExited => "target exited",
     };
     eprintln!(
-        "pyprof: {} samples in {} ticks over {:.1} s ({why}); {errors}; {} late; wrote {}",
-        m.samples,
-        m.ticks,
-        m.duration_secs,
-        m.late,
-        output.display()
+        "pyprof: {} samples in {} ticks over {:.1} s ({why}); {errors}; {} late; wrote {written}",
+        m.samples, m.ticks, m.duration_secs, m.late,
     );
     if let Some(mut c) = child {
         // We launched it: do not leave it running behind us.
@@ -395,6 +496,62 @@ fn finish(
             let _ = c.kill();
         }
         let _ = c.wait();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_profile(path: &std::path::Path) -> Result<pyprof::profile::ProfileData> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let data: pyprof::profile::ProfileData = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a pyprof JSON profile", path.display()))?;
+    if data.format != pyprof::profile::FORMAT_NAME {
+        bail!(
+            "{} is not a pyprof JSON profile (format {:?})",
+            path.display(),
+            data.format
+        );
+    }
+    Ok(data)
+}
+
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let data = load_profile(&args.profile)?;
+    let opts = args.labels.render_options();
+    let output = match (&args.output, args.format) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Format::Opcodes) | (None, Format::Collapsed) => None,
+        (None, f) => Some(args.profile.with_extension(f.extension())),
+    };
+    match &output {
+        Some(path) => {
+            output::check_writable(path)?;
+            output::write(&data, args.format, &opts, path)?;
+            eprintln!("pyprof: wrote {}", path.display());
+        }
+        None => output::write_stdout(&data, args.format, &opts)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
+    use pyprof::output::annotate;
+    let data = load_profile(&args.profile)?;
+    let listings = annotate::listings(&data, args.function.as_deref(), args.top)?;
+    let render = |w: &mut dyn std::io::Write| {
+        if args.html {
+            annotate::write_html(&data, &listings, w)
+        } else {
+            annotate::write_text(&data, &listings, w)
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            output::check_writable(path)?;
+            output::write_atomic(path, render)?;
+            eprintln!("pyprof: wrote {}", path.display());
+        }
+        None => render(&mut std::io::stdout().lock())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,12 @@ pub struct CodeInfo {
     pub code_len: u64,
     /// 3.11+: `_co_firsttraceable` (in code units).
     pub first_traceable: u32,
+    /// With opcode capture: the bytecode as first read (3.11+: quickened at that moment).
+    pub bytecode: Vec<u8>,
+    /// With opcode capture: for each byte of the bytecode, the offset of the instruction
+    /// that owns it (`u32::MAX` where none does), so an offset inside an inline cache or
+    /// an `EXTENDED_ARG` prefix maps to its instruction as `dis` numbers it.
+    pub owners: Vec<u32>,
     /// Header fields re-read on a cache hit to validate the entry.
     fingerprint: [u64; 4],
 }
@@ -51,11 +57,95 @@ impl CodeInfo {
             layout.minor,
         )
     }
+
+    /// The `dis` offset of the instruction owning `byte_offset` (needs opcode capture).
+    pub fn owner(&self, byte_offset: u32) -> Option<u32> {
+        match self.owners.get(byte_offset as usize) {
+            Some(&o) if o != u32::MAX => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// For each byte of `code`, the offset of the instruction that owns it.
+pub fn instruction_owners(table: &opcodes::OpcodeTable, code: &[u8]) -> Vec<u32> {
+    fill_owners(code.len(), opcodes::instructions(table, code))
+}
+
+/// [`instruction_owners`] for instrumented bytecode, resolving `INSTRUMENTED_LINE` and
+/// friends through `original`.
+pub fn instruction_owners_with(
+    table: &opcodes::OpcodeTable,
+    code: &[u8],
+    original: opcodes::OriginalOp<'_>,
+) -> Vec<u32> {
+    fill_owners(
+        code.len(),
+        opcodes::instructions_with(table, code, original),
+    )
+}
+
+/// The instruction an `INSTRUMENTED_LINE` / `INSTRUMENTED_INSTRUCTION` (`op`) at byte `pos`
+/// replaced, from the code object's `_co_monitoring` side tables (3.12/3.13). Follows the
+/// chain (a line event over an instruction event over an instrumented call) to an opcode
+/// with a static base. None when the target does not make it available.
+pub fn original_opcode(
+    mem: &dyn Memory,
+    l: &Layout,
+    table: &opcodes::OpcodeTable,
+    code_addr: u64,
+    op: u8,
+    pos: usize,
+) -> Option<u8> {
+    let (mon_off, lines_off, per_off, entry) = (
+        l.code_monitoring?,
+        l.monitoring_lines?,
+        l.monitoring_per_instruction_opcodes?,
+        l.monitoring_line_entry_size?,
+    );
+    let monitoring = mem.read_u64(code_addr + mon_off as u64).ok()?;
+    if monitoring < 0x1000 {
+        return None;
+    }
+    let unit = (pos / 2) as u64;
+    let line_op = table.opcode("INSTRUMENTED_LINE");
+    let instr_op = table.opcode("INSTRUMENTED_INSTRUCTION");
+    let mut op = op;
+    for _ in 0..3 {
+        if table.has_static_base(op) {
+            return Some(op);
+        }
+        let side = if Some(op) == line_op {
+            mem.read_u64(monitoring + lines_off as u64).ok()? + unit * entry as u64
+        } else if Some(op) == instr_op {
+            mem.read_u64(monitoring + per_off as u64).ok()? + unit
+        } else {
+            return None;
+        };
+        if side < 0x1000 {
+            return None;
+        }
+        op = mem.read_u8(side).ok()?;
+    }
+    table.has_static_base(op).then_some(op)
+}
+
+fn fill_owners(len: usize, instrs: impl Iterator<Item = opcodes::Instr>) -> Vec<u32> {
+    let mut owners = vec![u32::MAX; len];
+    for ins in instrs {
+        let end = ins.end_offset.min(len);
+        for o in &mut owners[ins.start_offset.min(end)..end] {
+            *o = ins.offset as u32;
+        }
+    }
+    owners
 }
 
 /// Reads strings and code objects for one layout, with a cache of decoded code objects.
 pub struct CodeReader {
     layout: Layout,
+    /// With opcode capture: the opcode table of the target's version.
+    opcodes: Option<&'static opcodes::OpcodeTable>,
     cache: HashMap<u64, Rc<CodeInfo>>,
     /// Address of `PyCode_Type` once a code object has been verified by its type name.
     code_type: Option<u64>,
@@ -65,7 +155,7 @@ pub struct CodeReader {
 }
 
 impl CodeReader {
-    pub fn new(layout: &Layout) -> CodeReader {
+    pub fn new(layout: &Layout, opcodes: Option<&'static opcodes::OpcodeTable>) -> CodeReader {
         let l = layout;
         let mut header_len = [
             l.code_filename,
@@ -85,6 +175,7 @@ impl CodeReader {
         header_len = header_len.next_multiple_of(8);
         CodeReader {
             layout: layout.clone(),
+            opcodes,
             cache: HashMap::new(),
             code_type: None,
             header_len,
@@ -95,6 +186,15 @@ impl CodeReader {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    pub fn opcode_table(&self) -> Option<&'static opcodes::OpcodeTable> {
+        self.opcodes
+    }
+
+    /// Every cached code object, by address.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &Rc<CodeInfo>)> {
+        self.cache.iter().map(|(a, c)| (*a, c))
     }
 
     /// Forget everything (e.g. between two attachments).
@@ -127,6 +227,12 @@ impl CodeReader {
         }
         self.cache.insert(addr, info.clone());
         Ok(info)
+    }
+
+    /// Does the code object at `addr` still match `info` (not freed and reused)?
+    pub fn is_current(&self, mem: &dyn Memory, addr: u64, info: &CodeInfo) -> bool {
+        let mut header = vec![0u8; self.header_len];
+        mem.read(addr, &mut header).is_ok() && self.fingerprint(&header) == info.fingerprint
     }
 
     fn fingerprint(&self, h: &[u8]) -> [u64; 4] {
@@ -178,6 +284,27 @@ impl CodeReader {
             }
             (None, None) => (0, 0),
         };
+        let (bytecode, owners) = match self.opcodes {
+            Some(table) if code_len > 0 => {
+                let code = mem.read_vec(code_start, code_len as usize)?;
+                let instrumented = code
+                    .iter()
+                    .step_by(if table.is_wordcode() { 2 } else { 1 })
+                    .any(|&op| !table.has_static_base(op));
+                let owners = if instrumented {
+                    // Instrumented instructions hide their cache sizes: ask the side tables.
+                    let orig = |pos: usize| {
+                        let op = *code.get(pos)?;
+                        original_opcode(mem, l, table, addr, op, pos)
+                    };
+                    instruction_owners_with(table, &code, &orig)
+                } else {
+                    instruction_owners(table, &code)
+                };
+                (code, owners)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         let first_traceable = l
             .code_firsttraceable
             .map(|off| field(h, off) as u32)
@@ -190,6 +317,8 @@ impl CodeReader {
             code_start,
             code_len,
             first_traceable,
+            bytecode,
+            owners,
             fingerprint,
         })
     }

@@ -4,8 +4,10 @@
 //! format without the target. Files are written to a temporary name beside the
 //! destination and renamed, so a reader never sees a half-written file.
 
+pub mod annotate;
 pub mod collapsed;
 pub mod flamegraph;
+pub mod opcodes;
 
 use crate::profile::ProfileData;
 use anyhow::{bail, Context, Result};
@@ -22,6 +24,8 @@ pub enum Format {
     Collapsed,
     /// The lossless pyprof JSON profile
     Json,
+    /// Text report of hot opcodes (needs --opcodes)
+    Opcodes,
 }
 
 impl Format {
@@ -30,6 +34,7 @@ impl Format {
             Format::Flamegraph => "svg",
             Format::Collapsed => "txt",
             Format::Json => "json",
+            Format::Opcodes => "txt",
         }
     }
 }
@@ -57,7 +62,26 @@ pub fn write(data: &ProfileData, format: Format, opts: &RenderOptions, path: &Pa
             w.write_all(b"\n")?;
             Ok(())
         }
+        Format::Opcodes => opcodes::write(data, w, false, 20),
     })
+}
+
+/// Render to standard output (for terminal formats); colour when it is a terminal.
+pub fn write_stdout(data: &ProfileData, format: Format, opts: &RenderOptions) -> Result<()> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    let color = stdout.is_terminal();
+    let mut w = stdout.lock();
+    match format {
+        Format::Collapsed => collapsed::write(data, opts, &mut w),
+        Format::Flamegraph => flamegraph::write(data, opts, &mut w),
+        Format::Json => {
+            serde_json::to_writer(&mut w, data)?;
+            w.write_all(b"\n")?;
+            Ok(())
+        }
+        Format::Opcodes => opcodes::write(data, &mut w, color, 20),
+    }
 }
 
 /// Check before sampling that `path` can be written: not a directory, its folder exists

@@ -111,6 +111,32 @@ impl Meta {
     }
 }
 
+/// Self samples of one instruction (the leaf of a stack), with `--opcodes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructionStat {
+    pub file: String,
+    pub function: String,
+    pub first_line: i32,
+    pub line: i32,
+    pub offset: u32,
+    pub opcode: String,
+    pub base_opcode: String,
+    pub samples: u64,
+}
+
+/// The bytecode of a sampled function, kept so `pyprof annotate` can list every
+/// instruction without the target (3.11+: quickened, as read at the end of recording).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeSnapshot {
+    pub file: String,
+    pub function: String,
+    pub first_line: i32,
+    /// Hex of the bytecode.
+    pub bytecode: String,
+    /// Hex of the line table (co_lnotab / co_linetable).
+    pub line_table: String,
+}
+
 /// The lossless profile, as written to JSON.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileData {
@@ -120,6 +146,69 @@ pub struct ProfileData {
     pub frames: Vec<Frame>,
     pub threads: Vec<ThreadInfo>,
     pub stacks: Vec<Stack>,
+    /// With `--opcodes`: self samples per leaf instruction, hottest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instructions: Vec<InstructionStat>,
+    /// With `--opcodes`: bytecode of the sampled functions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<CodeSnapshot>,
+}
+
+impl ProfileData {
+    /// Self samples per leaf instruction (from the stacks), hottest first.
+    pub fn instruction_stats(&self) -> Vec<InstructionStat> {
+        let mut by: HashMap<u32, u64> = HashMap::new();
+        for s in &self.stacks {
+            if let Some(&leaf) = s.frames.last() {
+                *by.entry(leaf).or_insert(0) += s.count;
+            }
+        }
+        let mut out: Vec<InstructionStat> = by
+            .into_iter()
+            .filter_map(|(id, samples)| {
+                let f = self.frames.get(id as usize)?;
+                Some(InstructionStat {
+                    file: f.file.clone(),
+                    function: f.function.clone(),
+                    first_line: f.first_line,
+                    line: f.line,
+                    offset: f.offset?,
+                    opcode: f.opcode.clone()?,
+                    base_opcode: f.base_opcode.clone()?,
+                    samples,
+                })
+            })
+            .collect();
+        // Merge what differs only by frame id (same instruction under other callers).
+        out.sort_by(|a, b| {
+            (&a.file, &a.function, a.first_line, a.offset, &a.opcode).cmp(&(
+                &b.file,
+                &b.function,
+                b.first_line,
+                b.offset,
+                &b.opcode,
+            ))
+        });
+        out.dedup_by(|b, a| {
+            let same = (&a.file, &a.function, a.first_line, a.offset, &a.opcode)
+                == (&b.file, &b.function, b.first_line, b.offset, &b.opcode);
+            if same {
+                a.samples += b.samples;
+            }
+            same
+        });
+        out.sort_by(|a, b| {
+            b.samples.cmp(&a.samples).then_with(|| {
+                (&a.file, &a.function, a.offset).cmp(&(&b.file, &b.function, b.offset))
+            })
+        });
+        out
+    }
+
+    /// Total samples (sum of stack counts).
+    pub fn total_samples(&self) -> u64 {
+        self.stacks.iter().map(|s| s.count).sum()
+    }
 }
 
 /// The aggregator used while sampling.
@@ -192,13 +281,19 @@ impl Profile {
         stacks.sort_by(|a, b| {
             (a.thread, &a.frames, a.truncated).cmp(&(b.thread, &b.frames, b.truncated))
         });
-        ProfileData {
+        let mut data = ProfileData {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
             meta: self.meta.clone(),
             frames: self.frames.clone(),
             threads: self.threads.clone(),
             stacks,
+            instructions: Vec::new(),
+            code: Vec::new(),
+        };
+        if self.meta.opcodes {
+            data.instructions = data.instruction_stats();
         }
+        data
     }
 }

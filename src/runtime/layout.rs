@@ -119,6 +119,14 @@ pub struct Layout {
     pub code_nlocals: u32,
     /// `co_flags`
     pub code_flags: u32,
+    /// 3.12/3.13: `_co_monitoring` (a `_PyCoMonitoringData *`, set while instrumented)
+    pub code_monitoring: Option<u32>,
+    /// `_PyCoMonitoringData.lines`: per code unit, the opcode an `INSTRUMENTED_LINE` replaced
+    pub monitoring_lines: Option<u32>,
+    /// `_PyCoMonitoringData.per_instruction_opcodes` (for `INSTRUMENTED_INSTRUCTION`)
+    pub monitoring_per_instruction_opcodes: Option<u32>,
+    /// `sizeof(_PyCoLineInstrumentationData)` (`original_opcode` is its first byte)
+    pub monitoring_line_entry_size: Option<u32>,
 
     // ---- object headers
     /// `ob_type` in PyObject

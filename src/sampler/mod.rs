@@ -7,6 +7,7 @@
 //! duration of one tick and always resumed (the lock is released on drop, and the
 //! kernel detaches a tracer that dies).
 
+use crate::code::opcodes::{self, OpcodeTable};
 use crate::code::{CodeInfo, CodeReader};
 use crate::process::{LiveMemory, Memory};
 use crate::profile::{Frame, Profile, ThreadInfo};
@@ -55,21 +56,36 @@ pub struct Session {
     pub runtime: PythonRuntime,
     pub walker: Walker,
     pub code: CodeReader,
+    /// Samples whose instruction was an `INSTRUMENTED_*` opcode (tracing or
+    /// sys.monitoring active) or `ENTER_EXECUTOR` (tier 2).
+    pub instrumented: u64,
+    pub executor: u64,
     raw: RawThread,
     ids: Vec<u32>,
 }
 
 impl Session {
-    pub fn attach(pid: i32, max_depth: usize) -> Result<Session, DiscoverError> {
+    pub fn attach(
+        pid: i32,
+        max_depth: usize,
+        capture_opcodes: bool,
+    ) -> Result<Session, DiscoverError> {
         if pid <= 0 || !crate::process::live::is_alive(pid) {
             return Err(DiscoverError::NoSuchProcess(pid));
         }
         let mem = LiveMemory::new(pid);
         let rt = runtime::discover(pid, &mem)?;
+        let table = if capture_opcodes {
+            opcodes::table_for(rt.version.major, rt.version.minor, rt.version.free_threaded)
+        } else {
+            None
+        };
         Ok(Session {
             pid,
             walker: Walker::new(&rt, max_depth),
-            code: CodeReader::new(&rt.layout),
+            code: CodeReader::new(&rt.layout, table),
+            instrumented: 0,
+            executor: 0,
             runtime: rt,
             mem,
             raw: RawThread::default(),
@@ -139,9 +155,19 @@ impl Session {
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         let result = (|| {
+            let table = self.code.opcode_table();
             for rf in &raw.frames {
                 let info = self.code.code(&self.mem, rf.code)?;
-                if let Some(frame) = resolve_frame(self.runtime.layout.clone_ref(), &info, rf) {
+                let layout = &self.runtime.layout;
+                if let Some(frame) = resolve_frame(layout, &info, rf, table, &self.mem)? {
+                    if let (Some(t), Some(op)) = (table, frame.opcode.as_deref()) {
+                        if op.starts_with("INSTRUMENTED_") {
+                            self.instrumented += 1;
+                        } else if op == "ENTER_EXECUTOR" {
+                            self.executor += 1;
+                        }
+                        let _ = t;
+                    }
                     ids.push(profile.intern_frame(&frame));
                 }
             }
@@ -161,12 +187,46 @@ impl Session {
     }
 }
 
-trait CloneRef {
-    fn clone_ref(&self) -> &Self;
-}
-impl CloneRef for Layout {
-    fn clone_ref(&self) -> &Self {
-        self
+impl Session {
+    /// Bytecode of every sampled function, for `pyprof annotate`. 3.11+: re-read from
+    /// the target when it still runs, so the listing shows the code as quickened by now.
+    pub fn code_snapshots(
+        &self,
+        profile: &crate::profile::ProfileData,
+    ) -> Vec<crate::profile::CodeSnapshot> {
+        use std::collections::HashSet;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let wanted: HashSet<(&str, &str, i32)> = profile
+            .frames
+            .iter()
+            .map(|f| (f.file.as_str(), f.function.as_str(), f.first_line))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (addr, info) in self.code.entries() {
+            let key = (info.filename.as_str(), info.name.as_str(), info.first_line);
+            if info.bytecode.is_empty() || !wanted.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            let live = if self.layout().code_adaptive.is_some()
+                && self.code.is_current(&self.mem, addr, info)
+            {
+                self.mem.read_vec(info.code_start, info.bytecode.len()).ok()
+            } else {
+                None
+            };
+            out.push(crate::profile::CodeSnapshot {
+                file: info.filename.clone(),
+                function: info.name.clone(),
+                first_line: info.first_line,
+                bytecode: hex(live.as_deref().unwrap_or(&info.bytecode)),
+                line_table: hex(&info.line_table),
+            });
+        }
+        out.sort_by(|a, b| {
+            (&a.file, a.first_line, &a.function).cmp(&(&b.file, b.first_line, &b.function))
+        });
+        out
     }
 }
 
@@ -208,25 +268,79 @@ fn incomplete(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> bool {
         && rf.instr < info.code_start + 2 * info.first_traceable as u64
 }
 
-/// A raw frame and its code object → the frame a profile records.
-pub fn resolve_frame(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Option<Frame> {
+/// A raw frame and its code object → the frame a profile records (None for a frame
+/// still being set up). With an opcode table, the instruction executing is read from the
+/// target's live bytecode (3.11+: quickened, so specializations show as they happen).
+pub fn resolve_frame(
+    layout: &Layout,
+    info: &CodeInfo,
+    rf: &RawFrame,
+    table: Option<&OpcodeTable>,
+    mem: &dyn Memory,
+) -> Result<Option<Frame>, WalkError> {
     if incomplete(layout, info, rf) {
-        return None;
+        return Ok(None);
     }
     let offset = instruction_offset(layout, info, rf);
-    let line = match offset {
-        Some(off) => info.line_at(layout, off).unwrap_or(0),
-        None => info.first_line,
-    };
-    Some(Frame {
+    let mut frame = Frame {
         function: info.name.clone(),
         file: info.filename.clone(),
         first_line: info.first_line,
-        line,
+        line: info.first_line,
         offset: None,
         opcode: None,
         base_opcode: None,
-    })
+    };
+    let Some(mut off) = offset else {
+        return Ok(Some(frame));
+    };
+    if let Some(table) = table {
+        // A caller's instruction pointer may sit inside its CALL's inline cache (3.11/3.12)
+        // or on an EXTENDED_ARG prefix: report the instruction that owns it.
+        if let Some(owner) = info.owner(off) {
+            off = owner;
+            let op = if layout.code_adaptive.is_some() {
+                mem.read_u8(info.code_start + off as u64)?
+            } else {
+                info.bytecode.get(off as usize).copied().unwrap_or(0)
+            };
+            let (name, mut base) =
+                opcode_names(table, op, info.bytecode.get(off as usize).copied());
+            if !table.has_static_base(op) {
+                // Instrumented: the real instruction sits in the code object's side tables.
+                if let Some(orig) =
+                    crate::code::original_opcode(mem, layout, table, rf.code, op, off as usize)
+                {
+                    base = table.base_name(orig);
+                }
+            }
+            frame.offset = Some(off);
+            frame.opcode = Some(name.to_string());
+            frame.base_opcode = Some(base.to_string());
+        }
+    }
+    frame.line = info.line_at(layout, off).unwrap_or(0);
+    Ok(Some(frame))
+}
+
+/// The executed opcode's name and its base. An opcode whose real instruction lives in a
+/// side table (`INSTRUMENTED_LINE`, `INSTRUMENTED_INSTRUCTION`, `ENTER_EXECUTOR`) takes
+/// its base from the bytecode as first read, when that had a real instruction there.
+pub fn opcode_names(
+    table: &OpcodeTable,
+    op: u8,
+    first_seen: Option<u8>,
+) -> (&'static str, &'static str) {
+    let name = table.name(op);
+    if table.has_static_base(op) {
+        return (name, table.base_name(op));
+    }
+    match first_seen {
+        Some(orig) if table.has_static_base(orig) && table.is_defined(orig) => {
+            (name, table.base_name(orig))
+        }
+        _ => (name, name),
+    }
 }
 
 /// Run the fixed-rate clock until a stop condition; samples go into `profile`.

@@ -1,0 +1,307 @@
+//! Opcode capture against ground truth from the target itself: the test program writes
+//! its own `dis.get_instructions(code, adaptive=True)` at exit, and pyprof's sampled
+//! instructions must agree with it.
+
+mod common;
+
+use common::*;
+use pyprof::profile::ProfileData;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+struct TruthFn {
+    function: String,
+    first_line: i32,
+    instructions: Vec<TruthIns>,
+}
+
+#[derive(Deserialize)]
+struct TruthIns {
+    offset: u32,
+    opname: String,
+    base: String,
+}
+
+type Truth = HashMap<(String, i32), HashMap<u32, (String, String)>>;
+
+fn run_truth(py: &Python) -> Result<(ProfileData, Truth), String> {
+    let dir = temp_dir();
+    let out = dir.path().join("ops.json");
+    // The truth file is written by the target: inside a chroot, under its root.
+    let (truth_arg, truth_path) = match &py.root {
+        Some(root) => {
+            let rel = format!("/tmp/pyprof-tests/truth-{}.json", std::process::id());
+            (rel.clone(), root.join(rel.trim_start_matches('/')))
+        }
+        None => {
+            let p = dir.path().join("truth.json");
+            (p.display().to_string(), p)
+        }
+    };
+    let script = script_path(py, "opcode_truth.py");
+    let mut args = vec![
+        "record",
+        "--opcodes",
+        "-r",
+        "500",
+        "-f",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+    ];
+    args.extend(py.cmd.iter().map(|s| s.as_str()));
+    args.extend([script.as_str(), "2.5", truth_arg.as_str()]);
+    let o = pyprof(&args);
+    if !o.status.success() {
+        return Err(format!("pyprof: {}", String::from_utf8_lossy(&o.stderr)));
+    }
+    let text = std::fs::read_to_string(&truth_path).map_err(|e| format!("truth file: {e}"))?;
+    let fns: Vec<TruthFn> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let truth = fns
+        .into_iter()
+        .map(|f| {
+            let ins = f
+                .instructions
+                .into_iter()
+                .map(|i| (i.offset, (i.opname, i.base)))
+                .collect();
+            ((f.function, f.first_line), ins)
+        })
+        .collect();
+    Ok((read_profile(&out), truth))
+}
+
+#[test]
+fn sampled_opcodes_match_the_targets_own_dis() {
+    let mut failures = Vec::new();
+    for py in pythons() {
+        let result = (|| -> Result<String, String> {
+            let (p, truth) = run_truth(&py)?;
+            let (mut n, mut base_ok, mut exact_ok) = (0u64, 0u64, 0u64);
+            let mut bad = Vec::new();
+            for s in &p.instructions {
+                let Some(t) = truth.get(&(s.function.clone(), s.first_line)) else {
+                    continue;
+                };
+                n += s.samples;
+                match t.get(&s.offset) {
+                    Some((name, base)) => {
+                        if *base == s.base_opcode {
+                            base_ok += s.samples;
+                        } else {
+                            bad.push(format!(
+                                "{}@{} {} (truth {base})",
+                                s.function, s.offset, s.base_opcode
+                            ));
+                        }
+                        if *name == s.opcode {
+                            exact_ok += s.samples;
+                        }
+                    }
+                    None => bad.push(format!("{}@{}: no instruction there", s.function, s.offset)),
+                }
+            }
+            if n < 300 {
+                return Err(format!("only {n} samples in the test functions"));
+            }
+            let base_pct = 100.0 * base_ok as f64 / n as f64;
+            let exact_pct = 100.0 * exact_ok as f64 / n as f64;
+            if base_pct < 99.0 || exact_pct < 90.0 {
+                bad.truncate(8);
+                return Err(format!(
+                    "base {base_pct:.1}% exact {exact_pct:.1}% of {n}: {bad:?}"
+                ));
+            }
+            // Caller frames point at their call instruction (3.11/3.12: not into its cache).
+            let (mut callers, mut calls) = (0u64, 0u64);
+            for st in &p.stacks {
+                for &id in &st.frames[..st.frames.len().saturating_sub(1)] {
+                    let f = &p.frames[id as usize];
+                    let Some(t) = truth.get(&(f.function.clone(), f.first_line)) else {
+                        continue;
+                    };
+                    let (Some(off), Some(base)) = (f.offset, &f.base_opcode) else {
+                        continue;
+                    };
+                    callers += st.count;
+                    if t.get(&off).map(|(_, b)| b == base).unwrap_or(false)
+                        && base.starts_with("CALL")
+                    {
+                        calls += st.count;
+                    }
+                }
+            }
+            if callers < 50 || (calls as f64) < 0.99 * callers as f64 {
+                return Err(format!("caller frames at CALL: {calls} of {callers}"));
+            }
+            Ok(format!("base {base_pct:.1}%, exact {exact_pct:.1}% of {n} samples; callers at CALL {calls}/{callers}"))
+        })();
+        match result {
+            Ok(msg) => eprintln!("opcode truth {}: ok {msg}", py.label),
+            Err(e) => {
+                eprintln!("opcode truth {}: FAILED {e}", py.label);
+                failures.push(format!("{}: {e}", py.label));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn traced_target_is_reported_as_instrumented() {
+    let mut failures = Vec::new();
+    for py in pythons() {
+        let target = Target::spawn(&py, "traced.py", &[]);
+        let (p, _) = record_json(target.pid, 1.0, &["--opcodes", "-r", "200"]);
+        let table = pyprof::output::opcodes::table_of(&p).expect("opcode table");
+        let total: u64 = p.instructions.iter().map(|s| s.samples).sum();
+        let garbage: Vec<_> = p
+            .instructions
+            .iter()
+            .filter(|s| table.opcode(&s.opcode).is_none() || s.opcode.starts_with('<'))
+            .map(|s| s.opcode.clone())
+            .collect();
+        let instrumented: u64 = p
+            .instructions
+            .iter()
+            .filter(|s| s.opcode.starts_with("INSTRUMENTED_"))
+            .map(|s| s.samples)
+            .sum();
+        let recovered: u64 = p
+            .instructions
+            .iter()
+            .filter(|s| {
+                s.opcode.starts_with("INSTRUMENTED_") && !s.base_opcode.starts_with("INSTRUMENTED_")
+            })
+            .map(|s| s.samples)
+            .sum();
+        let noted = p
+            .meta
+            .notes
+            .iter()
+            .any(|n| n.contains("instrumentation was active"));
+        let ok = if py.at_least(3, 12) {
+            // sys.settrace instruments the bytecode: say so, and name the real instructions.
+            total > 50
+                && garbage.is_empty()
+                && noted
+                && instrumented > 0
+                && recovered * 10 >= instrumented * 9
+        } else {
+            total > 50 && garbage.is_empty()
+        };
+        let msg = format!("{total} samples, {instrumented} instrumented ({recovered} with the real instruction), noted {noted}, garbage {garbage:?}");
+        eprintln!(
+            "traced {}: {} {msg}",
+            py.label,
+            if ok { "ok" } else { "FAILED" }
+        );
+        if !ok {
+            failures.push(format!("{}: {msg}", py.label));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn report_and_annotate_rerender_a_saved_profile() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 12))
+        .expect("python 3.12+");
+    let target = Target::spawn(&py, "split.py", &[]);
+    let (p, _) = record_json(target.pid, 1.0, &["--opcodes", "-r", "200"]);
+    drop(target);
+    let dir = temp_dir();
+    let json = dir.path().join("p.json");
+    std::fs::write(&json, serde_json::to_string(&p).unwrap()).unwrap();
+    // Every format from the saved profile, without the target.
+    for (fmt, check) in [
+        ("flamegraph", "<svg"),
+        ("collapsed", "hot70 ("),
+        ("json", "\"instructions\""),
+    ] {
+        let out = dir.path().join(format!("out.{fmt}"));
+        let o = pyprof(&[
+            "report",
+            json.to_str().unwrap(),
+            "-f",
+            fmt,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{fmt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains(check), "{fmt} lacks {check}");
+    }
+    // Collapsed output has the opcode as an extra leaf frame.
+    let o = pyprof(&["report", json.to_str().unwrap(), "-f", "collapsed"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines()
+            .all(|l| l.rsplit_once(' ').unwrap().0.ends_with(']')),
+        "{text}"
+    );
+    // The opcode report fits 80 columns and names specialized forms.
+    let o = pyprof(&["report", json.to_str().unwrap(), "-f", "opcodes"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "too wide: {line}");
+    }
+    assert!(
+        text.contains("Top opcodes")
+            && text.contains("Specialization health")
+            && text.contains("Hotspots"),
+        "{text}"
+    );
+    assert!(
+        text.contains("BINARY_OP_ADD_INT") || text.contains("FOR_ITER_RANGE"),
+        "no specialized opcode: {text}"
+    );
+    assert!(!text.contains("\x1b["), "colour when not a terminal");
+    // Annotate: the hottest function as bytecode, every instruction in dis order.
+    let o = pyprof(&["annotate", json.to_str().unwrap(), "--top", "1"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.starts_with("hot70 (") || text.starts_with("hot30 ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("◀ hottest") && text.contains("s += i"),
+        "{text}"
+    );
+    let offsets: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .filter(|_| true)
+        .collect();
+    assert!(
+        offsets.windows(2).filter(|w| w[0] >= w[1]).count() <= 20,
+        "not in dis order"
+    );
+    let html = dir.path().join("a.html");
+    let o = pyprof(&[
+        "annotate",
+        json.to_str().unwrap(),
+        "--function",
+        "hot30",
+        "--html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>")
+            && page.contains("hot30")
+            && !page.contains("<script src")
+    );
+}

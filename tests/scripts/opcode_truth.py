@@ -1,0 +1,105 @@
+# Hot loops for argv[1] seconds; then the program writes its own view of its bytecode
+# (dis.get_instructions(code, adaptive=True) on 3.11+, plain dis before) to argv[2], the
+# ground truth pyprof's opcode capture is checked against.
+import dis
+import json
+import sys
+import time
+
+
+class Point(object):
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+
+def attr_loop(points):
+    s = 0.0
+    for p in points:
+        s += p.x * p.y
+    return s
+
+
+def int_loop(n):
+    t = 0
+    for i in range(n):
+        t = t + i * 2
+    return t
+
+
+def callee(a, b):
+    return a + b
+
+
+def call_loop(n):
+    t = 0
+    for i in range(n):
+        t = callee(t, i)
+    return t
+
+
+def comp(n):
+    return sum([i * i for i in range(n) if i % 3])
+
+
+FUNCS = [attr_loop, int_loop, callee, call_loop, comp]
+
+
+def code_objects(code):
+    yield code
+    for c in code.co_consts:
+        if hasattr(c, "co_code"):
+            for sub in code_objects(c):
+                yield sub
+
+
+def decode_py2(code):
+    # dis.get_instructions does not exist in 2.7: decode co_code by hand.
+    raw = bytearray(code.co_code)
+    rows, i = [], 0
+    while i < len(raw):
+        op = raw[i]
+        rows.append({"offset": i, "opname": dis.opname[op], "base": dis.opname[op]})
+        i += 3 if op >= dis.HAVE_ARGUMENT else 1
+    return rows
+
+
+def instructions(code):
+    if not hasattr(dis, "get_instructions"):
+        return decode_py2(code)
+    if sys.version_info >= (3, 11):
+        live = list(dis.get_instructions(code, adaptive=True))
+        base = dict((i.offset, i.opname) for i in dis.get_instructions(code))
+    else:
+        live = list(dis.get_instructions(code))
+        base = dict((i.offset, i.opname) for i in live)
+    return [{"offset": i.offset, "opname": i.opname, "base": base.get(i.offset, i.opname)} for i in live]
+
+
+def truth():
+    out = []
+    for f in FUNCS:
+        for code in code_objects(f.__code__):
+            out.append({
+                "function": getattr(code, "co_qualname", code.co_name),
+                "first_line": code.co_firstlineno,
+                "instructions": instructions(code),
+            })
+    return out
+
+
+def main(seconds, path):
+    points = [Point(float(i), float(i % 7)) for i in range(200)]
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    end = time.time() + seconds
+    while time.time() < end:
+        attr_loop(points)
+        int_loop(500)
+        call_loop(300)
+        comp(300)
+    with open(path, "w") as f:
+        json.dump(truth(), f)
+
+
+main(float(sys.argv[1]), sys.argv[2])

@@ -1,0 +1,26 @@
+# A target with a trace function installed (sys.settrace: on 3.12+ this instruments the
+# bytecode with INSTRUMENTED_* opcodes), running a hot loop forever.
+import sys
+
+
+def tracer(frame, event, arg):
+    return tracer
+
+
+def int_loop(n):
+    t = 0
+    for i in range(n):
+        t = t + i * 2
+    return t
+
+
+def main():
+    sys.settrace(tracer)
+    int_loop(10)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        int_loop(1000)
+
+
+main()
