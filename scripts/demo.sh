@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a bundled example: build pyprof, profile examples/demo.py, and write
-# flamegraphs/demo.svg (plus the same profile as JSON).
+# The main job on a bundled example: build pyprof, profile examples/demo.py with opcode
+# capture, and write flamegraphs/demo.svg (flamegraph with opcode leaves) and
+# flamegraphs/demo-opcodes.txt (the opcode report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
@@ -10,7 +11,11 @@ if [[ -z $PY ]]; then
   done
 fi
 cargo build --release --quiet
-target/release/pyprof record -r 200 -o flamegraphs/demo.json -f json -- "$PY" examples/demo.py 3
-target/release/pyprof report flamegraphs/demo.json -f flamegraph -o flamegraphs/demo.svg 2>/dev/null ||
-  target/release/pyprof record -r 200 -o flamegraphs/demo.svg -- "$PY" examples/demo.py 3
-echo "demo: wrote flamegraphs/demo.svg"
+bin=target/release/pyprof
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$bin" record --opcodes -r 200 -f json -o "$tmp/demo.json" -- "$PY" examples/demo.py 3
+"$bin" report "$tmp/demo.json" -f flamegraph -o flamegraphs/demo.svg
+"$bin" report "$tmp/demo.json" -f opcodes -o flamegraphs/demo-opcodes.txt
+"$bin" annotate "$tmp/demo.json" --top 1
+echo "demo: wrote flamegraphs/demo.svg and flamegraphs/demo-opcodes.txt"

@@ -51,7 +51,7 @@ fi
 START=$(date +%s)
 trap 'say "unexpected error (line $LINENO, exit $?)"' ERR
 
-declare -A STATUS=() DETAIL=() CMD=() VERSION=()
+declare -A STATUS=() DETAIL=() CMD=()
 
 # run_py CMD... : run an interpreter with a clean Python environment
 run_py() { env -u PYTHONHOME -u PYTHONPATH -u PYTHONSTARTUP "$@"; }
@@ -92,6 +92,7 @@ sid_dbg_name() {
 
 os_codename() {
     local cn=""
+    # shellcheck source=/dev/null
     if [ -r /etc/os-release ]; then cn=$(. /etc/os-release && echo "${VERSION_CODENAME:-}"); fi
     echo "${cn:-bookworm}"
 }
@@ -357,7 +358,7 @@ mounts_under() { awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /
 SID_ERROR=""
 build_sid_chroot() {
     if ! is_root; then SID_ERROR="needs root"; return 1; fi
-    if ! apt_install_host debootstrap debootstrap; then SID_ERROR="could not install debootstrap"; return 1; fi
+    if ! apt_install_host apt-debootstrap debootstrap; then SID_ERROR="could not install debootstrap"; return 1; fi
     need_mirror || { SID_ERROR="no Debian mirror found"; return 1; }
 
     local pkgs=() p
@@ -419,9 +420,12 @@ add_sid_dbg() {
     local log=$LOGDIR/sid-dbg.log
     say "debug interpreter missing in $SID; trying apt-get install python3.14-dbg inside it (log: $log)"
     : > "$log"
-    run_py chroot "$SID" apt-get update >> "$log" 2>&1 &&
-        DEBIAN_FRONTEND=noninteractive run_py chroot "$SID" apt-get install -y --no-install-recommends python3.14-dbg >> "$log" 2>&1 ||
-        { show_tail "$log"; return 1; }
+    if run_py chroot "$SID" apt-get update >> "$log" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive run_py chroot "$SID" apt-get install -y --no-install-recommends python3.14-dbg >> "$log" 2>&1; then
+        return 0
+    fi
+    show_tail "$log"
+    return 1
 }
 
 # ---------------------------------------------------------------------------
@@ -491,7 +495,6 @@ for key in "${ALL_KEYS[@]}"; do
     if [ -n "${CMD[$key]:-}" ]; then
         # shellcheck disable=SC2086  # CMD holds "chroot /opt/sid pythonX" on purpose
         ver=$(run_py ${CMD[$key]} -c 'import sys; print(sys.version.split()[0] + ("t" if not getattr(sys, "_is_gil_enabled", lambda: True)() else ""))' 2>/dev/null || echo '?')
-        VERSION[$key]=$ver
         pythons+="${pythons:+:}$key=${CMD[$key]}"
         say "summary: $key: $st ($ver: ${CMD[$key]})"
     else

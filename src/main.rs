@@ -292,7 +292,10 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot start {}", args.command[0]))?;
             let pid = c.id() as i32;
             child = Some(c);
-            (pid, args.command.join(" "))
+            // The program's name without its folder: "python3.12 app.py --flag".
+            let mut shown = args.command.clone();
+            shown[0] = shown[0].rsplit('/').next().unwrap_or(&shown[0]).to_string();
+            (pid, shown.join(" "))
         }
     };
 

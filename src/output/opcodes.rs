@@ -148,11 +148,7 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, color: bool, top: usize) -> 
     ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     writeln!(w)?;
     writeln!(w, "{}", st.bold("Top opcodes by self samples"))?;
-    writeln!(
-        w,
-        "{:>8} {:>6}  {:<34} {:<26}",
-        "samples", "%", "opcode", "base"
-    )?;
+    writeln!(w, "{:>8} {:>6}  {:<34} base", "samples", "%", "opcode")?;
     for (i, ((op, base), n)) in ops.iter().take(top).enumerate() {
         let base_col = if op == base { "" } else { base };
         let line = format!(
@@ -201,8 +197,8 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, color: bool, top: usize) -> 
         rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
         writeln!(
             w,
-            "{:<24} {:>7} {:>6} {:>6} {:>6}  {:<24}",
-            "base", "samples", "spec", "adapt", "generic", "main form"
+            "{:<24} {:>7} {:>6} {:>6} {:>6}  main form",
+            "base", "samples", "spec", "adapt", "generic"
         )?;
         for (base, (n, forms, by_name)) in rows.iter().take(top) {
             let f = |k: Form| pct(*forms.get(&k).unwrap_or(&0), *n);
