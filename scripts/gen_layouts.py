@@ -271,10 +271,21 @@ def resolve_include_dir(key, path):
 # Running the probe
 
 
+# Headers of the interpreters scripts/install-pythons.sh installs.
+EXTRA_DEFAULTS = [
+    ("3.13t", "/opt/pythons/3.13t/include/python3.13t"),
+    ("3.14", "/opt/sid/usr/include/python3.14"),
+    ("3.15", "/opt/sid/usr/include/python3.15"),
+]
+
+
 def run_probe(include_dir, tmp, tag):
     cc = os.environ.get("CC", "gcc")
     exe = os.path.join(tmp, "probe_" + re.sub(r"\W", "_", tag))
     cmd = [cc, "-std=gnu11", "-O0", "-w", "-I", include_dir]
+    # Debian's multiarch pyconfig.h is included as <x86_64-linux-gnu/pythonX.Y/pyconfig.h>,
+    # relative to the folder above the include dir.
+    cmd += ["-idirafter", os.path.dirname(os.path.abspath(include_dir))]
     internal = os.path.join(include_dir, "internal")
     # 3.8+ internal headers (pycore_*.h) go on the path; 3.7's internal/ must not, since its
     # file names (pystate.h, ceval.h, ...) shadow the public headers. The probe reaches it
@@ -417,6 +428,13 @@ def main(argv=None):
         targets = {}
         for key, label, inc, why in find_default_interpreters(args.pyenv_root):
             targets[key] = (label, inc, why)
+        # Interpreters the project's install script provides (scripts/install-pythons.sh).
+        for name, path in EXTRA_DEFAULTS:
+            key = parse_key(name)
+            if os.path.exists(os.path.join(path, "Python.h")):
+                targets[key] = (path, path, None)
+            elif key not in targets:
+                targets[key] = (path, None, "no headers at %s (run scripts/install-pythons.sh)" % path)
         for spec in args.include_dir:
             name, sep, path = spec.partition("=")
             if not sep or not path:

@@ -323,10 +323,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     let meta = base_meta(&args, pid, &target, Some(&session));
     let mut profile = Profile::new(meta);
     for m in &session.runtime.layout_mismatches {
-        profile
-            .meta
-            .notes
-            .push(format!("debug offsets differ from the built-in table: {m}"));
+        profile.meta.notes.push(m.clone());
     }
     let mut alive = || match &mut child {
         Some(c) => matches!(c.try_wait(), Ok(None)),

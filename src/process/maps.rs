@@ -70,11 +70,20 @@ pub fn read_maps(pid: i32) -> std::io::Result<Vec<MapRange>> {
     ))?))
 }
 
-/// Path to open a file the target has mapped: through `/proc/PID/root`, so a target
-/// in another mount namespace (a container, a chroot) is read from its own root.
-pub fn target_file_path(pid: i32, path: &str) -> PathBuf {
+/// Paths to try, in order, to open a file the target has mapped:
+/// - through `/proc/PID/root`, so a target in another mount namespace (a container) is
+///   read from its own root;
+/// - the path as the kernel showed it to us (for a chroot, maps already shows the path
+///   from our root, e.g. /opt/sid/usr/bin/python3.14);
+/// - `/proc/PID/map_files/START-END`, the mapped file itself, wherever it lives.
+pub fn target_file_paths(pid: i32, m: &MapRange) -> Vec<PathBuf> {
+    let path = m.path.trim_end_matches(" (deleted)");
     let root = PathBuf::from(format!("/proc/{pid}/root"));
-    root.join(path.trim_start_matches('/'))
+    vec![
+        root.join(path.trim_start_matches('/')),
+        PathBuf::from(path),
+        PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end)),
+    ]
 }
 
 #[cfg(test)]

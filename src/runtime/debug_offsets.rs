@@ -6,92 +6,23 @@
 //! by a test against the headers). A `Layout` is built from the target's values, taking
 //! from our own table only what the debug offsets do not carry.
 
+use super::debug_schemas::SCHEMAS;
 use super::layout::Layout;
 use crate::process::Memory;
 use std::collections::HashMap;
 
 pub const COOKIE: &[u8; 8] = b"xdebugpy";
 
-/// Field names of `_Py_DebugOffsets` for 3.13, in order, after `cookie`.
-pub const SCHEMA_3_13: &[&str] = &[
-    "version",
-    "free_threaded",
-    "runtime_state.size",
-    "runtime_state.finalizing",
-    "runtime_state.interpreters_head",
-    "interpreter_state.size",
-    "interpreter_state.id",
-    "interpreter_state.next",
-    "interpreter_state.threads_head",
-    "interpreter_state.gc",
-    "interpreter_state.imports_modules",
-    "interpreter_state.sysdict",
-    "interpreter_state.builtins",
-    "interpreter_state.ceval_gil",
-    "interpreter_state.gil_runtime_state",
-    "interpreter_state.gil_runtime_state_enabled",
-    "interpreter_state.gil_runtime_state_locked",
-    "interpreter_state.gil_runtime_state_holder",
-    "thread_state.size",
-    "thread_state.prev",
-    "thread_state.next",
-    "thread_state.interp",
-    "thread_state.current_frame",
-    "thread_state.thread_id",
-    "thread_state.native_thread_id",
-    "thread_state.datastack_chunk",
-    "thread_state.status",
-    "interpreter_frame.size",
-    "interpreter_frame.previous",
-    "interpreter_frame.executable",
-    "interpreter_frame.instr_ptr",
-    "interpreter_frame.localsplus",
-    "interpreter_frame.owner",
-    "code_object.size",
-    "code_object.filename",
-    "code_object.name",
-    "code_object.qualname",
-    "code_object.linetable",
-    "code_object.firstlineno",
-    "code_object.argcount",
-    "code_object.localsplusnames",
-    "code_object.localspluskinds",
-    "code_object.co_code_adaptive",
-    "pyobject.size",
-    "pyobject.ob_type",
-    "type_object.size",
-    "type_object.tp_name",
-    "type_object.tp_repr",
-    "type_object.tp_flags",
-    "tuple_object.size",
-    "tuple_object.ob_item",
-    "tuple_object.ob_size",
-    "list_object.size",
-    "list_object.ob_item",
-    "list_object.ob_size",
-    "dict_object.size",
-    "dict_object.ma_keys",
-    "dict_object.ma_values",
-    "float_object.size",
-    "float_object.ob_fval",
-    "long_object.size",
-    "long_object.lv_tag",
-    "long_object.ob_digit",
-    "bytes_object.size",
-    "bytes_object.ob_size",
-    "bytes_object.ob_sval",
-    "unicode_object.size",
-    "unicode_object.state",
-    "unicode_object.length",
-    "unicode_object.asciiobject_size",
-    "gc.size",
-    "gc.collecting",
-];
-
-/// The schema for a minor version: the newest one known at or below it.
-pub fn schema_for(minor: u8) -> &'static [&'static str] {
-    let _ = minor;
-    SCHEMA_3_13
+/// The schema for a minor version: its own, or for a newer version than we know, the
+/// newest one (its sections grow at the end; values are sanity-checked after reading).
+pub fn schema_for(minor: u8) -> (u8, &'static [&'static str]) {
+    let mut best = SCHEMAS[0];
+    for s in SCHEMAS {
+        if s.1 <= minor {
+            best = *s;
+        }
+    }
+    (best.1, best.2)
 }
 
 /// The target's debug offsets, by field name.
@@ -110,7 +41,7 @@ impl DebugOffsets {
         }
         let hex = u64::from_le_bytes(head[8..16].try_into().ok()?);
         let minor = (hex >> 16) as u8;
-        let schema = schema_for(minor);
+        let (_, schema) = schema_for(minor);
         let mut raw = vec![0u8; schema.len() * 8];
         mem.read(runtime + 8, &mut raw).ok()?;
         let values = schema
@@ -118,7 +49,19 @@ impl DebugOffsets {
             .zip(raw.chunks_exact(8))
             .map(|(name, c)| (*name, u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
             .collect();
-        Some(DebugOffsets { values })
+        let d = DebugOffsets { values };
+        d.plausible().then_some(d)
+    }
+
+    /// Do the values look like offsets of this layout (and not a misread schema)?
+    fn plausible(&self) -> bool {
+        let small = |n: &str, max: u64| self.get(n).map(|v| v < max).unwrap_or(false);
+        matches!(self.get("pyobject.ob_type"), Some(8) | Some(16) | Some(24))
+            && small("thread_state.next", 4096)
+            && small("interpreter_frame.previous", 256)
+            && small("code_object.filename", 1024)
+            && small("unicode_object.asciiobject_size", 256)
+            && small("interpreter_state.threads_head", 1 << 20)
     }
 
     pub fn get(&self, name: &str) -> Option<u64> {

@@ -8,6 +8,7 @@
 //! offsets drive the layout and our table is a cross-check.
 
 pub mod debug_offsets;
+pub mod debug_schemas;
 pub mod layout;
 pub mod layouts;
 pub mod version;
@@ -124,7 +125,10 @@ fn candidates(pid: i32, maps: &[MapRange]) -> Vec<Candidate> {
     let mut out = Vec::new();
     for path in paths {
         let file_maps: Vec<&MapRange> = maps.iter().filter(|m| m.path == path).collect();
-        let Ok(elf) = ElfInfo::open(&maps::target_file_path(pid, path)) else {
+        let Some(elf) = maps::target_file_paths(pid, file_maps[0])
+            .iter()
+            .find_map(|p| ElfInfo::open(p).ok())
+        else {
             continue;
         };
         let Some(bias) = elf.load_bias(&file_maps) else {
@@ -143,6 +147,16 @@ fn candidates(pid: i32, maps: &[MapRange]) -> Vec<Candidate> {
 
 /// Find the interpreter of process `pid`. `mem` reads that process.
 pub fn discover(pid: i32, mem: &dyn Memory) -> Result<PythonRuntime, DiscoverError> {
+    discover_with(pid, mem, None)
+}
+
+/// `discover`, with `table` in place of the built-in layout table (tests use a wrong
+/// table to show that 3.13+ targets are walked with their own debug offsets).
+pub fn discover_with(
+    pid: i32,
+    mem: &dyn Memory,
+    table: Option<&Layout>,
+) -> Result<PythonRuntime, DiscoverError> {
     let maps = maps::read_maps(pid).map_err(|e| io_error(pid, e, "reading memory maps"))?;
     if maps.is_empty() {
         return Err(DiscoverError::NoSuchProcess(pid));
@@ -167,14 +181,14 @@ pub fn discover(pid: i32, mem: &dyn Memory) -> Result<PythonRuntime, DiscoverErr
             pid,
             exe: exe.clone(),
         })?;
-        return build(pid, mem, c, version, runtime, interp_head_sym, &maps);
+        return build(pid, mem, c, version, runtime, interp_head_sym, table);
     }
     // Last resort: a static Python without symbols or section; scan its data.
     for c in &cands {
         if let Some(v) = version::find_version_string(&c.elf.rodata, c.name_version) {
             if let Some(layout) = layouts::builtin(v.major, v.minor, false) {
                 if let Some(rt) = scan_for_runtime(mem, layout, &maps, &c.path) {
-                    return build(pid, mem, c, v, Some(rt), None, &maps);
+                    return build(pid, mem, c, v, Some(rt), None, table);
                 }
             }
         }
@@ -235,27 +249,48 @@ fn build(
     version: Version,
     runtime: Option<u64>,
     interp_head_sym: Option<u64>,
-    maps: &[MapRange],
+    table: Option<&Layout>,
 ) -> Result<PythonRuntime, DiscoverError> {
     let unsupported = || DiscoverError::Unsupported {
         pid,
         version: version.to_string(),
     };
-    let builtin = layouts::builtin(version.major, version.minor, version.free_threaded);
+    let builtin =
+        table.or_else(|| layouts::builtin(version.major, version.minor, version.free_threaded));
     let dbg = runtime.and_then(|rt| DebugOffsets::read(mem, rt));
-    let (layout, source, mismatches) = match (&dbg, builtin) {
-        (Some(d), Some(base)) if version.minor >= 13 => {
-            let (l, diffs) = d.to_layout(base);
-            (l, "target's _Py_DebugOffsets", diffs)
+    let mut notes = Vec::new();
+    let (layout, source) = match (&dbg, builtin) {
+        (Some(d), base) if (version.major, version.minor) >= (3, 13) => {
+            // The target's own table drives the walk; ours fills what it lacks.
+            let base = match base {
+                Some(b) => b,
+                None => {
+                    let newest = layouts::newest(version.free_threaded).ok_or_else(unsupported)?;
+                    notes.push(format!(
+                        "no built-in layout for Python {}.{}: walking with the target's \
+                         _Py_DebugOffsets, other fields from {}.{}",
+                        version.major, version.minor, newest.major, newest.minor
+                    ));
+                    newest
+                }
+            };
+            let (mut l, diffs) = d.to_layout(base);
+            l.major = version.major;
+            l.minor = version.minor;
+            notes.extend(
+                diffs
+                    .into_iter()
+                    .map(|m| format!("debug offsets differ from the built-in table: {m}")),
+            );
+            (l, "target's _Py_DebugOffsets")
         }
-        (_, Some(base)) => (base.clone(), "built-in table", Vec::new()),
+        (_, Some(base)) => (base.clone(), "built-in table"),
         (_, None) => return Err(unsupported()),
     };
     let interp_head_addr = match (runtime, layout.runtime_interp_head) {
         (Some(rt), Some(off)) => rt + off as u64,
         _ => interp_head_sym.ok_or_else(unsupported)?,
     };
-    let _ = maps;
     Ok(PythonRuntime {
         version,
         layout,
@@ -263,7 +298,7 @@ fn build(
         interp_head_addr,
         binary: c.path.clone(),
         layout_source: source,
-        layout_mismatches: mismatches,
+        layout_mismatches: notes,
     })
 }
 

@@ -75,12 +75,23 @@ impl Session {
         }
         let mem = LiveMemory::new(pid);
         let rt = runtime::discover(pid, &mem)?;
+        Ok(Session::with_runtime(pid, rt, max_depth, capture_opcodes))
+    }
+
+    /// A session over an interpreter already found (e.g. by `runtime::discover_with`).
+    pub fn with_runtime(
+        pid: i32,
+        rt: PythonRuntime,
+        max_depth: usize,
+        capture_opcodes: bool,
+    ) -> Session {
+        let mem = LiveMemory::new(pid);
         let table = if capture_opcodes {
             opcodes::table_for(rt.version.major, rt.version.minor, rt.version.free_threaded)
         } else {
             None
         };
-        Ok(Session {
+        Session {
             pid,
             walker: Walker::new(&rt, max_depth),
             code: CodeReader::new(&rt.layout, table),
@@ -90,7 +101,7 @@ impl Session {
             mem,
             raw: RawThread::default(),
             ids: Vec::new(),
-        })
+        }
     }
 
     pub fn layout(&self) -> &Layout {

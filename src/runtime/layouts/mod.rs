@@ -3,3 +3,16 @@
 mod generated;
 
 pub use generated::*;
+
+/// The newest built-in layout (of the given flavour if there is one), the base for a
+/// version newer than pyprof knows, walked through its own `_Py_DebugOffsets`.
+pub fn newest(free_threaded: bool) -> Option<&'static super::layout::Layout> {
+    let mut best = None;
+    for minor in (13..=40).rev() {
+        if let Some(l) = builtin(3, minor, free_threaded).or_else(|| builtin(3, minor, false)) {
+            best = Some(l);
+            break;
+        }
+    }
+    best
+}
