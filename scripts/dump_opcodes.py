@@ -179,8 +179,9 @@ def main():
     def cache_of(op):
         if ice is None:
             return 0
-        if isinstance(ice, dict):
-            # 3.13+: by name (3.12 betas: by opcode); missing means 0.
+        if hasattr(ice, "keys"):
+            # 3.13+: a mapping by name (3.12 betas: by opcode); missing means
+            # 0. 3.15 makes it a frozendict, which is not a dict subclass.
             v = ice.get(names[op])
             if v is None:
                 v = ice.get(op, 0)

@@ -293,7 +293,13 @@ def run_probe(include_dir, tmp, tag):
     if glob.glob(os.path.join(internal, "pycore_*.h")):
         cmd += ["-I", internal]
     cmd += [PROBE, "-o", exe]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    # Feature test: some patch releases changed a struct's form within a minor version
+    # (3.13.x: _PyCoLineInstrumentationData gained bytes_per_entry). Try the newer form
+    # first; fall back to the older one if the headers don't have it.
+    variable = cmd[:1] + ["-DPYPROF_LINE_DATA_VARIABLE"] + cmd[1:]
+    proc = subprocess.run(variable, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if proc.returncode != 0:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if proc.returncode != 0:
         raise GenError("probe does not compile against %s:\n  %s\n%s" % (include_dir, " ".join(cmd), proc.stdout))
     proc = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)

@@ -23,7 +23,8 @@ On 3.11+ the sample is compiled a second time in a child interpreter started
 with `-X no_debug_ranges`, whose tables use the no-column entry kind; those
 code objects carry the prefix "no_debug_ranges:".
 
-Runs under any interpreter 2.7 - 3.13, stdlib only.
+Runs under any interpreter 2.7 - 3.15, stdlib only. A free-threaded build
+adds "free_threaded": true to the header (metadata, like "python").
 
 Usage:
   python  scripts/gen_linetable_fixtures.py [--out FILE]   # this interpreter -> stdout/FILE
@@ -31,11 +32,29 @@ Usage:
   python3 scripts/gen_linetable_fixtures.py --all --check  # compare, exit 1 on drift
 
 --all runs this script under every interpreter in INTERPRETERS plus the
-colon-separated paths in $PYPROF_PYTHONS, and writes
-tests/fixtures/linetables/pyX.Y.json. An interpreter with a tag (the Debian
-/usr/bin/python3.11, and every $PYPROF_PYTHONS entry) gets its own file
-pyX.Y-TAG.json only if its output differs from pyX.Y.json. Missing
-interpreters are reported as "SKIP <interp>: not found" and do not fail.
+entries of $PYPROF_PYTHONS, and writes tests/fixtures/linetables/pyX.Y.json.
+$PYPROF_PYTHONS is colon-separated; each entry is a plain interpreter path or
+LABEL=COMMAND ARGS (e.g. "3.14=chroot /opt/sid python3.14"), the format
+tests/common/mod.rs reads. LABEL is free text: the version comes from the
+interpreter's own output.
+
+Every interpreter gets this script and the sample on stdin (`CMD -E -B -`,
+see bootstrap()), so one behind a command prefix such as a chroot, which
+cannot see this checkout, works like any other; so does its -X
+no_debug_ranges child.
+
+An interpreter with a tag (the Debian /usr/bin/python3.11, and every
+$PYPROF_PYTHONS entry) gets its own file only if its output differs from
+every file of its X.Y produced in this run (or from the committed pyX.Y.json
+when that one's interpreter is absent; pyX.Y.json itself when there is
+none yet). Its own file is pyX.Y-TAG.json, TAG being the label without a
+leading version ("3.14-dbg" -> py3.14-dbg.json) or, for a label that is just
+the version, the full version ("3.13" = 3.13.15 -> py3.13-3.13.15.json); a
+free-threaded build's is pyX.Yt.json. Default builds are placed before
+free-threaded ones, so 3.13t is compared with 3.13. Missing interpreters
+(for `chroot DIR PROG`: DIR, or PROG inside it) are reported as
+"SKIP <interp>: not found" and do not fail; fixture files no interpreter
+produced are reported as SKIP, not checked.
 """
 from __future__ import print_function
 
@@ -44,6 +63,7 @@ import dis
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -79,6 +99,14 @@ VARIANT_NO_DEBUG_RANGES = "no_debug_ranges"
 
 def version():
     return sys.version_info[0], sys.version_info[1]
+
+
+def free_threaded():
+    try:
+        import sysconfig
+        return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    except Exception:
+        return False
 
 
 def table_kind():
@@ -167,9 +195,33 @@ def walk(co, path, out):
             walk(const, key if n == 0 else "%s#%d" % (key, n), out)
 
 
+def embedded():
+    """(generator hex, sample hex) when this script was fed on stdin through
+    bootstrap(), else None (run from its file)."""
+    return globals().get("_PYPROF_EMBEDDED")
+
+
 def read_sample():
+    emb = embedded()
+    if emb is not None:
+        return binascii.unhexlify(emb[1].encode("ascii"))
     with open(SAMPLE, "rb") as f:
         return f.read()
+
+
+def bootstrap(generator_src, sample_src):
+    """A self-contained program (for `python -`) that runs this generator on
+    the given sample: how interpreters behind a command prefix such as
+    `chroot /opt/sid python3.14` get both files without seeing the checkout."""
+    gen_hex = to_hex(generator_src)
+    return ("import binascii, sys\n"
+            "_emb = (%r, %r)\n"
+            "_ns = {'__name__': '__main__', '__file__': %r,\n"
+            "       '__builtins__': __builtins__, '_PYPROF_EMBEDDED': _emb}\n"
+            "exec(compile(binascii.unhexlify(_emb[0].encode('ascii')), %r, 'exec', 0, True), _ns)\n"
+            % (str(gen_hex), str(to_hex(sample_src)),
+               "/pyprof-stdin/scripts/gen_linetable_fixtures.py",
+               "scripts/gen_linetable_fixtures.py")).encode("ascii")
 
 
 def compile_all(prefix):
@@ -244,9 +296,21 @@ def generate(variant=None):
         return {"code_objects": compile_all(VARIANT_NO_DEBUG_RANGES + ":")}
     records = compile_all("")
     if kind == "pep657":
-        child = subprocess.check_output(
-            [sys.executable, "-E", "-B", "-X", "no_debug_ranges",
-             os.path.abspath(__file__), "--variant", VARIANT_NO_DEBUG_RANGES])
+        emb = embedded()
+        if emb is None:
+            child = subprocess.check_output(
+                [sys.executable, "-E", "-B", "-X", "no_debug_ranges",
+                 os.path.abspath(__file__), "--variant", VARIANT_NO_DEBUG_RANGES])
+        else:
+            # Fed on stdin (e.g. inside a chroot): feed the child the same way.
+            p = subprocess.Popen(
+                [sys.executable, "-E", "-B", "-X", "no_debug_ranges", "-",
+                 "--variant", VARIANT_NO_DEBUG_RANGES],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            child, _ = p.communicate(bootstrap(binascii.unhexlify(emb[0].encode("ascii")),
+                                               read_sample()))
+            if p.returncode != 0:
+                raise SystemExit("no_debug_ranges child failed (exit %d)" % p.returncode)
         records.extend(json.loads(child.decode("utf-8"))["code_objects"])
     major, minor = version()
     data = {
@@ -258,6 +322,8 @@ def generate(variant=None):
         "sample": SAMPLE_NAME,
         "code_objects": records,
     }
+    if free_threaded():
+        data["free_threaded"] = True
     if kind == "lnotab":
         data["signed_line_deltas"] = version() >= (3, 6)
     data["table_stats"] = table_stats(records, kind)
@@ -286,7 +352,9 @@ def dumps(data):
 # Driver (--all): runs the generator under every interpreter
 # --------------------------------------------------------------------------- #
 
-METADATA_KEYS = ("python",)  # differences here are not drift
+# Differences here are not drift (and do not make a tagged interpreter's output
+# differ from its reference: 3.13t is compared with 3.13 on the tables alone).
+METADATA_KEYS = ("python", "free_threaded")
 
 
 def comparable(data):
@@ -333,19 +401,125 @@ def describe_drift(name, old, new, limit=25):
     return out
 
 
-def extra_interpreters():
+VERSION_LABEL_RE = re.compile(r"^(\d+)\.(\d+)(t?)$")
+
+
+def parse_pythons_env(value):
+    """PYPROF_PYTHONS: colon-separated entries, each a plain interpreter path or
+    `LABEL=COMMAND ARGS...` (e.g. `3.14=chroot /opt/sid python3.14`); the
+    format tests/common/mod.rs reads. Returns [(label or None, argv)]."""
     out = []
-    for path in os.environ.get("PYPROF_PYTHONS", "").split(":"):
-        path = path.strip()
-        if path:
-            tag = re.sub(r"[^A-Za-z0-9]+", "-", path).strip("-").lower() or "extra"
-            out.append((path, tag))
+    for item in (value or "").split(":"):
+        item = item.strip()
+        if not item:
+            continue
+        label, cmd = None, item
+        if "=" in item:
+            label, cmd = item.split("=", 1)
+            label = label.strip() or None
+        argv = shlex.split(cmd)
+        if argv:
+            out.append((label, argv))
     return out
 
 
-def run_under(exe):
-    out = subprocess.check_output([exe, "-E", "-B", os.path.abspath(__file__)])
+def which(prog, root=None):
+    """Whether `prog` is an executable (on PATH, or on the usual PATH inside `root`)."""
+    if root is None and "/" in prog:
+        return os.path.isfile(prog) and os.access(prog, os.X_OK)
+    if root is None:
+        dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
+        cands = [os.path.join(d, prog) for d in dirs]
+    elif "/" in prog:
+        cands = [root.rstrip("/") + "/" + prog.lstrip("/")]
+    else:
+        cands = [os.path.join(root, d, prog) for d in
+                 ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin")]
+    return any(os.path.isfile(c) and os.access(c, os.X_OK) for c in cands)
+
+
+def present(argv):
+    """Whether a command can be expected to run; `chroot DIR PROG` is looked into."""
+    if not which(argv[0]):
+        return False
+    if os.path.basename(argv[0]) == "chroot":
+        rest = [a for a in argv[1:] if not a.startswith("-")]
+        return len(rest) >= 2 and os.path.isdir(rest[0]) and which(rest[1], rest[0])
+    return True
+
+
+def label_tag(label, argv):
+    """File-name tag of an extra interpreter: its label without a leading
+    version ("3.14-dbg" -> "dbg", "3.13" -> ""), or, unlabelled, its command."""
+    text = label if label is not None else " ".join(argv)
+    if label is not None:
+        text = re.sub(r"^\d+\.\d+t?", "", text)
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+class Interp(object):
+    """argv: the command. tag: None for a reference interpreter (writes pyX.Y.json),
+    else a file-name tag (possibly empty) for an own file if its output differs."""
+
+    def __init__(self, argv, tag, label=None, explicit=False):
+        self.argv = argv
+        self.tag = tag
+        self.label = label
+        self.explicit = explicit
+
+    def __str__(self):
+        cmd = " ".join(self.argv)
+        return "%s=%s" % (self.label, cmd) if self.label else cmd
+
+
+def interpreters():
+    """(present interpreters, [description] of absent ones). References first,
+    then extras whose label is a plain version ("3.14"), then the rest, so that
+    "3.14" rather than "3.14-dbg" writes py3.14.json when both are new."""
+    out, missing, seen = [], [], set()
+
+    def add(it):
+        key = os.path.realpath(it.argv[0]) if len(it.argv) == 1 else tuple(it.argv)
+        if key in seen:
+            return
+        seen.add(key)
+        out.append(it)
+
+    for exe, tag in INTERPRETERS:
+        if which(exe):
+            add(Interp([exe], tag))
+        else:
+            missing.append(exe)
+    for label, argv in parse_pythons_env(os.environ.get("PYPROF_PYTHONS", "")):
+        it = Interp(argv, label_tag(label, argv), label=label, explicit=True)
+        if present(argv):
+            add(it)
+        else:
+            missing.append(str(it))
+
+    def rank(it):
+        if it.tag is None:
+            return 0
+        return 1 if it.label and VERSION_LABEL_RE.match(it.label) else 2
+    return sorted(out, key=rank), missing
+
+
+def run_under(argv):
+    """Run the generator under an interpreter, fed (with the sample) on stdin."""
+    with open(os.path.abspath(__file__), "rb") as f:
+        gen_src = f.read()
+    with open(SAMPLE, "rb") as f:
+        sample_src = f.read()
+    p = subprocess.Popen(argv + ["-E", "-B", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(bootstrap(gen_src, sample_src))
+    if p.returncode != 0:
+        raise RuntimeError("exit %d: %s" % (p.returncode, err.decode("utf-8", "replace").strip()))
     return json.loads(out.decode("utf-8"))
+
+
+def loud(msg):
+    print("*" * len(msg) + "\n" + msg + "\n" + "*" * len(msg))
 
 
 def load_fixture(path):
@@ -356,79 +530,98 @@ def load_fixture(path):
 
 
 def driver(check):
-    interpreters = INTERPRETERS + extra_interpreters()
+    interps, missing = interpreters()
     drift = []
     skipped = []
     produced = {}   # primary file name -> comparable data generated in this run
     handled = set()
     if not check and not os.path.isdir(FIXTURES):
         os.makedirs(FIXTURES)
-    # Reference interpreters first so tagged ones compare against fresh data.
-    ordered = [i for i in interpreters if i[1] is None] + [i for i in interpreters if i[1] is not None]
-    for exe, tag in ordered:
-        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-            msg = "SKIP %s: not found" % exe
-            print("*" * len(msg) + "\n" + msg + "\n" + "*" * len(msg))
-            skipped.append(exe)
-            continue
+    for desc in missing:
+        loud("SKIP %s: not found" % desc)
+        skipped.append(desc)
+    runs = []
+    for i, it in enumerate(interps):
         try:
-            data = run_under(exe)
-        except (subprocess.CalledProcessError, OSError, ValueError) as e:
-            drift.append("%s: generator failed: %s" % (exe, e))
-            print("FAIL %s: generator failed: %s" % (exe, e))
+            data = run_under(it.argv)
+        except (RuntimeError, OSError, ValueError) as e:
+            drift.append("%s: generator failed: %s" % (it, e))
+            print("FAIL %s: generator failed: %s" % (it, e))
             continue
-        primary = "py%d.%d.json" % (data["major"], data["minor"])
+        runs.append((i, it, data))
+    # Default builds before free-threaded ones, so 3.13t is compared with 3.13.
+    runs.sort(key=lambda r: (r[1].tag is not None, bool(r[2].get("free_threaded")), r[0]))
+    for _, it, data in runs:
+        base = "py%d.%d" % (data["major"], data["minor"])
+        primary = base + ".json"
         primary_path = os.path.join(FIXTURES, primary)
         summary = "%d code objects, %d offsets" % (data["n_code_objects"], data["n_offsets"])
-        if tag is None:
+        if it.tag is None:
             name = primary
         else:
-            reference = produced.get(primary)
-            if reference is None:
+            # Own file name if the output differs from the reference: a
+            # free-threaded build is pyX.Yt[-TAG].json, anything else
+            # pyX.Y-TAG.json (TAG the full version when the label is just X.Y).
+            ft = data.get("free_threaded", False)
+            tag = it.tag
+            if ft:
+                tag = re.sub(r"^t(-|$)", "", tag)
+                own = base + "t" + ("-" + tag if tag else "") + ".json"
+            else:
+                own = "%s-%s.json" % (base, tag or data["python"])
+            # References: every file of this X.Y produced in this run (or the
+            # committed pyX.Y.json when its interpreter is absent).
+            refs = list(produced.get(base, []))
+            if not any(n == primary for n, _ in refs):
                 on_disk = load_fixture(primary_path)
-                reference = comparable(on_disk) if on_disk is not None else None
-            if reference is None and primary not in produced:
+                if on_disk is not None:
+                    refs.insert(0, (primary, comparable(on_disk)))
+            match = [n for n, d in refs if d == comparable(data)]
+            reference = refs[0][1] if refs else None
+            if reference is None:
                 name = primary  # nothing to compare with: it becomes the reference
-            elif reference == comparable(data):
-                tagged = "py%d.%d-%s.json" % (data["major"], data["minor"], tag)
-                tagged_path = os.path.join(FIXTURES, tagged)
-                print("same %s (%s): identical to %s, no separate file" % (exe, data["python"], primary))
-                if os.path.exists(tagged_path):
+            elif match:
+                own_path = os.path.join(FIXTURES, own)
+                print("same %s (%s): identical to %s, no separate file" % (it, data["python"], match[0]))
+                if os.path.exists(own_path):
                     if check:
-                        drift.append("%s: stale, %s now matches %s" % (tagged, exe, primary))
+                        drift.append("%s: stale, %s now matches %s" % (own, it, match[0]))
+                        print("DRIFT %s: stale, %s now matches %s" % (own, it, match[0]))
                     else:
-                        os.remove(tagged_path)
-                        print("removed stale %s" % tagged)
-                handled.add(primary)
+                        os.remove(own_path)
+                        print("removed stale %s" % own)
+                handled.add(match[0])
                 continue
             else:
-                name = "py%d.%d-%s.json" % (data["major"], data["minor"], tag)
+                name = own
+                print("note %s (%s): differs from %s, own file %s:"
+                      % (it, data["python"], " and ".join(n for n, _ in refs), name))
+                for line in describe_drift(refs[0][0], reference, data, limit=8):
+                    print("  " + line)
         path = os.path.join(FIXTURES, name)
         handled.add(name)
-        if name == primary:
-            produced[primary] = comparable(data)
+        produced.setdefault(base, []).append((name, comparable(data)))
         if check:
             old = load_fixture(path)
             if old is None:
-                drift.append("%s: missing (from %s)" % (name, exe))
-                print("DRIFT %s: fixture missing for %s" % (name, exe))
+                drift.append("%s: missing (from %s)" % (name, it))
+                print("DRIFT %s: fixture missing for %s" % (name, it))
             elif comparable(old) != comparable(data):
                 lines = describe_drift(name, old, data)
                 drift.extend(lines or ["%s: differs" % name])
-                print("DRIFT %s (%s %s)" % (name, exe, data["python"]))
+                print("DRIFT %s (%s %s)" % (name, it, data["python"]))
                 for line in lines:
                     print("  " + line)
             else:
-                print("ok   %s (%s %s): %s" % (name, exe, data["python"], summary))
+                print("ok   %s (%s %s): %s" % (name, it, data["python"], summary))
         else:
             with open(path, "w") as f:
                 f.write(dumps(data))
-            print("wrote %s (%s %s): %s" % (name, exe, data["python"], summary))
+            print("wrote %s (%s %s): %s" % (name, it, data["python"], summary))
     if os.path.isdir(FIXTURES):
         for fname in sorted(os.listdir(FIXTURES)):
             if fname.endswith(".json") and fname not in handled:
-                msg = "SKIP %s: not checked, no interpreter produced it in this run" % fname
-                print("*" * len(msg) + "\n" + msg + "\n" + "*" * len(msg))
+                loud("SKIP %s: not checked, no interpreter produced it in this run" % fname)
     if skipped:
         print("%d interpreter(s) skipped: %s" % (len(skipped), ", ".join(skipped)))
     if check:

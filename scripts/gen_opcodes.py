@@ -10,19 +10,27 @@ Usage:
                                               # version, exit 1 on any difference
     python3 scripts/gen_opcodes.py --json-dir DIR   # also keep the raw dumps
 
-Interpreters used (deduplicated by real path):
+Interpreters used (deduplicated by real path, or by command line):
   * $PYENV_ROOT (default ~/.pyenv)/versions/*/bin/python
   * /usr/bin/python2.7, /usr/bin/python3.N[t], /usr/local/bin/python3.N[t]
-  * PYPROF_PYTHONS: extra interpreter paths, colon-separated
-  * PYPROF_OPCODE_CMDS: extra command prefixes, ';'-separated entries
-    "LABEL=COMMAND..." (LABEL like 3.14 or 3.13t is the version the command
-    must report), e.g. "3.14=chroot /opt/sid python3.14"
+  * PYPROF_PYTHONS: colon-separated entries, each a plain interpreter path or
+    "LABEL=COMMAND ARGS..." (the format tests/common/mod.rs reads), e.g.
+    "3.13=/opt/pythons/3.13/bin/python3.13:3.14-dbg=chroot /opt/sid python3.14d".
+    LABEL is free text; the version comes from the dump itself. A LABEL that
+    is a version ("3.14", "3.13t") must agree with what the interpreter
+    reports. An entry whose program (or, for `chroot DIR PROG`, DIR or PROG
+    inside DIR) does not exist is reported loudly as SKIP, not an error.
+  (PYPROF_OPCODE_CMDS, the former ';'-separated LABEL=COMMAND list, is no
+  longer read: PYPROF_PYTHONS covers it; a note is printed when it is set.)
 The dump script is fed on stdin (`CMD -E -S -`), so it works inside a chroot.
 
 Several interpreters of the same minor version (and build flavour) must give
-identical tables, else this fails. Versions present in the existing file whose
-interpreter is absent on this run are kept as they are (merge, not drop), and
-reported loudly as `SKIP <version>: not found`.
+identical tables, else this fails (e.g. a debug build and the release build).
+A free-threaded build whose table equals the default build's (3.13t) gets no
+table of its own; table_for() in src/code/opcodes.rs falls back to the other
+flavour. Versions present in the existing file whose interpreter is absent on
+this run are kept as they are (merge, not drop), and reported loudly as
+`SKIP <version>: not found`.
 """
 import argparse
 import difflib
@@ -79,29 +87,80 @@ class Interp:
     def __init__(self, argv, origin, label=None, explicit=False):
         self.argv = argv
         self.origin = origin
-        self.label = label
+        self.label = label  # free text (e.g. "3.14-dbg"); the dump says the version
         self.explicit = explicit
 
     def __str__(self):
-        return " ".join(shlex.quote(a) for a in self.argv)
+        cmd = " ".join(shlex.quote(a) for a in self.argv)
+        return "%s=%s" % (self.label, cmd) if self.label else cmd
+
+
+VERSION_LABEL_RE = re.compile(r"^(\d+)\.(\d+)(t?)$")
+
+
+def parse_pythons_env(value):
+    """PYPROF_PYTHONS: colon-separated entries, each a plain interpreter path or
+    `LABEL=COMMAND ARGS...` (e.g. `3.14=chroot /opt/sid python3.14`). Same
+    format as tests/common/mod.rs. Returns [(label or None, argv)]."""
+    out = []
+    for item in (value or "").split(":"):
+        item = item.strip()
+        if not item:
+            continue
+        label, cmd = None, item
+        if "=" in item:
+            label, cmd = item.split("=", 1)
+            label = label.strip() or None
+        argv = shlex.split(cmd)
+        if argv:
+            out.append((label, argv))
+    return out
+
+
+def which_in(root, prog):
+    """Whether `prog` runs inside the chroot `root` (absolute, or on its PATH)."""
+    if "/" in prog:
+        cands = [root.rstrip("/") + "/" + prog.lstrip("/")]
+    else:
+        cands = [os.path.join(root, d.lstrip("/"), prog)
+                 for d in ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin")]
+    return any(os.path.isfile(c) and os.access(c, os.X_OK) for c in cands)
+
+
+def command_present(argv):
+    """Whether a command can be expected to run; a chroot prefix is looked into."""
+    exe = argv[0]
+    if "/" in exe:
+        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            return False
+    elif shutil.which(exe) is None:
+        return False
+    if os.path.basename(exe) == "chroot":
+        rest = [a for a in argv[1:] if not a.startswith("-")]
+        if len(rest) < 2 or not os.path.isdir(rest[0]):
+            return False
+        return which_in(rest[0], rest[1])
+    return True
 
 
 def discover():
-    """Candidate interpreters, deduplicated by real path of the executable."""
+    """Candidate interpreters, deduplicated by real path (plain paths) or by
+    command line (command prefixes). Returns (found, [(description, why)] of
+    explicitly listed interpreters that are absent)."""
     found = []
     seen = set()
     missing = []
 
-    def add_path(path, origin, explicit=False):
+    def add_path(path, origin, label=None, explicit=False):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             if explicit:
-                missing.append(path)
+                missing.append(("%s=%s" % (label, path) if label else path, "not found"))
             return
         real = os.path.realpath(path)
         if real in seen:
             return
         seen.add(real)
-        found.append(Interp([path], origin, explicit=explicit))
+        found.append(Interp([path], origin, label=label, explicit=explicit))
 
     pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     def natural(path):
@@ -114,21 +173,36 @@ def discover():
         for p in sorted(glob.glob(os.path.join(d, "python*"))):
             if sys_re.match(os.path.basename(p)):
                 add_path(p, "system")
-    for p in os.environ.get("PYPROF_PYTHONS", "").split(":"):
-        if p.strip():
-            add_path(p.strip(), "PYPROF_PYTHONS", explicit=True)
-    for entry in re.split(r"[;\n]", os.environ.get("PYPROF_OPCODE_CMDS", "")):
-        entry = entry.strip()
-        if not entry:
+    if os.environ.get("PYPROF_OPCODE_CMDS", "").strip():
+        # Its `LABEL=COMMAND` entries are now PYPROF_PYTHONS entries.
+        loud("NOTE: PYPROF_OPCODE_CMDS is no longer read; put its entries in PYPROF_PYTHONS "
+             "(colon-separated, `LABEL=COMMAND ARGS`)")
+    for label, argv in parse_pythons_env(os.environ.get("PYPROF_PYTHONS", "")):
+        if len(argv) == 1 and "/" in argv[0]:
+            add_path(argv[0], "PYPROF_PYTHONS", label=label, explicit=True)
             continue
-        label = None
-        m = re.match(r"^(\d+\.\d+t?)\s*=\s*(.*)$", entry)
-        if m:
-            label, entry = m.group(1), m.group(2)
-        argv = shlex.split(entry)
-        if argv:
-            found.append(Interp(argv, "PYPROF_OPCODE_CMDS", label=label, explicit=True))
+        desc = "%s=%s" % (label, " ".join(argv)) if label else " ".join(argv)
+        if not command_present(argv):
+            missing.append((desc, "not found"))
+            continue
+        key = tuple(argv)
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append(Interp(argv, "PYPROF_PYTHONS", label=label, explicit=True))
     return found, missing
+
+
+def label_mismatch(label, k):
+    """For a label that is a version ("3.14", "3.13t"), why it disagrees with
+    what the interpreter reports; None when it agrees or is free text."""
+    m = VERSION_LABEL_RE.match(label or "")
+    if not m:
+        return None
+    major, minor, t = int(m.group(1)), int(m.group(2)), m.group(3) == "t"
+    if (major, minor) != (k[0], k[1]) or (t and not k[2]):
+        return "labelled %s but reports %s" % (label, key_str(k))
+    return None
 
 
 def run_dump(interp, script):
@@ -240,7 +314,9 @@ PRELUDE = (
 // (opcode, name, base opcode, inline cache entries of the base, flags);
 // opcodes not listed are unused. The base is the deoptimized and
 // deinstrumented instruction (the trailing comment names it when it differs).
-// Flags are defined in src/code/opcodes.rs (`flags`).
+// Flags are defined in src/code/opcodes.rs (`flags`). A free-threaded build
+// has its own table only where its opcodes differ from the default build's;
+// otherwise `opcodes::table_for` falls back to the default build's table.
 
 use super::opcodes::flags::*;
 use super::opcodes::OpcodeTable;
@@ -360,10 +436,10 @@ def main():
     if committed_text is not None:
         _, committed_blocks, _ = split_blocks(committed_text)
 
-    interps, missing_paths = discover()
+    interps, missing = discover()
     failed = False
-    for p in missing_paths:
-        loud("SKIP %s: not found (listed in PYPROF_PYTHONS)" % p)
+    for desc, why in missing:
+        loud("SKIP %s: %s (listed in PYPROF_PYTHONS)" % (desc, why))
 
     generated = {}  # key -> (block text, interp, micro)
     for it in interps:
@@ -378,8 +454,9 @@ def main():
         k = key_of(d)
         v = d["version"]
         desc = "%s (%d.%d.%d%s)" % (it, v["major"], v["minor"], v["micro"], "t" if k[2] else "")
-        if it.label and it.label != key_str(k):
-            loud("ERROR %s: labelled %s but reports %s" % (it, it.label, key_str(k)))
+        why = label_mismatch(it.label, k)
+        if why:
+            loud("ERROR %s: %s" % (it, why))
             failed = True
             continue
         if args.json_dir:
@@ -396,7 +473,7 @@ def main():
             sum(1 for o in ops if o["adaptive"]),
         )
         if k in generated:
-            prev_block, prev_desc = generated[k]
+            prev_block, prev_desc, _ = generated[k]
             if prev_block != block:
                 loud("ERROR %s: table differs from %s of the same version" % (desc, prev_desc))
                 log(diff_text(prev_block, block, prev_desc, desc))
@@ -404,20 +481,49 @@ def main():
             else:
                 log("ok   %-5s %s: identical to %s" % (key_str(k), desc, prev_desc))
             continue
-        generated[k] = (block, desc)
+        generated[k] = (block, desc, d)
         log("ok   %-5s %s: %s" % (key_str(k), desc, counts))
 
+    # A free-threaded build whose table is that of the default build of the
+    # same minor version (3.13t: same opcodes, it only runs with
+    # specialization disabled) gets no table of its own: the lookup
+    # (src/code/opcodes.rs `table_for`) falls back to the other flavour.
+    same_as_default = {}  # ft key -> description of the match
+    for k in sorted(k for k in generated if k[2]):
+        block, desc, d = generated[k]
+        dk = (k[0], k[1], False)
+        plain = json.loads(json.dumps(d))
+        plain["version"]["free_threaded"] = False
+        plain_block = rustfmt(render_block(plain))
+        if dk in generated:
+            ref, ref_desc = generated[dk][0], generated[dk][1]
+        elif dk in committed_blocks:
+            ref, ref_desc = committed_blocks[dk], "the committed %s table" % key_str(dk)
+        else:
+            ref = None
+        if ref is not None and ref == plain_block:
+            same_as_default[k] = ref_desc
+            del generated[k]
+            log("same %-5s %s: identical to %s apart from the build flag; no separate table "
+                "(table_for(%d, %d, true) resolves to %s)"
+                % (key_str(k), desc, ref_desc, k[0], k[1], static_name(dk)))
+        elif ref is not None:
+            log("note %-5s %s: differs from %s, gets its own table" % (key_str(k), desc, ref_desc))
+            log(diff_text(ref, plain_block, key_str(dk), key_str(k)))
+
     expected = set(DEFAULT_EXPECTED) | set(key_str(k) for k in committed_blocks)
-    expected |= set(it.label for it in interps if it.label)
-    have = set(key_str(k) for k in generated)
+    expected |= set(it.label for it in interps if it.label and VERSION_LABEL_RE.match(it.label))
+    have = set(key_str(k) for k in generated) | set(key_str(k) for k in same_as_default)
     for ver in sorted(expected - have, key=lambda s: (tuple(int(x) for x in s.rstrip("t").split(".")), s)):
         kept = " (keeping the committed table)" if ver in set(key_str(k) for k in committed_blocks) else ""
         loud("SKIP %s: not found%s" % (ver, kept))
 
     # Merge: committed tables whose interpreter is absent are kept verbatim.
     blocks = dict(committed_blocks)
-    for k, (block, _) in generated.items():
+    for k, (block, _, _) in generated.items():
         blocks[k] = block
+    for k in same_as_default:
+        blocks.pop(k, None)  # a committed table made redundant
     new_text = assemble(blocks)
 
     if args.check:
@@ -430,7 +536,12 @@ def main():
         for k in sorted(set(c_blocks) | set(n_blocks)):
             a, b = c_blocks.get(k, ""), n_blocks.get(k, "")
             if a != b:
-                what = "missing from committed file" if not a else "differs"
+                if not a:
+                    what = "missing from committed file"
+                elif not b and k in same_as_default:
+                    what = "is redundant (identical to %s); remove it" % same_as_default[k]
+                else:
+                    what = "differs"
                 drift.append(k)
                 loud("DRIFT %s: table %s" % (key_str(k), what))
                 log(diff_text(a, b, "committed " + key_str(k), "regenerated " + key_str(k)))
@@ -443,8 +554,10 @@ def main():
         if drift or failed:
             log("FAIL: run `python3 scripts/gen_opcodes.py` and review the diff")
             sys.exit(1)
-        log("OK: %d tables checked against their interpreters, %d kept unchecked"
-            % (len(generated), len(set(c_blocks) - set(generated))))
+        log("OK: %d tables checked against their interpreters, %d kept unchecked%s"
+            % (len(generated), len(set(c_blocks) - set(generated)),
+               "".join(", %s shares %s" % (key_str(k), key_str((k[0], k[1], False)))
+                       for k in sorted(same_as_default))))
         return
 
     if failed:

@@ -45,6 +45,10 @@
 #  if PY_VERSION_HEX >= 0x030C0000
 #    include "pycore_ceval_state.h"
 #  endif
+#  if PY_VERSION_HEX >= 0x030E0000
+#    include "pycore_stackref.h" /* Py_TAG_BITS */
+#    include "pycore_instruments.h" /* _PyCoMonitoringData */
+#  endif
 #elif PY_VERSION_HEX >= 0x03070000
 #  include "internal/pystate.h"
 #endif
@@ -136,8 +140,18 @@ int main(void)
     P("tstate_thread_id", offsetof(PyThreadState, thread_id));
 #if PY_VERSION_HEX >= 0x030B0000
     P("tstate_native_thread_id", offsetof(PyThreadState, native_thread_id));
+    P("tstate_datastack_chunk", offsetof(PyThreadState, datastack_chunk));
+    P("tstate_datastack_top", offsetof(PyThreadState, datastack_top));
+    P("chunk_previous", offsetof(_PyStackChunk, previous));
+    P("chunk_top", offsetof(_PyStackChunk, top));
+    P("chunk_data", offsetof(_PyStackChunk, data));
 #else
     NONE("tstate_native_thread_id");
+    NONE("tstate_datastack_chunk");
+    NONE("tstate_datastack_top");
+    NONE("chunk_previous");
+    NONE("chunk_top");
+    NONE("chunk_data");
 #endif
 
     /* ---- frames */
@@ -157,6 +171,13 @@ int main(void)
 #  else
     NONE("frame_tlbc_index");
 #  endif
+    /* 3.14+: f_executable is a _PyStackRef whose low bits are tags (Py_TAG_BITS is 0, 1
+     * or 3 depending on the build; every variant fits in the two low bits). */
+#  if PY_VERSION_HEX >= 0x030E0000 && defined(Py_TAG_BITS)
+    P("frame_code_tag_mask", 3);
+#  else
+    P("frame_code_tag_mask", 0);
+#  endif
 #else
     P("frame_back", offsetof(PyFrameObject, f_back));
     P("frame_code", offsetof(PyFrameObject, f_code));
@@ -164,6 +185,7 @@ int main(void)
     NONE("frame_owner");
     P("frame_localsplus", offsetof(PyFrameObject, f_localsplus));
     NONE("frame_tlbc_index");
+    P("frame_code_tag_mask", 0);
 #endif
     /* FRAME_OWNED_BY_CSTACK: 3.12 and 3.13 (= 3), 3.14 (= 4); gone in 3.15. */
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030F0000
@@ -208,16 +230,26 @@ int main(void)
     NONE("code_tlbc");
 #endif
     P("code_flags", offsetof(PyCodeObject, co_flags));
-#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+#if PY_VERSION_HEX >= 0x030C0000
     P("code_monitoring", offsetof(PyCodeObject, _co_monitoring));
     P("monitoring_lines", offsetof(_PyCoMonitoringData, lines));
     P("monitoring_per_instruction_opcodes", offsetof(_PyCoMonitoringData, per_instruction_opcodes));
+#  if PY_VERSION_HEX >= 0x030E0000 || defined(PYPROF_LINE_DATA_VARIABLE)
+    /* 3.14+ (and late 3.13.x): { uint8_t bytes_per_entry; uint8_t data[]; }: entries of a
+     * size given by the first byte; 0 here means "read it from the table". The generator
+     * defines PYPROF_LINE_DATA_VARIABLE when the headers have that form. */
+    P("monitoring_line_entry_size", 0);
+    P("monitoring_line_data", offsetof(_PyCoLineInstrumentationData, data));
+#  else
     P("monitoring_line_entry_size", sizeof(_PyCoLineInstrumentationData));
+    P("monitoring_line_data", offsetof(_PyCoLineInstrumentationData, original_opcode));
+#  endif
 #else
     NONE("code_monitoring");
     NONE("monitoring_lines");
     NONE("monitoring_per_instruction_opcodes");
     NONE("monitoring_line_entry_size");
+    NONE("monitoring_line_data");
 #endif
 
     /* ---- object headers */

@@ -330,16 +330,16 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         None => pyprof::process::live::is_alive(pid),
     };
     let reason = sampler::record(&mut session, &config, &stop, &mut alive, &mut profile);
-    if session.instrumented > 0 {
+    if session.sampler.instrumented > 0 {
         profile.meta.notes.push(format!(
             "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {} frames executed INSTRUMENTED_* opcodes",
-            session.instrumented
+            session.sampler.instrumented
         ));
     }
-    if session.executor > 0 {
+    if session.sampler.executor > 0 {
         profile.meta.notes.push(format!(
             "tier-2 executors were active: {} frames executed ENTER_EXECUTOR",
-            session.executor
+            session.sampler.executor
         ));
     }
     finish(

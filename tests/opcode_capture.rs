@@ -182,17 +182,51 @@ fn traced_target_is_reported_as_instrumented() {
             .notes
             .iter()
             .any(|n| n.contains("instrumentation was active"));
+        // The recovered instruction must be the real one: the target printed its own
+        // uninstrumented `dis` of int_loop before tracing started.
+        let truth: std::collections::HashMap<u32, String> = target
+            .lines
+            .iter()
+            .find_map(|l| l.strip_prefix("truth "))
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|t| {
+                let (o, n) = t.split_once(':')?;
+                Some((o.parse().ok()?, n.to_string()))
+            })
+            .collect();
+        let wrong: Vec<String> = p
+            .instructions
+            .iter()
+            .filter(|s| s.function == "int_loop" && s.opcode.starts_with("INSTRUMENTED_"))
+            .filter(|s| {
+                truth
+                    .get(&s.offset)
+                    .map(|t| t != &s.base_opcode)
+                    .unwrap_or(true)
+            })
+            .map(|s| {
+                format!(
+                    "{}@{}: {} (truth {:?})",
+                    s.opcode,
+                    s.offset,
+                    s.base_opcode,
+                    truth.get(&s.offset)
+                )
+            })
+            .collect();
         let ok = if py.at_least(3, 12) {
             // sys.settrace instruments the bytecode: say so, and name the real instructions.
-            total > 50
+            total > 20
                 && garbage.is_empty()
                 && noted
                 && instrumented > 0
                 && recovered * 10 >= instrumented * 9
+                && wrong.is_empty()
         } else {
-            total > 50 && garbage.is_empty()
+            total > 20 && garbage.is_empty()
         };
-        let msg = format!("{total} samples, {instrumented} instrumented ({recovered} with the real instruction), noted {noted}, garbage {garbage:?}");
+        let msg = format!("{total} samples, {instrumented} instrumented ({recovered} with the real instruction), noted {noted}, garbage {garbage:?}, wrong {wrong:?}");
         eprintln!(
             "traced {}: {} {msg}",
             py.label,

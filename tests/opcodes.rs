@@ -3,8 +3,9 @@
 //!
 //! Interpreters looked for: `$PYENV_ROOT` (default `~/.pyenv`) versions,
 //! `/usr/bin/python3.N`, `/usr/local/bin/python3.N`, plus `PYPROF_PYTHONS`
-//! (colon-separated paths) and `PYPROF_OPCODE_CMDS` (`;`-separated
-//! `LABEL=COMMAND...` entries, e.g. `3.14=chroot /opt/sid python3.14`).
+//! (colon-separated entries, each a plain path or `LABEL=COMMAND ARGS`, e.g.
+//! `3.14=chroot /opt/sid python3.14`; the format tests/common/mod.rs reads).
+//! Interpreters behind a command prefix get the warm-up script on stdin.
 //! A missing interpreter is skipped with a loud message, never silently.
 
 use std::collections::BTreeSet;
@@ -98,9 +99,22 @@ fn tables_are_consistent() {
             }
         }
     }
-    for (maj, min) in [(2, 7), (3, 6), (3, 10), (3, 11), (3, 12), (3, 13)] {
+    for (maj, min) in [
+        (2, 7),
+        (3, 6),
+        (3, 10),
+        (3, 11),
+        (3, 12),
+        (3, 13),
+        (3, 14),
+        (3, 15),
+    ] {
         assert!(table_for(maj, min, false).is_some(), "{maj}.{min} missing");
     }
+    // 3.13t has the same opcodes as 3.13 (no table of its own): the lookup
+    // falls back to the default build's table.
+    let t = table_for(3, 13, true).expect("3.13t resolves");
+    assert_eq!(t.version(), (3, 13));
     assert!(table_for(3, 5, false).is_none());
 }
 
@@ -133,6 +147,30 @@ fn known_facts_hold() {
     assert_eq!(t.base_name(op(t, "TO_BOOL_INT")), "TO_BOOL");
     assert_eq!(t.base_name(op(t, "RESUME_CHECK")), "RESUME");
     assert_eq!(t.name(op(t, "CACHE")), "CACHE");
+
+    // 3.14: BINARY_SUBSCR folded into BINARY_OP (5 cache units);
+    // LOAD_CONST specializes statically (no cache, not adaptive).
+    let t = table(3, 14);
+    assert!(t.opcode("BINARY_SUBSCR").is_none());
+    let bs = op(t, "BINARY_OP_SUBSCR_LIST_INT");
+    assert_eq!(t.base_name(bs), "BINARY_OP");
+    assert_eq!(t.cache_entries(bs), 5);
+    assert_eq!(t.base_name(op(t, "LOAD_CONST_IMMORTAL")), "LOAD_CONST");
+    assert!(!t.is_adaptive(op(t, "LOAD_CONST")));
+    assert_eq!(t.base_name(op(t, "JUMP_BACKWARD_JIT")), "JUMP_BACKWARD");
+    assert_eq!(t.cache_entries(op(t, "JUMP_BACKWARD")), 1);
+    assert_eq!(t.base_name(op(t, "INSTRUMENTED_NOT_TAKEN")), "NOT_TAKEN");
+    assert!(!t.has_static_base(op(t, "ENTER_EXECUTOR")));
+
+    // 3.15: RESUME has an inline cache and is adaptive; GET_ITER specializes.
+    let t = table(3, 15);
+    let r = op(t, "RESUME");
+    assert!(t.is_adaptive(r));
+    assert_eq!(t.cache_entries(r), 1);
+    assert_eq!(t.base_name(op(t, "RESUME_CHECK_JIT")), "RESUME");
+    assert_eq!(t.cache_entries(op(t, "INSTRUMENTED_RESUME")), 1);
+    assert_eq!(t.base_name(op(t, "GET_ITER_SELF")), "GET_ITER");
+    assert_eq!(t.cache_entries(op(t, "GET_ITER")), 1);
 
     let t = table(2, 7);
     assert!(!t.is_wordcode() && t.extended_arg == op(t, "EXTENDED_ARG"));
@@ -322,29 +360,32 @@ fn candidates() -> Vec<Interp> {
         }
     }
     if let Ok(extra) = std::env::var("PYPROF_PYTHONS") {
-        for p in extra.split(':').filter(|p| !p.trim().is_empty()) {
-            if !Path::new(p.trim()).is_file() {
-                loud(&format!("SKIP {p}: not found (listed in PYPROF_PYTHONS)"));
-            }
-            add_path(PathBuf::from(p.trim()), &mut out);
-        }
-    }
-    if let Ok(cmds) = std::env::var("PYPROF_OPCODE_CMDS") {
-        for entry in cmds
-            .split([';', '\n'])
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let cmd = match entry.split_once('=') {
-                Some((l, c)) if !l.contains(' ') => c,
-                _ => entry,
+        let mut seen_cmds = BTreeSet::new();
+        for item in extra.split(':').map(str::trim).filter(|s| !s.is_empty()) {
+            let (label, cmd) = match item.split_once('=') {
+                Some((l, c)) => (l.trim().to_string(), c),
+                None => (item.to_string(), item),
             };
             let argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
-            if !argv.is_empty() {
-                out.push(Interp {
-                    argv,
-                    label: entry.to_string(),
-                });
+            if argv.is_empty() {
+                continue;
+            }
+            if argv.len() == 1 {
+                if !Path::new(&argv[0]).is_file() {
+                    loud(&format!(
+                        "SKIP {item}: not found (listed in PYPROF_PYTHONS)"
+                    ));
+                }
+                add_path(PathBuf::from(&argv[0]), &mut out);
+                if let Some(last) = out.last_mut() {
+                    if last.argv == argv {
+                        last.label = label;
+                    }
+                }
+            } else if seen_cmds.insert(argv.clone()) {
+                // A command prefix (`chroot /opt/sid python3.14`): whether it
+                // runs is found out by running it (run_warm reports a SKIP).
+                out.push(Interp { argv, label });
             }
         }
     }
@@ -352,14 +393,26 @@ fn candidates() -> Vec<Interp> {
 }
 
 fn run_warm(it: &Interp) -> Option<serde_json::Value> {
-    let mut child = Command::new(&it.argv[0])
+    // The script goes in on stdin, so it also reaches an interpreter inside
+    // a chroot (which cannot see this checkout).
+    let mut child = match Command::new(&it.argv[0])
         .args(&it.argv[1..])
         .args(["-E", "-S", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .ok()?;
+    {
+        Ok(c) => c,
+        Err(e) => {
+            loud(&format!(
+                "SKIP {}: cannot run {}: {e}",
+                it.label,
+                it.argv.join(" ")
+            ));
+            return None;
+        }
+    };
     child
         .stdin
         .take()
@@ -375,7 +428,14 @@ fn run_warm(it: &Interp) -> Option<serde_json::Value> {
         ));
         return None;
     }
-    serde_json::from_slice(&out.stdout).ok()
+    match serde_json::from_slice(&out.stdout) {
+        Ok(v) => Some(v),
+        Err(e) => panic!(
+            "{}: warm-up output is not JSON ({e}): {}",
+            it.label,
+            String::from_utf8_lossy(&out.stdout)
+        ),
+    }
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -490,7 +550,9 @@ fn live_bytecode_decodes_like_dis() {
             ver[1].as_u64().unwrap() as u8,
         );
         let ft = v["free_threaded"].as_bool().unwrap_or(false);
-        let Some(t) = pyprof::code::opcode_tables::table_for(major, minor, ft) else {
+        // The lookup the profiler uses: a free-threaded build without a table
+        // of its own (3.13t: same opcodes as 3.13) uses the default build's.
+        let Some(t) = table_for(major, minor, ft) else {
             loud(&format!(
                 "SKIP {}: no generated table for {major}.{minor}{} \
                  (run python3 scripts/gen_opcodes.py with it available)",
@@ -501,8 +563,10 @@ fn live_bytecode_decodes_like_dis() {
         };
         let n = check_live(&it, &v, t);
         eprintln!(
-            "ok {} ({}): {n} specialized instructions in warmed code",
+            "ok {} ({major}.{minor}.{}{}, table {}): {n} specialized instructions in warmed code",
             it.label,
+            ver[2],
+            if ft { "t" } else { "" },
             t.version_string()
         );
         if !ft {
@@ -510,7 +574,7 @@ fn live_bytecode_decodes_like_dis() {
         }
         tested.insert((major, minor));
     }
-    for minor in [11, 12, 13] {
+    for minor in [11, 12, 13, 14, 15] {
         if !tested.contains(&(3, minor)) {
             loud(&format!(
                 "SKIP 3.{minor}: not found; live bytecode untested"

@@ -24,6 +24,8 @@ pub const MAX_TABLE: usize = 1 << 20;
 /// A decoded code object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeInfo {
+    /// Unique per decoded object (a code object freed and reused gets a new one).
+    pub id: u64,
     /// `co_qualname` on 3.11+, `co_name` before.
     pub name: String,
     pub filename: String,
@@ -103,8 +105,8 @@ pub fn original_opcode(
         l.monitoring_per_instruction_opcodes?,
         l.monitoring_line_entry_size?,
     );
-    let monitoring = mem.read_u64(code_addr + mon_off as u64).ok()?;
-    if monitoring < 0x1000 {
+    let monitoring = mem.read_u64(code_addr.wrapping_add(mon_off as u64)).ok()?;
+    if !plausible_ptr(monitoring) {
         return None;
     }
     let unit = (pos / 2) as u64;
@@ -116,9 +118,31 @@ pub fn original_opcode(
             return Some(op);
         }
         let side = if Some(op) == line_op {
-            mem.read_u64(monitoring + lines_off as u64).ok()? + unit * entry as u64
+            let lines = mem
+                .read_u64(monitoring.wrapping_add(lines_off as u64))
+                .ok()?;
+            if !plausible_ptr(lines) {
+                return None;
+            }
+            // 3.14+ (and 3.13 from some patch release on): the entry size is the table's
+            // first byte, and entries follow it. The older fixed form starts with the
+            // original opcode of code unit 0, which is never 2..=8 (those are not opcodes
+            // that begin a code object), so a first byte in 2..=8 marks the variable form
+            // even where our table (built from an earlier patch release) says fixed.
+            let first = mem.read_u8(lines).ok()?;
+            let (entry, data) = if entry == 0 || (2..=8).contains(&first) {
+                (first as u64, 1)
+            } else {
+                (entry as u64, l.monitoring_line_data.unwrap_or(0) as u64)
+            };
+            if entry == 0 {
+                return None;
+            }
+            lines.wrapping_add(data).wrapping_add(unit * entry)
         } else if Some(op) == instr_op {
-            mem.read_u64(monitoring + per_off as u64).ok()? + unit
+            mem.read_u64(monitoring.wrapping_add(per_off as u64))
+                .ok()?
+                .wrapping_add(unit)
         } else {
             return None;
         };
@@ -144,6 +168,9 @@ fn fill_owners(len: usize, instrs: impl Iterator<Item = opcodes::Instr>) -> Vec<
 /// Reads strings and code objects for one layout, with a cache of decoded code objects.
 pub struct CodeReader {
     layout: Layout,
+    /// Sampling tick: a code object validated in this tick is not re-read in it.
+    epoch: u64,
+    validated: HashMap<u64, u64>,
     /// With opcode capture: the opcode table of the target's version.
     opcodes: Option<&'static opcodes::OpcodeTable>,
     cache: HashMap<u64, Rc<CodeInfo>>,
@@ -175,6 +202,8 @@ impl CodeReader {
         header_len = header_len.next_multiple_of(8);
         CodeReader {
             layout: layout.clone(),
+            epoch: 1,
+            validated: HashMap::new(),
             opcodes,
             cache: HashMap::new(),
             code_type: None,
@@ -200,6 +229,15 @@ impl CodeReader {
     /// Forget everything (e.g. between two attachments).
     pub fn clear(&mut self) {
         self.cache.clear();
+        self.validated.clear();
+    }
+
+    /// Start a new sampling tick: code objects are re-validated once in it.
+    pub fn begin_tick(&mut self) {
+        self.epoch += 1;
+        if self.validated.len() > 100_000 {
+            self.validated.clear();
+        }
     }
 
     pub fn cached(&self) -> usize {
@@ -208,20 +246,31 @@ impl CodeReader {
 
     /// Decode (or fetch from cache) the code object at `addr`.
     pub fn code(&mut self, mem: &dyn Memory, addr: u64) -> Result<Rc<CodeInfo>, WalkError> {
-        if addr < 0x1000 || addr % 8 != 0 {
+        if !plausible_ptr(addr) {
             return Err(WalkError::BadPointer("code object"));
         }
-        let mut header = vec![0u8; self.header_len];
-        mem.read(addr, &mut header)?;
-        let fp = self.fingerprint(&header);
         if let Some(info) = self.cache.get(&addr) {
-            if info.fingerprint == fp {
+            if self.validated.get(&addr) == Some(&self.epoch) {
                 self.hits += 1;
                 return Ok(info.clone());
             }
         }
+        let mut header = [0u8; 512];
+        let header = header
+            .get_mut(..self.header_len)
+            .ok_or(WalkError::BadCode("layout"))?;
+        mem.read(addr, header)?;
+        let fp = self.fingerprint(header);
+        if let Some(info) = self.cache.get(&addr) {
+            if info.fingerprint == fp {
+                self.hits += 1;
+                self.validated.insert(addr, self.epoch);
+                return Ok(info.clone());
+            }
+        }
         self.misses += 1;
-        let info = Rc::new(self.decode(mem, addr, &header, fp)?);
+        let info = Rc::new(self.decode(mem, addr, header, fp)?);
+        self.validated.insert(addr, self.epoch);
         if self.cache.len() > 100_000 {
             self.cache.clear();
         }
@@ -258,6 +307,9 @@ impl CodeReader {
             Some(t) if t == ty => {}
             Some(_) => return Err(WalkError::BadCode("not a code object")),
             None => {
+                if !plausible_ptr(ty) {
+                    return Err(WalkError::BadCode("type pointer"));
+                }
                 let name_ptr = mem.read_u64(ty + l.type_name as u64)?;
                 let name = read_c_string(mem, name_ptr, 64)?;
                 if name != "code" {
@@ -275,10 +327,13 @@ impl CodeReader {
             (Some(off), _) => {
                 // 3.11+: the bytecode is inline; ob_size counts its code units.
                 let units = field(h, l.ob_size);
-                (addr + off as u64, units.min(MAX_TABLE as u64) * 2)
+                (addr + off as u64, (units.min(MAX_TABLE as u64 / 2)) * 2)
             }
             (None, Some(off)) => {
                 let bytes = field(h, off);
+                if !plausible_ptr(bytes) {
+                    return Err(WalkError::BadPointer("co_code"));
+                }
                 let len = mem.read_u64(bytes + l.ob_size as u64)?;
                 (bytes + l.bytes_sval as u64, len.min(MAX_TABLE as u64))
             }
@@ -309,7 +364,9 @@ impl CodeReader {
             .code_firsttraceable
             .map(|off| field(h, off) as u32)
             .unwrap_or(0);
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(CodeInfo {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name,
             filename,
             first_line,
@@ -322,6 +379,11 @@ impl CodeReader {
             fingerprint,
         })
     }
+}
+
+/// Could this be the address of an object of the target (aligned, in user space)?
+pub fn plausible_ptr(p: u64) -> bool {
+    (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p % 8 == 0
 }
 
 /// Read an 8-byte little-endian field at `off` of a header buffer (0 if out of range).
@@ -353,7 +415,7 @@ pub fn read_c_string(mem: &dyn Memory, addr: u64, max: usize) -> Result<String, 
 
 /// Read a `str` object (PEP 393 unicode, or a Python 2 `str`).
 pub fn read_str(mem: &dyn Memory, l: &Layout, addr: u64) -> Result<String, WalkError> {
-    if addr < 0x1000 {
+    if !plausible_ptr(addr) {
         return Err(WalkError::BadPointer("string"));
     }
     match l.string_kind {
@@ -417,7 +479,7 @@ fn read_bytes_max(
     addr: u64,
     max: usize,
 ) -> Result<Vec<u8>, WalkError> {
-    if addr < 0x1000 {
+    if !plausible_ptr(addr) {
         return Err(WalkError::BadPointer("bytes"));
     }
     let len = mem.read_u64(addr + l.ob_size as u64)?;

@@ -10,7 +10,9 @@
 // (opcode, name, base opcode, inline cache entries of the base, flags);
 // opcodes not listed are unused. The base is the deoptimized and
 // deinstrumented instruction (the trailing comment names it when it differs).
-// Flags are defined in src/code/opcodes.rs (`flags`).
+// Flags are defined in src/code/opcodes.rs (`flags`). A free-threaded build
+// has its own table only where its opcodes differ from the default build's;
+// otherwise `opcodes::table_for` falls back to the default build's table.
 
 use super::opcodes::flags::*;
 use super::opcodes::OpcodeTable;
@@ -1386,10 +1388,485 @@ pub static PY313: OpcodeTable = OpcodeTable::build(3, 13, false, 44, 71, &[
     (254, "INSTRUMENTED_LINE",                         254, 0, INSTR | NOBASE),
 ]);
 
+// ---- CPython 3.14 ----
+/// Opcode table of CPython 3.14.
+#[rustfmt::skip]
+pub static PY314: OpcodeTable = OpcodeTable::build(3, 14, false, 43, 69, &[
+    // (opcode, name, base, cache entries, flags)
+    (  0, "CACHE",                                       0, 0, 0),
+    (  1, "BINARY_SLICE",                                1, 0, 0),
+    (  2, "BUILD_TEMPLATE",                              2, 0, 0),
+    (  3, "BINARY_OP_INPLACE_ADD_UNICODE",              44, 5, ARG | SPEC), // BINARY_OP
+    (  4, "CALL_FUNCTION_EX",                            4, 0, 0),
+    (  5, "CHECK_EG_MATCH",                              5, 0, 0),
+    (  6, "CHECK_EXC_MATCH",                             6, 0, 0),
+    (  7, "CLEANUP_THROW",                               7, 0, 0),
+    (  8, "DELETE_SUBSCR",                               8, 0, 0),
+    (  9, "END_FOR",                                     9, 0, 0),
+    ( 10, "END_SEND",                                   10, 0, 0),
+    ( 11, "EXIT_INIT_CHECK",                            11, 0, 0),
+    ( 12, "FORMAT_SIMPLE",                              12, 0, 0),
+    ( 13, "FORMAT_WITH_SPEC",                           13, 0, 0),
+    ( 14, "GET_AITER",                                  14, 0, 0),
+    ( 15, "GET_ANEXT",                                  15, 0, 0),
+    ( 16, "GET_ITER",                                   16, 0, 0),
+    ( 17, "RESERVED",                                   17, 0, 0),
+    ( 18, "GET_LEN",                                    18, 0, 0),
+    ( 19, "GET_YIELD_FROM_ITER",                        19, 0, 0),
+    ( 20, "INTERPRETER_EXIT",                           20, 0, 0),
+    ( 21, "LOAD_BUILD_CLASS",                           21, 0, 0),
+    ( 22, "LOAD_LOCALS",                                22, 0, 0),
+    ( 23, "MAKE_FUNCTION",                              23, 0, 0),
+    ( 24, "MATCH_KEYS",                                 24, 0, 0),
+    ( 25, "MATCH_MAPPING",                              25, 0, 0),
+    ( 26, "MATCH_SEQUENCE",                             26, 0, 0),
+    ( 27, "NOP",                                        27, 0, 0),
+    ( 28, "NOT_TAKEN",                                  28, 0, 0),
+    ( 29, "POP_EXCEPT",                                 29, 0, 0),
+    ( 30, "POP_ITER",                                   30, 0, 0),
+    ( 31, "POP_TOP",                                    31, 0, 0),
+    ( 32, "PUSH_EXC_INFO",                              32, 0, 0),
+    ( 33, "PUSH_NULL",                                  33, 0, 0),
+    ( 34, "RETURN_GENERATOR",                           34, 0, 0),
+    ( 35, "RETURN_VALUE",                               35, 0, 0),
+    ( 36, "SETUP_ANNOTATIONS",                          36, 0, 0),
+    ( 37, "STORE_SLICE",                                37, 0, 0),
+    ( 38, "STORE_SUBSCR",                               38, 1, ADAPTIVE),
+    ( 39, "TO_BOOL",                                    39, 3, ADAPTIVE),
+    ( 40, "UNARY_INVERT",                               40, 0, 0),
+    ( 41, "UNARY_NEGATIVE",                             41, 0, 0),
+    ( 42, "UNARY_NOT",                                  42, 0, 0),
+    ( 43, "WITH_EXCEPT_START",                          43, 0, 0),
+    ( 44, "BINARY_OP",                                  44, 5, ARG | ADAPTIVE),
+    ( 45, "BUILD_INTERPOLATION",                        45, 0, ARG),
+    ( 46, "BUILD_LIST",                                 46, 0, ARG),
+    ( 47, "BUILD_MAP",                                  47, 0, ARG),
+    ( 48, "BUILD_SET",                                  48, 0, ARG),
+    ( 49, "BUILD_SLICE",                                49, 0, ARG),
+    ( 50, "BUILD_STRING",                               50, 0, ARG),
+    ( 51, "BUILD_TUPLE",                                51, 0, ARG),
+    ( 52, "CALL",                                       52, 3, ARG | ADAPTIVE),
+    ( 53, "CALL_INTRINSIC_1",                           53, 0, ARG),
+    ( 54, "CALL_INTRINSIC_2",                           54, 0, ARG),
+    ( 55, "CALL_KW",                                    55, 3, ARG | ADAPTIVE),
+    ( 56, "COMPARE_OP",                                 56, 1, ARG | ADAPTIVE | COMPARE),
+    ( 57, "CONTAINS_OP",                                57, 1, ARG | ADAPTIVE),
+    ( 58, "CONVERT_VALUE",                              58, 0, ARG),
+    ( 59, "COPY",                                       59, 0, ARG),
+    ( 60, "COPY_FREE_VARS",                             60, 0, ARG),
+    ( 61, "DELETE_ATTR",                                61, 0, ARG | NAME),
+    ( 62, "DELETE_DEREF",                               62, 0, ARG | FREE),
+    ( 63, "DELETE_FAST",                                63, 0, ARG | LOCAL),
+    ( 64, "DELETE_GLOBAL",                              64, 0, ARG | NAME),
+    ( 65, "DELETE_NAME",                                65, 0, ARG | NAME),
+    ( 66, "DICT_MERGE",                                 66, 0, ARG),
+    ( 67, "DICT_UPDATE",                                67, 0, ARG),
+    ( 68, "END_ASYNC_FOR",                              68, 0, ARG | JBACK | JREL),
+    ( 69, "EXTENDED_ARG",                               69, 0, ARG),
+    ( 70, "FOR_ITER",                                   70, 1, ARG | ADAPTIVE | JREL),
+    ( 71, "GET_AWAITABLE",                              71, 0, ARG),
+    ( 72, "IMPORT_FROM",                                72, 0, ARG | NAME),
+    ( 73, "IMPORT_NAME",                                73, 0, ARG | NAME),
+    ( 74, "IS_OP",                                      74, 0, ARG),
+    ( 75, "JUMP_BACKWARD",                              75, 1, ARG | ADAPTIVE | JBACK | JREL),
+    ( 76, "JUMP_BACKWARD_NO_INTERRUPT",                 76, 0, ARG | JBACK | JREL),
+    ( 77, "JUMP_FORWARD",                               77, 0, ARG | JREL),
+    ( 78, "LIST_APPEND",                                78, 0, ARG),
+    ( 79, "LIST_EXTEND",                                79, 0, ARG),
+    ( 80, "LOAD_ATTR",                                  80, 9, ARG | ADAPTIVE | NAME),
+    ( 81, "LOAD_COMMON_CONSTANT",                       81, 0, ARG),
+    ( 82, "LOAD_CONST",                                 82, 0, ARG | CONST),
+    ( 83, "LOAD_DEREF",                                 83, 0, ARG | LOCAL),
+    ( 84, "LOAD_FAST",                                  84, 0, ARG | LOCAL),
+    ( 85, "LOAD_FAST_AND_CLEAR",                        85, 0, ARG | LOCAL),
+    ( 86, "LOAD_FAST_BORROW",                           86, 0, ARG | LOCAL),
+    ( 87, "LOAD_FAST_BORROW_LOAD_FAST_BORROW",          87, 0, ARG | LOCAL),
+    ( 88, "LOAD_FAST_CHECK",                            88, 0, ARG | LOCAL),
+    ( 89, "LOAD_FAST_LOAD_FAST",                        89, 0, ARG | LOCAL),
+    ( 90, "LOAD_FROM_DICT_OR_DEREF",                    90, 0, ARG | FREE),
+    ( 91, "LOAD_FROM_DICT_OR_GLOBALS",                  91, 0, ARG | NAME),
+    ( 92, "LOAD_GLOBAL",                                92, 4, ARG | ADAPTIVE | NAME),
+    ( 93, "LOAD_NAME",                                  93, 0, ARG | NAME),
+    ( 94, "LOAD_SMALL_INT",                             94, 0, ARG),
+    ( 95, "LOAD_SPECIAL",                               95, 0, ARG),
+    ( 96, "LOAD_SUPER_ATTR",                            96, 1, ARG | ADAPTIVE | NAME),
+    ( 97, "MAKE_CELL",                                  97, 0, ARG | FREE),
+    ( 98, "MAP_ADD",                                    98, 0, ARG),
+    ( 99, "MATCH_CLASS",                                99, 0, ARG),
+    (100, "POP_JUMP_IF_FALSE",                         100, 1, ARG | JREL),
+    (101, "POP_JUMP_IF_NONE",                          101, 1, ARG | JREL),
+    (102, "POP_JUMP_IF_NOT_NONE",                      102, 1, ARG | JREL),
+    (103, "POP_JUMP_IF_TRUE",                          103, 1, ARG | JREL),
+    (104, "RAISE_VARARGS",                             104, 0, ARG),
+    (105, "RERAISE",                                   105, 0, ARG),
+    (106, "SEND",                                      106, 1, ARG | ADAPTIVE | JREL),
+    (107, "SET_ADD",                                   107, 0, ARG),
+    (108, "SET_FUNCTION_ATTRIBUTE",                    108, 0, ARG),
+    (109, "SET_UPDATE",                                109, 0, ARG),
+    (110, "STORE_ATTR",                                110, 4, ARG | ADAPTIVE | NAME),
+    (111, "STORE_DEREF",                               111, 0, ARG | FREE),
+    (112, "STORE_FAST",                                112, 0, ARG | LOCAL),
+    (113, "STORE_FAST_LOAD_FAST",                      113, 0, ARG | LOCAL),
+    (114, "STORE_FAST_STORE_FAST",                     114, 0, ARG | LOCAL),
+    (115, "STORE_GLOBAL",                              115, 0, ARG | NAME),
+    (116, "STORE_NAME",                                116, 0, ARG | NAME),
+    (117, "SWAP",                                      117, 0, ARG),
+    (118, "UNPACK_EX",                                 118, 0, ARG),
+    (119, "UNPACK_SEQUENCE",                           119, 1, ARG | ADAPTIVE),
+    (120, "YIELD_VALUE",                               120, 0, ARG),
+    (128, "RESUME",                                    128, 0, ARG),
+    (129, "BINARY_OP_ADD_FLOAT",                        44, 5, ARG | SPEC), // BINARY_OP
+    (130, "BINARY_OP_ADD_INT",                          44, 5, ARG | SPEC), // BINARY_OP
+    (131, "BINARY_OP_ADD_UNICODE",                      44, 5, ARG | SPEC), // BINARY_OP
+    (132, "BINARY_OP_EXTEND",                           44, 5, ARG | SPEC), // BINARY_OP
+    (133, "BINARY_OP_MULTIPLY_FLOAT",                   44, 5, ARG | SPEC), // BINARY_OP
+    (134, "BINARY_OP_MULTIPLY_INT",                     44, 5, ARG | SPEC), // BINARY_OP
+    (135, "BINARY_OP_SUBSCR_DICT",                      44, 5, ARG | SPEC), // BINARY_OP
+    (136, "BINARY_OP_SUBSCR_GETITEM",                   44, 5, ARG | SPEC), // BINARY_OP
+    (137, "BINARY_OP_SUBSCR_LIST_INT",                  44, 5, ARG | SPEC), // BINARY_OP
+    (138, "BINARY_OP_SUBSCR_LIST_SLICE",                44, 5, ARG | SPEC), // BINARY_OP
+    (139, "BINARY_OP_SUBSCR_STR_INT",                   44, 5, ARG | SPEC), // BINARY_OP
+    (140, "BINARY_OP_SUBSCR_TUPLE_INT",                 44, 5, ARG | SPEC), // BINARY_OP
+    (141, "BINARY_OP_SUBTRACT_FLOAT",                   44, 5, ARG | SPEC), // BINARY_OP
+    (142, "BINARY_OP_SUBTRACT_INT",                     44, 5, ARG | SPEC), // BINARY_OP
+    (143, "CALL_ALLOC_AND_ENTER_INIT",                  52, 3, ARG | SPEC), // CALL
+    (144, "CALL_BOUND_METHOD_EXACT_ARGS",               52, 3, ARG | SPEC), // CALL
+    (145, "CALL_BOUND_METHOD_GENERAL",                  52, 3, ARG | SPEC), // CALL
+    (146, "CALL_BUILTIN_CLASS",                         52, 3, ARG | SPEC), // CALL
+    (147, "CALL_BUILTIN_FAST",                          52, 3, ARG | SPEC), // CALL
+    (148, "CALL_BUILTIN_FAST_WITH_KEYWORDS",            52, 3, ARG | SPEC), // CALL
+    (149, "CALL_BUILTIN_O",                             52, 3, ARG | SPEC), // CALL
+    (150, "CALL_ISINSTANCE",                            52, 3, ARG | SPEC), // CALL
+    (151, "CALL_KW_BOUND_METHOD",                       55, 3, ARG | SPEC), // CALL_KW
+    (152, "CALL_KW_NON_PY",                             55, 3, ARG | SPEC), // CALL_KW
+    (153, "CALL_KW_PY",                                 55, 3, ARG | SPEC), // CALL_KW
+    (154, "CALL_LEN",                                   52, 3, ARG | SPEC), // CALL
+    (155, "CALL_LIST_APPEND",                           52, 3, ARG | SPEC), // CALL
+    (156, "CALL_METHOD_DESCRIPTOR_FAST",                52, 3, ARG | SPEC), // CALL
+    (157, "CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS",  52, 3, ARG | SPEC), // CALL
+    (158, "CALL_METHOD_DESCRIPTOR_NOARGS",              52, 3, ARG | SPEC), // CALL
+    (159, "CALL_METHOD_DESCRIPTOR_O",                   52, 3, ARG | SPEC), // CALL
+    (160, "CALL_NON_PY_GENERAL",                        52, 3, ARG | SPEC), // CALL
+    (161, "CALL_PY_EXACT_ARGS",                         52, 3, ARG | SPEC), // CALL
+    (162, "CALL_PY_GENERAL",                            52, 3, ARG | SPEC), // CALL
+    (163, "CALL_STR_1",                                 52, 3, ARG | SPEC), // CALL
+    (164, "CALL_TUPLE_1",                               52, 3, ARG | SPEC), // CALL
+    (165, "CALL_TYPE_1",                                52, 3, ARG | SPEC), // CALL
+    (166, "COMPARE_OP_FLOAT",                           56, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (167, "COMPARE_OP_INT",                             56, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (168, "COMPARE_OP_STR",                             56, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (169, "CONTAINS_OP_DICT",                           57, 1, ARG | SPEC), // CONTAINS_OP
+    (170, "CONTAINS_OP_SET",                            57, 1, ARG | SPEC), // CONTAINS_OP
+    (171, "FOR_ITER_GEN",                               70, 1, ARG | SPEC | JREL), // FOR_ITER
+    (172, "FOR_ITER_LIST",                              70, 1, ARG | SPEC | JREL), // FOR_ITER
+    (173, "FOR_ITER_RANGE",                             70, 1, ARG | SPEC | JREL), // FOR_ITER
+    (174, "FOR_ITER_TUPLE",                             70, 1, ARG | SPEC | JREL), // FOR_ITER
+    (175, "JUMP_BACKWARD_JIT",                          75, 1, ARG | SPEC | JBACK | JREL), // JUMP_BACKWARD
+    (176, "JUMP_BACKWARD_NO_JIT",                       75, 1, ARG | SPEC | JBACK | JREL), // JUMP_BACKWARD
+    (177, "LOAD_ATTR_CLASS",                            80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (178, "LOAD_ATTR_CLASS_WITH_METACLASS_CHECK",       80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (179, "LOAD_ATTR_GETATTRIBUTE_OVERRIDDEN",          80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (180, "LOAD_ATTR_INSTANCE_VALUE",                   80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (181, "LOAD_ATTR_METHOD_LAZY_DICT",                 80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (182, "LOAD_ATTR_METHOD_NO_DICT",                   80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (183, "LOAD_ATTR_METHOD_WITH_VALUES",               80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (184, "LOAD_ATTR_MODULE",                           80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (185, "LOAD_ATTR_NONDESCRIPTOR_NO_DICT",            80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (186, "LOAD_ATTR_NONDESCRIPTOR_WITH_VALUES",        80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (187, "LOAD_ATTR_PROPERTY",                         80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (188, "LOAD_ATTR_SLOT",                             80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (189, "LOAD_ATTR_WITH_HINT",                        80, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (190, "LOAD_CONST_IMMORTAL",                        82, 0, ARG | SPEC | CONST), // LOAD_CONST
+    (191, "LOAD_CONST_MORTAL",                          82, 0, ARG | SPEC | CONST), // LOAD_CONST
+    (192, "LOAD_GLOBAL_BUILTIN",                        92, 4, ARG | SPEC | NAME), // LOAD_GLOBAL
+    (193, "LOAD_GLOBAL_MODULE",                         92, 4, ARG | SPEC | NAME), // LOAD_GLOBAL
+    (194, "LOAD_SUPER_ATTR_ATTR",                       96, 1, ARG | SPEC | NAME), // LOAD_SUPER_ATTR
+    (195, "LOAD_SUPER_ATTR_METHOD",                     96, 1, ARG | SPEC | NAME), // LOAD_SUPER_ATTR
+    (196, "RESUME_CHECK",                              128, 0, ARG | SPEC), // RESUME
+    (197, "SEND_GEN",                                  106, 1, ARG | SPEC | JREL), // SEND
+    (198, "STORE_ATTR_INSTANCE_VALUE",                 110, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (199, "STORE_ATTR_SLOT",                           110, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (200, "STORE_ATTR_WITH_HINT",                      110, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (201, "STORE_SUBSCR_DICT",                          38, 1, SPEC), // STORE_SUBSCR
+    (202, "STORE_SUBSCR_LIST_INT",                      38, 1, SPEC), // STORE_SUBSCR
+    (203, "TO_BOOL_ALWAYS_TRUE",                        39, 3, SPEC), // TO_BOOL
+    (204, "TO_BOOL_BOOL",                               39, 3, SPEC), // TO_BOOL
+    (205, "TO_BOOL_INT",                                39, 3, SPEC), // TO_BOOL
+    (206, "TO_BOOL_LIST",                               39, 3, SPEC), // TO_BOOL
+    (207, "TO_BOOL_NONE",                               39, 3, SPEC), // TO_BOOL
+    (208, "TO_BOOL_STR",                                39, 3, SPEC), // TO_BOOL
+    (209, "UNPACK_SEQUENCE_LIST",                      119, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (210, "UNPACK_SEQUENCE_TUPLE",                     119, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (211, "UNPACK_SEQUENCE_TWO_TUPLE",                 119, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (234, "INSTRUMENTED_END_FOR",                        9, 0, INSTR), // END_FOR
+    (235, "INSTRUMENTED_POP_ITER",                      30, 0, INSTR), // POP_ITER
+    (236, "INSTRUMENTED_END_SEND",                      10, 0, INSTR), // END_SEND
+    (237, "INSTRUMENTED_FOR_ITER",                      70, 1, ARG | INSTR | JREL), // FOR_ITER
+    (238, "INSTRUMENTED_INSTRUCTION",                  238, 0, INSTR | NOBASE),
+    (239, "INSTRUMENTED_JUMP_FORWARD",                  77, 0, ARG | INSTR | JREL), // JUMP_FORWARD
+    (240, "INSTRUMENTED_NOT_TAKEN",                     28, 0, INSTR), // NOT_TAKEN
+    (241, "INSTRUMENTED_POP_JUMP_IF_TRUE",             103, 1, ARG | INSTR | JREL), // POP_JUMP_IF_TRUE
+    (242, "INSTRUMENTED_POP_JUMP_IF_FALSE",            100, 1, ARG | INSTR | JREL), // POP_JUMP_IF_FALSE
+    (243, "INSTRUMENTED_POP_JUMP_IF_NONE",             101, 1, ARG | INSTR | JREL), // POP_JUMP_IF_NONE
+    (244, "INSTRUMENTED_POP_JUMP_IF_NOT_NONE",         102, 1, ARG | INSTR | JREL), // POP_JUMP_IF_NOT_NONE
+    (245, "INSTRUMENTED_RESUME",                       128, 0, ARG | INSTR), // RESUME
+    (246, "INSTRUMENTED_RETURN_VALUE",                  35, 0, INSTR), // RETURN_VALUE
+    (247, "INSTRUMENTED_YIELD_VALUE",                  120, 0, ARG | INSTR), // YIELD_VALUE
+    (248, "INSTRUMENTED_END_ASYNC_FOR",                 68, 0, ARG | INSTR | JBACK | JREL), // END_ASYNC_FOR
+    (249, "INSTRUMENTED_LOAD_SUPER_ATTR",               96, 1, ARG | INSTR | NAME), // LOAD_SUPER_ATTR
+    (250, "INSTRUMENTED_CALL",                          52, 3, ARG | INSTR), // CALL
+    (251, "INSTRUMENTED_CALL_KW",                       55, 3, ARG | INSTR), // CALL_KW
+    (252, "INSTRUMENTED_CALL_FUNCTION_EX",               4, 0, INSTR), // CALL_FUNCTION_EX
+    (253, "INSTRUMENTED_JUMP_BACKWARD",                 75, 1, ARG | INSTR | JBACK | JREL), // JUMP_BACKWARD
+    (254, "INSTRUMENTED_LINE",                         254, 0, INSTR | NOBASE),
+    (255, "ENTER_EXECUTOR",                            255, 0, ARG | NOBASE),
+]);
+
+// ---- CPython 3.15 ----
+/// Opcode table of CPython 3.15.
+#[rustfmt::skip]
+pub static PY315: OpcodeTable = OpcodeTable::build(3, 15, false, 41, 67, &[
+    // (opcode, name, base, cache entries, flags)
+    (  0, "CACHE",                                       0, 0, 0),
+    (  1, "BINARY_SLICE",                                1, 0, 0),
+    (  2, "BUILD_TEMPLATE",                              2, 0, 0),
+    (  3, "BINARY_OP_INPLACE_ADD_UNICODE",              42, 5, ARG | SPEC), // BINARY_OP
+    (  4, "CALL_FUNCTION_EX",                            4, 1, ADAPTIVE),
+    (  5, "CHECK_EG_MATCH",                              5, 0, 0),
+    (  6, "CHECK_EXC_MATCH",                             6, 0, 0),
+    (  7, "CLEANUP_THROW",                               7, 0, 0),
+    (  8, "DELETE_SUBSCR",                               8, 0, 0),
+    (  9, "END_FOR",                                     9, 0, 0),
+    ( 10, "END_SEND",                                   10, 0, 0),
+    ( 11, "EXIT_INIT_CHECK",                            11, 0, 0),
+    ( 12, "FORMAT_SIMPLE",                              12, 0, 0),
+    ( 13, "FORMAT_WITH_SPEC",                           13, 0, 0),
+    ( 14, "GET_AITER",                                  14, 0, 0),
+    ( 15, "GET_ANEXT",                                  15, 0, 0),
+    ( 16, "GET_LEN",                                    16, 0, 0),
+    ( 17, "RESERVED",                                   17, 0, 0),
+    ( 18, "INTERPRETER_EXIT",                           18, 0, 0),
+    ( 19, "LOAD_BUILD_CLASS",                           19, 0, 0),
+    ( 20, "LOAD_LOCALS",                                20, 0, 0),
+    ( 21, "MAKE_FUNCTION",                              21, 0, 0),
+    ( 22, "MATCH_KEYS",                                 22, 0, 0),
+    ( 23, "MATCH_MAPPING",                              23, 0, 0),
+    ( 24, "MATCH_SEQUENCE",                             24, 0, 0),
+    ( 25, "NOP",                                        25, 0, 0),
+    ( 26, "NOT_TAKEN",                                  26, 0, 0),
+    ( 27, "POP_EXCEPT",                                 27, 0, 0),
+    ( 28, "POP_ITER",                                   28, 0, 0),
+    ( 29, "POP_TOP",                                    29, 0, 0),
+    ( 30, "PUSH_EXC_INFO",                              30, 0, 0),
+    ( 31, "PUSH_NULL",                                  31, 0, 0),
+    ( 32, "RETURN_GENERATOR",                           32, 0, 0),
+    ( 33, "RETURN_VALUE",                               33, 0, 0),
+    ( 34, "SETUP_ANNOTATIONS",                          34, 0, 0),
+    ( 35, "STORE_SLICE",                                35, 0, 0),
+    ( 36, "STORE_SUBSCR",                               36, 1, ADAPTIVE),
+    ( 37, "TO_BOOL",                                    37, 3, ADAPTIVE),
+    ( 38, "UNARY_INVERT",                               38, 0, 0),
+    ( 39, "UNARY_NEGATIVE",                             39, 0, 0),
+    ( 40, "UNARY_NOT",                                  40, 0, 0),
+    ( 41, "WITH_EXCEPT_START",                          41, 0, 0),
+    ( 42, "BINARY_OP",                                  42, 5, ARG | ADAPTIVE),
+    ( 43, "BUILD_INTERPOLATION",                        43, 0, ARG),
+    ( 44, "BUILD_LIST",                                 44, 0, ARG),
+    ( 45, "BUILD_MAP",                                  45, 0, ARG),
+    ( 46, "BUILD_SET",                                  46, 0, ARG),
+    ( 47, "BUILD_SLICE",                                47, 0, ARG),
+    ( 48, "BUILD_STRING",                               48, 0, ARG),
+    ( 49, "BUILD_TUPLE",                                49, 0, ARG),
+    ( 50, "CALL",                                       50, 3, ARG | ADAPTIVE),
+    ( 51, "CALL_INTRINSIC_1",                           51, 0, ARG),
+    ( 52, "CALL_INTRINSIC_2",                           52, 0, ARG),
+    ( 53, "CALL_KW",                                    53, 3, ARG | ADAPTIVE),
+    ( 54, "COMPARE_OP",                                 54, 1, ARG | ADAPTIVE | COMPARE),
+    ( 55, "CONTAINS_OP",                                55, 1, ARG | ADAPTIVE),
+    ( 56, "CONVERT_VALUE",                              56, 0, ARG),
+    ( 57, "COPY",                                       57, 0, ARG),
+    ( 58, "COPY_FREE_VARS",                             58, 0, ARG),
+    ( 59, "DELETE_ATTR",                                59, 0, ARG | NAME),
+    ( 60, "DELETE_DEREF",                               60, 0, ARG | FREE),
+    ( 61, "DELETE_FAST",                                61, 0, ARG | LOCAL),
+    ( 62, "DELETE_GLOBAL",                              62, 0, ARG | NAME),
+    ( 63, "DELETE_NAME",                                63, 0, ARG | NAME),
+    ( 64, "DICT_MERGE",                                 64, 0, ARG),
+    ( 65, "DICT_UPDATE",                                65, 0, ARG),
+    ( 66, "END_ASYNC_FOR",                              66, 0, ARG | JBACK | JREL),
+    ( 67, "EXTENDED_ARG",                               67, 0, ARG),
+    ( 68, "FOR_ITER",                                   68, 1, ARG | ADAPTIVE | JREL),
+    ( 69, "GET_AWAITABLE",                              69, 0, ARG),
+    ( 70, "GET_ITER",                                   70, 1, ARG | ADAPTIVE),
+    ( 71, "IMPORT_FROM",                                71, 0, ARG | NAME),
+    ( 72, "IMPORT_NAME",                                72, 0, ARG | NAME),
+    ( 73, "IS_OP",                                      73, 0, ARG),
+    ( 74, "JUMP_BACKWARD",                              74, 1, ARG | ADAPTIVE | JBACK | JREL),
+    ( 75, "JUMP_BACKWARD_NO_INTERRUPT",                 75, 0, ARG | JBACK | JREL),
+    ( 76, "JUMP_FORWARD",                               76, 0, ARG | JREL),
+    ( 77, "LIST_APPEND",                                77, 0, ARG),
+    ( 78, "LIST_EXTEND",                                78, 0, ARG),
+    ( 79, "LOAD_ATTR",                                  79, 9, ARG | ADAPTIVE | NAME),
+    ( 80, "LOAD_COMMON_CONSTANT",                       80, 0, ARG),
+    ( 81, "LOAD_CONST",                                 81, 0, ARG | CONST),
+    ( 82, "LOAD_DEREF",                                 82, 0, ARG | LOCAL),
+    ( 83, "LOAD_FAST",                                  83, 0, ARG | LOCAL),
+    ( 84, "LOAD_FAST_AND_CLEAR",                        84, 0, ARG | LOCAL),
+    ( 85, "LOAD_FAST_BORROW",                           85, 0, ARG | LOCAL),
+    ( 86, "LOAD_FAST_BORROW_LOAD_FAST_BORROW",          86, 0, ARG | LOCAL),
+    ( 87, "LOAD_FAST_CHECK",                            87, 0, ARG | LOCAL),
+    ( 88, "LOAD_FAST_LOAD_FAST",                        88, 0, ARG | LOCAL),
+    ( 89, "LOAD_FROM_DICT_OR_DEREF",                    89, 0, ARG | FREE),
+    ( 90, "LOAD_FROM_DICT_OR_GLOBALS",                  90, 0, ARG | NAME),
+    ( 91, "LOAD_GLOBAL",                                91, 4, ARG | ADAPTIVE | NAME),
+    ( 92, "LOAD_NAME",                                  92, 0, ARG | NAME),
+    ( 93, "LOAD_SMALL_INT",                             93, 0, ARG),
+    ( 94, "LOAD_SPECIAL",                               94, 0, ARG),
+    ( 95, "LOAD_SUPER_ATTR",                            95, 1, ARG | ADAPTIVE | NAME),
+    ( 96, "MAKE_CELL",                                  96, 0, ARG | FREE),
+    ( 97, "MAP_ADD",                                    97, 0, ARG),
+    ( 98, "MATCH_CLASS",                                98, 0, ARG),
+    ( 99, "POP_JUMP_IF_FALSE",                          99, 1, ARG | JREL),
+    (100, "POP_JUMP_IF_NONE",                          100, 1, ARG | JREL),
+    (101, "POP_JUMP_IF_NOT_NONE",                      101, 1, ARG | JREL),
+    (102, "POP_JUMP_IF_TRUE",                          102, 1, ARG | JREL),
+    (103, "RAISE_VARARGS",                             103, 0, ARG),
+    (104, "RERAISE",                                   104, 0, ARG),
+    (105, "SEND",                                      105, 1, ARG | ADAPTIVE | JREL),
+    (106, "SET_ADD",                                   106, 0, ARG),
+    (107, "SET_FUNCTION_ATTRIBUTE",                    107, 0, ARG),
+    (108, "SET_UPDATE",                                108, 0, ARG),
+    (109, "STORE_ATTR",                                109, 4, ARG | ADAPTIVE | NAME),
+    (110, "STORE_DEREF",                               110, 0, ARG | FREE),
+    (111, "STORE_FAST",                                111, 0, ARG | LOCAL),
+    (112, "STORE_FAST_LOAD_FAST",                      112, 0, ARG | LOCAL),
+    (113, "STORE_FAST_STORE_FAST",                     113, 0, ARG | LOCAL),
+    (114, "STORE_GLOBAL",                              114, 0, ARG | NAME),
+    (115, "STORE_NAME",                                115, 0, ARG | NAME),
+    (116, "SWAP",                                      116, 0, ARG),
+    (117, "UNPACK_EX",                                 117, 0, ARG),
+    (118, "UNPACK_SEQUENCE",                           118, 1, ARG | ADAPTIVE),
+    (119, "YIELD_VALUE",                               119, 0, ARG),
+    (128, "RESUME",                                    128, 1, ARG | ADAPTIVE),
+    (129, "BINARY_OP_ADD_FLOAT",                        42, 5, ARG | SPEC), // BINARY_OP
+    (130, "BINARY_OP_ADD_INT",                          42, 5, ARG | SPEC), // BINARY_OP
+    (131, "BINARY_OP_ADD_UNICODE",                      42, 5, ARG | SPEC), // BINARY_OP
+    (132, "BINARY_OP_EXTEND",                           42, 5, ARG | SPEC), // BINARY_OP
+    (133, "BINARY_OP_MULTIPLY_FLOAT",                   42, 5, ARG | SPEC), // BINARY_OP
+    (134, "BINARY_OP_MULTIPLY_INT",                     42, 5, ARG | SPEC), // BINARY_OP
+    (135, "BINARY_OP_SUBSCR_DICT",                      42, 5, ARG | SPEC), // BINARY_OP
+    (136, "BINARY_OP_SUBSCR_GETITEM",                   42, 5, ARG | SPEC), // BINARY_OP
+    (137, "BINARY_OP_SUBSCR_LIST_INT",                  42, 5, ARG | SPEC), // BINARY_OP
+    (138, "BINARY_OP_SUBSCR_LIST_SLICE",                42, 5, ARG | SPEC), // BINARY_OP
+    (139, "BINARY_OP_SUBSCR_STR_INT",                   42, 5, ARG | SPEC), // BINARY_OP
+    (140, "BINARY_OP_SUBSCR_TUPLE_INT",                 42, 5, ARG | SPEC), // BINARY_OP
+    (141, "BINARY_OP_SUBSCR_USTR_INT",                  42, 5, ARG | SPEC), // BINARY_OP
+    (142, "BINARY_OP_SUBTRACT_FLOAT",                   42, 5, ARG | SPEC), // BINARY_OP
+    (143, "BINARY_OP_SUBTRACT_INT",                     42, 5, ARG | SPEC), // BINARY_OP
+    (144, "CALL_ALLOC_AND_ENTER_INIT",                  50, 3, ARG | SPEC), // CALL
+    (145, "CALL_BOUND_METHOD_EXACT_ARGS",               50, 3, ARG | SPEC), // CALL
+    (146, "CALL_BOUND_METHOD_GENERAL",                  50, 3, ARG | SPEC), // CALL
+    (147, "CALL_BUILTIN_CLASS",                         50, 3, ARG | SPEC), // CALL
+    (148, "CALL_BUILTIN_FAST",                          50, 3, ARG | SPEC), // CALL
+    (149, "CALL_BUILTIN_FAST_WITH_KEYWORDS",            50, 3, ARG | SPEC), // CALL
+    (150, "CALL_BUILTIN_O",                             50, 3, ARG | SPEC), // CALL
+    (151, "CALL_EX_NON_PY_GENERAL",                      4, 1, SPEC), // CALL_FUNCTION_EX
+    (152, "CALL_EX_PY",                                  4, 1, SPEC), // CALL_FUNCTION_EX
+    (153, "CALL_ISINSTANCE",                            50, 3, ARG | SPEC), // CALL
+    (154, "CALL_KW_BOUND_METHOD",                       53, 3, ARG | SPEC), // CALL_KW
+    (155, "CALL_KW_NON_PY",                             53, 3, ARG | SPEC), // CALL_KW
+    (156, "CALL_KW_PY",                                 53, 3, ARG | SPEC), // CALL_KW
+    (157, "CALL_LEN",                                   50, 3, ARG | SPEC), // CALL
+    (158, "CALL_LIST_APPEND",                           50, 3, ARG | SPEC), // CALL
+    (159, "CALL_METHOD_DESCRIPTOR_FAST",                50, 3, ARG | SPEC), // CALL
+    (160, "CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS",  50, 3, ARG | SPEC), // CALL
+    (161, "CALL_METHOD_DESCRIPTOR_NOARGS",              50, 3, ARG | SPEC), // CALL
+    (162, "CALL_METHOD_DESCRIPTOR_O",                   50, 3, ARG | SPEC), // CALL
+    (163, "CALL_NON_PY_GENERAL",                        50, 3, ARG | SPEC), // CALL
+    (164, "CALL_PY_EXACT_ARGS",                         50, 3, ARG | SPEC), // CALL
+    (165, "CALL_PY_GENERAL",                            50, 3, ARG | SPEC), // CALL
+    (166, "CALL_STR_1",                                 50, 3, ARG | SPEC), // CALL
+    (167, "CALL_TUPLE_1",                               50, 3, ARG | SPEC), // CALL
+    (168, "CALL_TYPE_1",                                50, 3, ARG | SPEC), // CALL
+    (169, "COMPARE_OP_FLOAT",                           54, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (170, "COMPARE_OP_INT",                             54, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (171, "COMPARE_OP_STR",                             54, 1, ARG | SPEC | COMPARE), // COMPARE_OP
+    (172, "CONTAINS_OP_DICT",                           55, 1, ARG | SPEC), // CONTAINS_OP
+    (173, "CONTAINS_OP_SET",                            55, 1, ARG | SPEC), // CONTAINS_OP
+    (174, "FOR_ITER_GEN",                               68, 1, ARG | SPEC | JREL), // FOR_ITER
+    (175, "FOR_ITER_LIST",                              68, 1, ARG | SPEC | JREL), // FOR_ITER
+    (176, "FOR_ITER_RANGE",                             68, 1, ARG | SPEC | JREL), // FOR_ITER
+    (177, "FOR_ITER_TUPLE",                             68, 1, ARG | SPEC | JREL), // FOR_ITER
+    (178, "FOR_ITER_VIRTUAL",                           68, 1, ARG | SPEC | JREL), // FOR_ITER
+    (179, "GET_ITER_SELF",                              70, 1, ARG | SPEC), // GET_ITER
+    (180, "GET_ITER_VIRTUAL",                           70, 1, ARG | SPEC), // GET_ITER
+    (181, "JUMP_BACKWARD_JIT",                          74, 1, ARG | SPEC | JBACK | JREL), // JUMP_BACKWARD
+    (182, "JUMP_BACKWARD_NO_JIT",                       74, 1, ARG | SPEC | JBACK | JREL), // JUMP_BACKWARD
+    (183, "LOAD_ATTR_CLASS",                            79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (184, "LOAD_ATTR_CLASS_WITH_METACLASS_CHECK",       79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (185, "LOAD_ATTR_GETATTRIBUTE_OVERRIDDEN",          79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (186, "LOAD_ATTR_INSTANCE_VALUE",                   79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (187, "LOAD_ATTR_METHOD_LAZY_DICT",                 79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (188, "LOAD_ATTR_METHOD_NO_DICT",                   79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (189, "LOAD_ATTR_METHOD_WITH_VALUES",               79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (190, "LOAD_ATTR_MODULE",                           79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (191, "LOAD_ATTR_NONDESCRIPTOR_NO_DICT",            79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (192, "LOAD_ATTR_NONDESCRIPTOR_WITH_VALUES",        79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (193, "LOAD_ATTR_PROPERTY",                         79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (194, "LOAD_ATTR_SLOT",                             79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (195, "LOAD_ATTR_WITH_HINT",                        79, 9, ARG | SPEC | NAME), // LOAD_ATTR
+    (196, "LOAD_GLOBAL_BUILTIN",                        91, 4, ARG | SPEC | NAME), // LOAD_GLOBAL
+    (197, "LOAD_GLOBAL_MODULE",                         91, 4, ARG | SPEC | NAME), // LOAD_GLOBAL
+    (198, "LOAD_SUPER_ATTR_ATTR",                       95, 1, ARG | SPEC | NAME), // LOAD_SUPER_ATTR
+    (199, "LOAD_SUPER_ATTR_METHOD",                     95, 1, ARG | SPEC | NAME), // LOAD_SUPER_ATTR
+    (200, "RESUME_CHECK",                              128, 1, ARG | SPEC), // RESUME
+    (201, "RESUME_CHECK_JIT",                          128, 1, ARG | SPEC), // RESUME
+    (202, "SEND_ASYNC_GEN",                            105, 1, ARG | SPEC | JREL), // SEND
+    (203, "SEND_GEN",                                  105, 1, ARG | SPEC | JREL), // SEND
+    (204, "SEND_VIRTUAL",                              105, 1, ARG | SPEC | JREL), // SEND
+    (205, "STORE_ATTR_INSTANCE_VALUE",                 109, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (206, "STORE_ATTR_SLOT",                           109, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (207, "STORE_ATTR_WITH_HINT",                      109, 4, ARG | SPEC | NAME), // STORE_ATTR
+    (208, "STORE_SUBSCR_DICT",                          36, 1, SPEC), // STORE_SUBSCR
+    (209, "STORE_SUBSCR_LIST_INT",                      36, 1, SPEC), // STORE_SUBSCR
+    (210, "TO_BOOL_ALWAYS_TRUE",                        37, 3, SPEC), // TO_BOOL
+    (211, "TO_BOOL_BOOL",                               37, 3, SPEC), // TO_BOOL
+    (212, "TO_BOOL_INT",                                37, 3, SPEC), // TO_BOOL
+    (213, "TO_BOOL_LIST",                               37, 3, SPEC), // TO_BOOL
+    (214, "TO_BOOL_NONE",                               37, 3, SPEC), // TO_BOOL
+    (215, "TO_BOOL_STR",                                37, 3, SPEC), // TO_BOOL
+    (216, "UNPACK_SEQUENCE_LIST",                      118, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (217, "UNPACK_SEQUENCE_TUPLE",                     118, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (218, "UNPACK_SEQUENCE_TWO_TUPLE",                 118, 1, ARG | SPEC), // UNPACK_SEQUENCE
+    (233, "INSTRUMENTED_END_FOR",                        9, 0, INSTR), // END_FOR
+    (234, "INSTRUMENTED_POP_ITER",                      28, 0, INSTR), // POP_ITER
+    (235, "INSTRUMENTED_END_SEND",                      10, 0, INSTR), // END_SEND
+    (236, "INSTRUMENTED_FOR_ITER",                      68, 1, ARG | INSTR | JREL), // FOR_ITER
+    (237, "INSTRUMENTED_INSTRUCTION",                  237, 0, INSTR | NOBASE),
+    (238, "INSTRUMENTED_JUMP_FORWARD",                  76, 0, ARG | INSTR | JREL), // JUMP_FORWARD
+    (239, "INSTRUMENTED_NOT_TAKEN",                     26, 0, INSTR), // NOT_TAKEN
+    (240, "INSTRUMENTED_POP_JUMP_IF_TRUE",             102, 1, ARG | INSTR | JREL), // POP_JUMP_IF_TRUE
+    (241, "INSTRUMENTED_POP_JUMP_IF_FALSE",             99, 1, ARG | INSTR | JREL), // POP_JUMP_IF_FALSE
+    (242, "INSTRUMENTED_POP_JUMP_IF_NONE",             100, 1, ARG | INSTR | JREL), // POP_JUMP_IF_NONE
+    (243, "INSTRUMENTED_POP_JUMP_IF_NOT_NONE",         101, 1, ARG | INSTR | JREL), // POP_JUMP_IF_NOT_NONE
+    (244, "INSTRUMENTED_RESUME",                       128, 1, ARG | INSTR), // RESUME
+    (245, "INSTRUMENTED_RETURN_VALUE",                  33, 0, INSTR), // RETURN_VALUE
+    (246, "INSTRUMENTED_YIELD_VALUE",                  119, 0, ARG | INSTR), // YIELD_VALUE
+    (247, "INSTRUMENTED_END_ASYNC_FOR",                 66, 0, ARG | INSTR | JBACK | JREL), // END_ASYNC_FOR
+    (248, "INSTRUMENTED_LOAD_SUPER_ATTR",               95, 1, ARG | INSTR | NAME), // LOAD_SUPER_ATTR
+    (249, "INSTRUMENTED_CALL",                          50, 3, ARG | INSTR), // CALL
+    (250, "INSTRUMENTED_CALL_KW",                       53, 3, ARG | INSTR), // CALL_KW
+    (251, "INSTRUMENTED_CALL_FUNCTION_EX",               4, 1, INSTR), // CALL_FUNCTION_EX
+    (252, "INSTRUMENTED_JUMP_BACKWARD",                 74, 1, ARG | INSTR | JBACK | JREL), // JUMP_BACKWARD
+    (253, "INSTRUMENTED_LINE",                         253, 0, INSTR | NOBASE),
+    (254, "ENTER_EXECUTOR",                            254, 0, ARG | NOBASE),
+    (255, "TRACE_RECORD",                              255, 0, ARG),
+]);
+
 // ---- index ----
 /// Every generated table, oldest first.
 pub static TABLES: &[&OpcodeTable] = &[
-    &PY27, &PY36, &PY37, &PY38, &PY39, &PY310, &PY311, &PY312, &PY313,
+    &PY27, &PY36, &PY37, &PY38, &PY39, &PY310, &PY311, &PY312, &PY313, &PY314, &PY315,
 ];
 
 /// The generated table for exactly this version and build flavour.
@@ -1404,6 +1881,8 @@ pub fn table_for(major: u8, minor: u8, free_threaded: bool) -> Option<&'static O
         (3, 11, false) => Some(&PY311),
         (3, 12, false) => Some(&PY312),
         (3, 13, false) => Some(&PY313),
+        (3, 14, false) => Some(&PY314),
+        (3, 15, false) => Some(&PY315),
         _ => None,
     }
 }

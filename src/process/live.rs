@@ -53,12 +53,77 @@ impl LiveMemory {
     }
 }
 
+/// Most iovecs one `process_vm_readv` takes (IOV_MAX).
+const MAX_IOV: usize = 1024;
+
 impl Memory for LiveMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.read_errno(addr, buf).map_err(|_| MemoryError {
             addr,
             len: buf.len(),
         })
+    }
+
+    fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
+        let total: usize = reqs.iter().map(|r| r.1).sum();
+        if total > out.len() {
+            return vec![false; reqs.len()];
+        }
+        let mut ok = vec![false; reqs.len()];
+        let mut start = 0; // first request of this batch
+        let mut pos = 0; // its offset in `out`
+        while start < reqs.len() {
+            let batch = &reqs[start..(start + MAX_IOV).min(reqs.len())];
+            let len: usize = batch.iter().map(|r| r.1).sum();
+            let local = libc::iovec {
+                iov_base: out[pos..].as_mut_ptr() as *mut libc::c_void,
+                iov_len: len,
+            };
+            let remote: Vec<libc::iovec> = batch
+                .iter()
+                .map(|&(addr, n)| libc::iovec {
+                    iov_base: addr as usize as *mut libc::c_void,
+                    iov_len: n,
+                })
+                .collect();
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `local` covers `len` bytes of `out`, which we own mutably; the remote
+            // iovecs are only read by the kernel on the target's side.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    &local,
+                    1,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            // The kernel stops at the first range it cannot read: those before it are good.
+            let mut done = n.max(0) as usize;
+            for (i, &(_, n)) in batch.iter().enumerate() {
+                if done >= n {
+                    ok[start + i] = true;
+                    done -= n;
+                } else {
+                    break;
+                }
+            }
+            let good = ok[start..start + batch.len()]
+                .iter()
+                .take_while(|&&b| b)
+                .count();
+            if good < batch.len() {
+                // Skip the failed range and go on with the rest.
+                let skip_pos: usize = batch[..=good].iter().map(|r| r.1).sum();
+                pos += skip_pos;
+                start += good + 1;
+            } else {
+                pos += len;
+                start += batch.len();
+            }
+        }
+        ok
     }
 }
 

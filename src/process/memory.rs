@@ -48,6 +48,23 @@ pub trait Memory {
         Ok(b[0])
     }
 
+    /// Read several ranges at once: `reqs` are (address, length) pairs whose bytes go one
+    /// after the other into `out`. Returns, per request, whether it was read. The live
+    /// process does this in one system call.
+    fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
+        let mut pos = 0;
+        reqs.iter()
+            .map(|&(addr, len)| {
+                let ok = match out.get_mut(pos..pos + len) {
+                    Some(buf) => self.read(addr, buf).is_ok(),
+                    None => false,
+                };
+                pos += len;
+                ok
+            })
+            .collect()
+    }
+
     fn read_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
         let mut v = vec![0u8; len];
         self.read(addr, &mut v)?;
@@ -58,6 +75,10 @@ pub trait Memory {
 impl<M: Memory + ?Sized> Memory for &M {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read(addr, buf)
+    }
+
+    fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
+        (**self).read_scatter(reqs, out)
     }
 }
 

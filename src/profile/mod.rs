@@ -214,17 +214,24 @@ impl ProfileData {
 /// The aggregator used while sampling.
 #[derive(Default)]
 pub struct Profile {
+    /// Unique per profile (caches of frame ids are only valid for one profile).
+    pub id: u64,
     pub meta: Meta,
     frames: Vec<Frame>,
     frame_ids: HashMap<Frame, u32>,
     threads: Vec<ThreadInfo>,
     thread_ids: HashMap<ThreadInfo, u32>,
-    stacks: HashMap<(u32, Vec<u32>, bool), u64>,
+    /// Key: thread index, truncated flag, then the frame ids (root first). Looking up a
+    /// borrowed slice costs no allocation; only a new stack allocates its key.
+    stacks: HashMap<Vec<u32>, u64>,
+    key: Vec<u32>,
 }
 
 impl Profile {
     pub fn new(meta: Meta) -> Profile {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Profile {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             meta,
             ..Default::default()
         }
@@ -253,9 +260,15 @@ impl Profile {
     /// Count one sample of `frames` (root first) on `thread`.
     pub fn add(&mut self, thread: u32, frames: &[u32], truncated: bool) {
         self.meta.samples += 1;
-        // Look up without allocating; allocate a key only for a new stack.
-        let key = (thread, frames.to_vec(), truncated);
-        *self.stacks.entry(key).or_insert(0) += 1;
+        self.key.clear();
+        self.key.push(thread);
+        self.key.push(truncated as u32);
+        self.key.extend_from_slice(frames);
+        if let Some(n) = self.stacks.get_mut(self.key.as_slice()) {
+            *n += 1;
+        } else {
+            self.stacks.insert(self.key.clone(), 1);
+        }
     }
 
     pub fn add_error(&mut self, reason: String) {
@@ -271,11 +284,11 @@ impl Profile {
         let mut stacks: Vec<Stack> = self
             .stacks
             .iter()
-            .map(|((thread, frames, truncated), &count)| Stack {
-                frames: frames.clone(),
-                thread: *thread,
+            .map(|(key, &count)| Stack {
+                frames: key[2..].to_vec(),
+                thread: key[0],
                 count,
-                truncated: *truncated,
+                truncated: key[1] != 0,
             })
             .collect();
         stacks.sort_by(|a, b| {

@@ -80,6 +80,14 @@ pub struct Layout {
     pub tstate_thread_id: u32,
     /// 3.11+: `native_thread_id` (the OS thread id)
     pub tstate_native_thread_id: Option<u32>,
+    /// 3.11+: `datastack_chunk`, the current `_PyStackChunk` holding the thread's frames
+    pub tstate_datastack_chunk: Option<u32>,
+    /// 3.11+: `datastack_top`, the end of the used part of the current chunk
+    pub tstate_datastack_top: Option<u32>,
+    /// 3.11+: `_PyStackChunk.previous`, `.top` (saved top of a non-current chunk), `.data`
+    pub chunk_previous: Option<u32>,
+    pub chunk_top: Option<u32>,
+    pub chunk_data: Option<u32>,
 
     // ---- frames: PyFrameObject (≤3.10) or _PyInterpreterFrame (3.11+)
     /// `f_back` or `previous`
@@ -94,6 +102,9 @@ pub struct Layout {
     pub frame_localsplus: u32,
     /// 3.14+ free-threaded: `tlbc_index`
     pub frame_tlbc_index: Option<u32>,
+    /// Low bits of the frame's code pointer that are tags, not address (3.14+
+    /// `_PyStackRef`); 0 where it is a plain pointer
+    pub frame_code_tag_mask: u8,
     /// `owner` value of C-stack/shim frames to skip (3.12/3.13: 3, 3.14: 4)
     pub owner_cstack: Option<u8>,
     /// `owner` value of `FRAME_OWNED_BY_INTERPRETER` (3.14+: 3)
@@ -125,8 +136,12 @@ pub struct Layout {
     pub monitoring_lines: Option<u32>,
     /// `_PyCoMonitoringData.per_instruction_opcodes` (for `INSTRUMENTED_INSTRUCTION`)
     pub monitoring_per_instruction_opcodes: Option<u32>,
-    /// `sizeof(_PyCoLineInstrumentationData)` (`original_opcode` is its first byte)
+    /// `sizeof(_PyCoLineInstrumentationData)` per code unit (3.12/3.13); 0 on 3.14+, where
+    /// the table's first byte (`bytes_per_entry`) gives it
     pub monitoring_line_entry_size: Option<u32>,
+    /// Where the entries start in the line table (the original opcode is an entry's
+    /// first byte): 0 on 3.12/3.13, `offsetof(data)` on 3.14+
+    pub monitoring_line_data: Option<u32>,
 
     // ---- object headers
     /// `ob_type` in PyObject

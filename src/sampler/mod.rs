@@ -49,19 +49,187 @@ pub enum StopReason {
     TargetExited,
 }
 
-/// An attached target: its memory, its interpreter and the decoding state.
-pub struct Session {
-    pub pid: i32,
-    pub mem: LiveMemory,
-    pub runtime: PythonRuntime,
+/// Everything that turns a process image into samples: the walker, the code cache, the
+/// frame-id cache. It reads only through `Memory`, so tests drive it over an in-memory
+/// image and count its reads.
+pub struct StackSampler {
     pub walker: Walker,
     pub code: CodeReader,
-    /// Samples whose instruction was an `INSTRUMENTED_*` opcode (tracing or
+    /// Frames whose instruction was an `INSTRUMENTED_*` opcode (tracing or
     /// sys.monitoring active) or `ENTER_EXECUTOR` (tier 2).
     pub instrumented: u64,
     pub executor: u64,
     raw: RawThread,
     ids: Vec<u32>,
+    infos: Vec<std::rc::Rc<CodeInfo>>,
+    ops: Vec<Option<u8>>,
+    reqs: Vec<(u64, usize)>,
+    /// (code object id, instruction, opcode, owner) → frame id in the profile below.
+    frame_ids: std::collections::HashMap<(u64, u64, u16, u8), u32>,
+    frame_ids_profile: u64,
+}
+
+impl StackSampler {
+    pub fn new(walker: Walker, table: Option<&'static OpcodeTable>) -> StackSampler {
+        StackSampler {
+            code: CodeReader::new(&walker.layout, table),
+            walker,
+            instrumented: 0,
+            executor: 0,
+            raw: RawThread::default(),
+            ids: Vec::new(),
+            infos: Vec::new(),
+            ops: Vec::new(),
+            reqs: Vec::new(),
+            frame_ids: Default::default(),
+            frame_ids_profile: 0,
+        }
+    }
+
+    /// Is the interpreter initialised (a main interpreter with at least one thread)?
+    pub fn ready(&self, mem: &dyn Memory) -> bool {
+        match self.walker.main_interpreter(mem) {
+            Ok(interp) if interp != 0 => self
+                .walker
+                .thread_states(mem, interp)
+                .map(|t| !t.is_empty())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// One sample of every thread into `profile`; per-thread failures are returned.
+    pub fn sample(&mut self, mem: &dyn Memory, profile: &mut Profile) -> Vec<WalkError> {
+        let mut errors = Vec::new();
+        self.code.begin_tick();
+        let interp = match self.walker.main_interpreter(mem) {
+            Ok(0) => return errors, // not initialised yet, or finalised
+            Ok(i) => i,
+            Err(e) => {
+                errors.push(e);
+                return errors;
+            }
+        };
+        let tstates = match self.walker.thread_states(mem, interp) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                return errors;
+            }
+        };
+        for t in tstates {
+            let mut raw = std::mem::take(&mut self.raw);
+            let r = self.walker.walk_thread(mem, t, &mut raw);
+            let r = r.and_then(|()| self.record_thread(mem, &raw, profile));
+            self.raw = raw;
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    fn record_thread(
+        &mut self,
+        mem: &dyn Memory,
+        raw: &RawThread,
+        profile: &mut Profile,
+    ) -> Result<(), WalkError> {
+        if self.frame_ids_profile != profile.id {
+            self.frame_ids.clear();
+            self.frame_ids_profile = profile.id;
+        }
+        let layout = &self.walker.layout;
+        let table = self.code.opcode_table();
+        // 1. The code object of every frame (cached, validated once per tick).
+        self.infos.clear();
+        for rf in &raw.frames {
+            self.infos.push(self.code.code(mem, rf.code)?);
+        }
+        // 2. With opcodes on 3.11+, read the live opcode of every frame in one system call.
+        self.ops.clear();
+        self.ops.resize(raw.frames.len(), None);
+        if let Some(table) = table {
+            self.reqs.clear();
+            let mut which = Vec::new();
+            for (i, (rf, info)) in raw.frames.iter().zip(&self.infos).enumerate() {
+                let Some(owner) = instruction_offset(layout, info, rf).and_then(|o| info.owner(o))
+                else {
+                    continue;
+                };
+                if layout.code_adaptive.is_some() {
+                    self.reqs.push((info.code_start + owner as u64, 1));
+                    which.push(i);
+                } else {
+                    self.ops[i] = info.bytecode.get(owner as usize).copied();
+                }
+            }
+            if !self.reqs.is_empty() {
+                let mut buf = vec![0u8; self.reqs.len()];
+                let ok = mem.read_scatter(&self.reqs, &mut buf);
+                for (k, &i) in which.iter().enumerate() {
+                    if !ok[k] {
+                        return Err(WalkError::Read);
+                    }
+                    self.ops[i] = Some(buf[k]);
+                }
+            }
+            let _ = table;
+        }
+        // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame.
+        self.ids.clear();
+        for (i, rf) in raw.frames.iter().enumerate() {
+            let info = &self.infos[i];
+            let op = self.ops[i];
+            let key = (info.id, rf.instr, op.map_or(u16::MAX, u16::from), rf.owner);
+            let id = match self.frame_ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
+                        Some(frame) => profile.intern_frame(&frame),
+                        None => u32::MAX,
+                    };
+                    if self.frame_ids.len() > 1_000_000 {
+                        self.frame_ids.clear();
+                    }
+                    self.frame_ids.insert(key, id);
+                    id
+                }
+            };
+            if id == u32::MAX {
+                continue;
+            }
+            if let Some(op) = op.filter(|_| table.is_some()) {
+                if let Some(t) = table {
+                    let name = t.name(op);
+                    if name.starts_with("INSTRUMENTED_") {
+                        self.instrumented += 1;
+                    } else if name == "ENTER_EXECUTOR" {
+                        self.executor += 1;
+                    }
+                }
+            }
+            self.ids.push(id);
+        }
+        if !self.ids.is_empty() {
+            self.ids.reverse();
+            let thread = profile.intern_thread(&ThreadInfo {
+                thread_id: raw.thread_id,
+                native_id: raw.native_id,
+                name: None,
+            });
+            profile.add(thread, &self.ids, raw.truncated);
+        }
+        Ok(())
+    }
+}
+
+/// An attached target: its memory, its interpreter and the sampler over them.
+pub struct Session {
+    pub pid: i32,
+    pub mem: LiveMemory,
+    pub runtime: PythonRuntime,
+    pub sampler: StackSampler,
 }
 
 impl Session {
@@ -85,7 +253,6 @@ impl Session {
         max_depth: usize,
         capture_opcodes: bool,
     ) -> Session {
-        let mem = LiveMemory::new(pid);
         let table = if capture_opcodes {
             opcodes::table_for(rt.version.major, rt.version.minor, rt.version.free_threaded)
         } else {
@@ -93,14 +260,9 @@ impl Session {
         };
         Session {
             pid,
-            walker: Walker::new(&rt, max_depth),
-            code: CodeReader::new(&rt.layout, table),
-            instrumented: 0,
-            executor: 0,
+            mem: LiveMemory::new(pid),
+            sampler: StackSampler::new(Walker::new(&rt, max_depth), table),
             runtime: rt,
-            mem,
-            raw: RawThread::default(),
-            ids: Vec::new(),
         }
     }
 
@@ -110,91 +272,22 @@ impl Session {
 
     /// Is the interpreter initialised (a main interpreter with at least one thread)?
     pub fn ready(&self) -> bool {
-        match self.walker.main_interpreter(&self.mem) {
-            Ok(interp) if interp != 0 => self
-                .walker
-                .thread_states(&self.mem, interp)
-                .map(|t| !t.is_empty())
-                .unwrap_or(false),
-            _ => false,
-        }
+        self.sampler.ready(&self.mem)
     }
 
-    /// Take one sample of every thread into `profile`. Per-thread failures are returned
-    /// (not yet counted: the caller decides, knowing whether the target still lives).
+    /// Take one sample of every thread into `profile`, pausing the target in blocking
+    /// mode. Per-thread failures are returned (not yet counted: the caller decides,
+    /// knowing whether the target still lives).
     pub fn sample(&mut self, profile: &mut Profile, blocking: bool) -> Vec<WalkError> {
-        let mut errors = Vec::new();
         let _lock = if blocking {
             match remoteprocess::Process::new(self.pid).and_then(|p| p.lock()) {
                 Ok(lock) => Some(lock),
-                Err(_) => {
-                    errors.push(WalkError::BadPointer("could not pause the target"));
-                    return errors;
-                }
+                Err(_) => return vec![WalkError::Pause],
             }
         } else {
             None
         };
-        let interp = match self.walker.main_interpreter(&self.mem) {
-            Ok(0) => return errors, // not initialised yet, or finalised
-            Ok(i) => i,
-            Err(e) => {
-                errors.push(e);
-                return errors;
-            }
-        };
-        let tstates = match self.walker.thread_states(&self.mem, interp) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                return errors;
-            }
-        };
-        for t in tstates {
-            let mut raw = std::mem::take(&mut self.raw);
-            let r = self.walker.walk_thread(&self.mem, t, &mut raw);
-            let r = r.and_then(|()| self.record_thread(&raw, profile));
-            self.raw = raw;
-            if let Err(e) = r {
-                errors.push(e);
-            }
-        }
-        errors
-    }
-
-    fn record_thread(&mut self, raw: &RawThread, profile: &mut Profile) -> Result<(), WalkError> {
-        let mut ids = std::mem::take(&mut self.ids);
-        ids.clear();
-        let result = (|| {
-            let table = self.code.opcode_table();
-            for rf in &raw.frames {
-                let info = self.code.code(&self.mem, rf.code)?;
-                let layout = &self.runtime.layout;
-                if let Some(frame) = resolve_frame(layout, &info, rf, table, &self.mem)? {
-                    if let (Some(t), Some(op)) = (table, frame.opcode.as_deref()) {
-                        if op.starts_with("INSTRUMENTED_") {
-                            self.instrumented += 1;
-                        } else if op == "ENTER_EXECUTOR" {
-                            self.executor += 1;
-                        }
-                        let _ = t;
-                    }
-                    ids.push(profile.intern_frame(&frame));
-                }
-            }
-            Ok(())
-        })();
-        if result.is_ok() && !ids.is_empty() {
-            ids.reverse();
-            let thread = profile.intern_thread(&ThreadInfo {
-                thread_id: raw.thread_id,
-                native_id: raw.native_id,
-                name: None,
-            });
-            profile.add(thread, &ids, raw.truncated);
-        }
-        self.ids = ids;
-        result
+        self.sampler.sample(&self.mem, profile)
     }
 }
 
@@ -214,13 +307,14 @@ impl Session {
             .collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for (addr, info) in self.code.entries() {
+        let code = &self.sampler.code;
+        for (addr, info) in code.entries() {
             let key = (info.filename.as_str(), info.name.as_str(), info.first_line);
             if info.bytecode.is_empty() || !wanted.contains(&key) || !seen.insert(key) {
                 continue;
             }
             let live = if self.layout().code_adaptive.is_some()
-                && self.code.is_current(&self.mem, addr, info)
+                && code.is_current(&self.mem, addr, info)
             {
                 self.mem.read_vec(info.code_start, info.bytecode.len()).ok()
             } else {
@@ -289,6 +383,19 @@ pub fn resolve_frame(
     table: Option<&OpcodeTable>,
     mem: &dyn Memory,
 ) -> Result<Option<Frame>, WalkError> {
+    resolve_frame_with(layout, info, rf, table, None, mem)
+}
+
+/// `resolve_frame` with the live opcode already read (`live_op`), as the sampler does
+/// for all frames of a thread in one system call.
+pub fn resolve_frame_with(
+    layout: &Layout,
+    info: &CodeInfo,
+    rf: &RawFrame,
+    table: Option<&OpcodeTable>,
+    live_op: Option<u8>,
+    mem: &dyn Memory,
+) -> Result<Option<Frame>, WalkError> {
     if incomplete(layout, info, rf) {
         return Ok(None);
     }
@@ -310,7 +417,9 @@ pub fn resolve_frame(
         // or on an EXTENDED_ARG prefix: report the instruction that owns it.
         if let Some(owner) = info.owner(off) {
             off = owner;
-            let op = if layout.code_adaptive.is_some() {
+            let op = if let Some(op) = live_op {
+                op
+            } else if layout.code_adaptive.is_some() {
                 mem.read_u8(info.code_start + off as u64)?
             } else {
                 info.bytecode.get(off as usize).copied().unwrap_or(0)

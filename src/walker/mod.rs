@@ -52,6 +52,8 @@ pub enum WalkError {
     TooManyThreads,
     /// A code object that does not look like one.
     BadCode(&'static str),
+    /// Blocking mode could not pause the target (ptrace failed).
+    Pause,
 }
 
 impl fmt::Display for WalkError {
@@ -62,6 +64,7 @@ impl fmt::Display for WalkError {
             WalkError::Cycle(what) => write!(f, "{what} list loops"),
             WalkError::TooManyThreads => write!(f, "too many threads"),
             WalkError::BadCode(what) => write!(f, "invalid code object ({what})"),
+            WalkError::Pause => write!(f, "could not pause the target"),
         }
     }
 }
@@ -76,11 +79,79 @@ fn ptr(mem: &dyn Memory, addr: u64) -> Result<u64, WalkError> {
     Ok(mem.read_u64(addr)?)
 }
 
+/// Highest user-space address on x86-64 (and the other 64-bit targets with 47-bit or
+/// 48-bit address spaces): anything above cannot be an object of the target.
+const MAX_USER_ADDR: u64 = 0x0000_ffff_ffff_ffff;
+
 fn check_ptr(p: u64, what: &'static str) -> Result<u64, WalkError> {
-    if p < 0x1000 || p % 8 != 0 {
+    if p < 0x1000 || p % 8 != 0 || p > MAX_USER_ADDR {
         return Err(WalkError::BadPointer(what));
     }
     Ok(p)
+}
+
+/// `base + off` for a pointer read from the target (never overflows: checked pointers
+/// are below 2^48).
+fn at(base: u64, off: u32) -> u64 {
+    base.wrapping_add(off as u64)
+}
+
+/// A little-endian integer at `off` of a locally copied struct.
+fn field_u64(buf: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(buf.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Local copies of the target's memory made during one walk (3.11+: the thread's
+/// data-stack chunks), so frames inside them cost no system call.
+#[derive(Default)]
+pub struct Regions {
+    regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl Regions {
+    pub fn clear(&mut self) {
+        self.regions.clear();
+    }
+
+    fn get(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        self.regions.iter().find_map(|(start, data)| {
+            let off = addr.checked_sub(*start)? as usize;
+            data.get(off..off.checked_add(len)?)
+        })
+    }
+
+    fn add(&mut self, start: u64, data: Vec<u8>) {
+        self.regions.push((start, data));
+    }
+
+    /// Bytes copied in this walk (bounded by `MAX_REGION_BYTES`).
+    fn bytes(&self) -> usize {
+        self.regions.iter().map(|r| r.1.len()).sum()
+    }
+}
+
+/// Largest data-stack chunk we copy, and most bytes copied per thread.
+const MAX_CHUNK_BYTES: u64 = 4 << 20;
+const MAX_REGION_BYTES: usize = 16 << 20;
+/// Most previous chunks followed per thread.
+const MAX_CHUNKS: usize = 1024;
+
+/// Where the fields the walker reads sit in a struct: one read covers them all.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(offsets: &[u32], last_len: u32) -> Span {
+        let start = offsets.iter().copied().min().unwrap_or(0);
+        let end = offsets.iter().copied().max().unwrap_or(0) + last_len;
+        Span {
+            start,
+            len: end - start,
+        }
+    }
 }
 
 /// The walker for one interpreter runtime.
@@ -88,14 +159,33 @@ pub struct Walker {
     pub layout: Layout,
     pub interp_head_addr: u64,
     pub max_depth: usize,
+    tstate_span: Span,
+    frame_span: Span,
+    chunks: std::cell::RefCell<Regions>,
 }
 
 impl Walker {
     pub fn new(rt: &PythonRuntime, max_depth: usize) -> Walker {
+        Walker::from_layout(rt.layout.clone(), rt.interp_head_addr, max_depth)
+    }
+
+    pub fn from_layout(layout: Layout, interp_head_addr: u64, max_depth: usize) -> Walker {
+        let l = &layout;
+        let tstate_fields: Vec<u32> = [l.tstate_thread_id, l.tstate_frame]
+            .into_iter()
+            .chain(l.tstate_native_thread_id)
+            .chain(l.tstate_datastack_chunk)
+            .chain(l.tstate_datastack_top)
+            .collect();
+        let mut frame_fields = vec![l.frame_back, l.frame_code, l.frame_instr];
+        frame_fields.extend(l.frame_owner);
         Walker {
-            layout: rt.layout.clone(),
-            interp_head_addr: rt.interp_head_addr,
+            tstate_span: Span::of(&tstate_fields, 8),
+            frame_span: Span::of(&frame_fields, 8),
+            layout,
+            interp_head_addr,
             max_depth: max_depth.max(1),
+            chunks: Default::default(),
         }
     }
 
@@ -108,9 +198,12 @@ impl Walker {
         }
         for _ in 0..MAX_INTERPRETERS {
             check_ptr(interp, "interpreter")?;
-            let next = ptr(mem, interp + self.layout.interp_next as u64)?;
+            let next = ptr(mem, at(interp, self.layout.interp_next))?;
             if next == 0 {
                 return Ok(interp);
+            }
+            if next == interp {
+                return Err(WalkError::Cycle("interpreter"));
             }
             interp = next;
         }
@@ -121,7 +214,7 @@ impl Walker {
     pub fn thread_states(&self, mem: &dyn Memory, interp: u64) -> Result<Vec<u64>, WalkError> {
         let l = &self.layout;
         let mut out = Vec::new();
-        let mut t = ptr(mem, interp + l.interp_tstate_head as u64)?;
+        let mut t = ptr(mem, at(interp, l.interp_tstate_head))?;
         while t != 0 {
             check_ptr(t, "thread state")?;
             if out.len() >= MAX_THREADS {
@@ -133,7 +226,7 @@ impl Walker {
             }
             out.push(t);
             // Cheap cycle check: a list that returns to its head or to itself.
-            let next = ptr(mem, t + l.tstate_next as u64)?;
+            let next = ptr(mem, at(t, l.tstate_next))?;
             if next == t || Some(&next) == out.first() {
                 return Err(WalkError::Cycle("thread"));
             }
@@ -148,9 +241,12 @@ impl Walker {
     /// The top frame of a thread state (0 if the thread runs no Python code).
     pub fn top_frame(&self, mem: &dyn Memory, tstate: u64) -> Result<u64, WalkError> {
         let l = &self.layout;
-        let f = ptr(mem, tstate + l.tstate_frame as u64)?;
+        let f = ptr(mem, at(tstate, l.tstate_frame))?;
         match l.cframe_current_frame {
-            Some(off) if f != 0 => Ok(ptr(mem, f + off as u64)?),
+            Some(off) if f != 0 => {
+                check_ptr(f, "cframe")?;
+                Ok(ptr(mem, at(f, off))?)
+            }
             _ => Ok(f),
         }
     }
@@ -166,69 +262,161 @@ impl Walker {
         out.tstate = tstate;
         out.frames.clear();
         out.truncated = false;
-        out.thread_id = ptr(mem, tstate + l.tstate_thread_id as u64)?;
-        out.native_id = match l.tstate_native_thread_id {
-            Some(off) => Some(mem.read_u64(tstate + off as u64)?),
-            None => None,
-        };
-        let mut frame = self.top_frame(mem, tstate)?;
-        let mut seen = 0usize;
+        check_ptr(tstate, "thread state")?;
+        // One read for every field of the thread state we need.
+        let span = self.tstate_span;
+        let mut ts = [0u8; 512];
+        let ts = ts
+            .get_mut(..span.len as usize)
+            .ok_or(WalkError::BadPointer("layout"))?;
+        mem.read(at(tstate, span.start), ts)?;
+        let f = |off: u32| field_u64(ts, (off - span.start) as usize).unwrap_or(0);
+        out.thread_id = f(l.tstate_thread_id);
+        out.native_id = l.tstate_native_thread_id.map(f);
+        let mut frame = f(l.tstate_frame);
+        if let (Some(off), true) = (l.cframe_current_frame, frame != 0) {
+            check_ptr(frame, "cframe")?;
+            frame = ptr(mem, at(frame, off))?;
+        }
+        let mut chunks = self.chunks.borrow_mut();
+        chunks.clear();
+        // 3.11+: the frames of a thread live in its data-stack chunks: copy the current
+        // chunk's used part in one read, and walk the frames locally.
+        let mut prev_chunk = 0;
+        if let (Some(c), Some(t), Some(data)) = (
+            l.tstate_datastack_chunk,
+            l.tstate_datastack_top,
+            l.chunk_data,
+        ) {
+            let (chunk, top) = (f(c), f(t));
+            if chunk != 0
+                && top > chunk
+                && top - chunk <= MAX_CHUNK_BYTES
+                && check_ptr(chunk, "chunk").is_ok()
+            {
+                let mut buf = vec![0u8; (top - chunk) as usize];
+                if mem.read(chunk, &mut buf).is_ok() && buf.len() >= data as usize {
+                    prev_chunk = l
+                        .chunk_previous
+                        .and_then(|p| field_u64(&buf, p as usize))
+                        .unwrap_or(0);
+                    chunks.add(chunk, buf);
+                }
+            }
+        }
+        let mut chunks_read = 0;
+        let mut visited: Vec<u64> = Vec::new();
+        let mut kept = 0usize;
         while frame != 0 {
             check_ptr(frame, "frame")?;
-            if seen >= self.max_depth {
-                if has_duplicates_frames(&out.frames) {
+            if kept >= self.max_depth || visited.len() >= self.max_depth.saturating_mul(4) {
+                if has_duplicates(&visited) {
                     return Err(WalkError::Cycle("frame"));
                 }
                 out.truncated = true;
                 break;
             }
-            seen += 1;
-            let raw = self.read_frame(mem, frame)?;
-            let back = ptr(mem, frame + l.frame_back as u64)?;
+            visited.push(frame);
+            // Follow older chunks when the frame is not in the ones copied so far.
+            while chunks
+                .get(
+                    frame,
+                    self.frame_span.len as usize + self.frame_span.start as usize,
+                )
+                .is_none()
+                && prev_chunk != 0
+                && chunks_read < MAX_CHUNKS
+                && chunks.bytes() < MAX_REGION_BYTES
+            {
+                chunks_read += 1;
+                prev_chunk = self.copy_chunk(mem, prev_chunk, &mut chunks).unwrap_or(0);
+            }
+            let (raw, back) = self.read_frame(mem, frame, &chunks)?;
             if back == frame {
                 return Err(WalkError::Cycle("frame"));
             }
             if let Some(raw) = raw {
                 out.frames.push(raw);
+                kept += 1;
             }
             frame = back;
         }
         Ok(())
     }
 
-    /// Read one frame; None for frames that are not Python code (C-stack shims).
-    fn read_frame(&self, mem: &dyn Memory, frame: u64) -> Result<Option<RawFrame>, WalkError> {
+    /// Copy a previous data-stack chunk (its used part); returns the one before it.
+    fn copy_chunk(&self, mem: &dyn Memory, chunk: u64, chunks: &mut Regions) -> Option<u64> {
         let l = &self.layout;
-        match l.frame_kind {
-            FrameKind::Object => {
-                let code = ptr(mem, frame + l.frame_code as u64)?;
-                let lasti = mem.read_i32(frame + l.frame_instr as u64)?;
-                Ok(Some(RawFrame {
-                    frame,
-                    code,
-                    instr: lasti as i64 as u64,
-                    owner: 0,
-                }))
-            }
-            FrameKind::Interpreter => {
-                let owner = match l.frame_owner {
-                    Some(off) => mem.read_u8(frame + off as u64)?,
-                    None => 0,
-                };
-                if l.owner_cstack == Some(owner) || l.owner_interpreter == Some(owner) {
-                    return Ok(None);
-                }
-                // 3.14+: f_executable is a tagged _PyStackRef; the low bits are flags.
-                let code = ptr(mem, frame + l.frame_code as u64)? & !3;
-                let instr = ptr(mem, frame + l.frame_instr as u64)?;
-                Ok(Some(RawFrame {
-                    frame,
-                    code,
-                    instr,
-                    owner,
-                }))
-            }
+        check_ptr(chunk, "chunk").ok()?;
+        let mut head = [0u8; 24];
+        let (prev_off, top_off) = (l.chunk_previous?, l.chunk_top?);
+        let need = (prev_off.max(top_off) + 8) as usize;
+        mem.read(chunk, head.get_mut(..need)?).ok()?;
+        let prev = field_u64(&head, prev_off as usize)?;
+        let top = field_u64(&head, top_off as usize)?;
+        // `top` of a chunk that is not current is an index (3.11+: in PyObject* slots)
+        // from `data`, or a pointer, depending on the version: accept either.
+        let data = l.chunk_data? as u64;
+        let end = if top > chunk && top - chunk <= MAX_CHUNK_BYTES {
+            top
+        } else if top <= MAX_CHUNK_BYTES / 8 {
+            chunk + data + top * 8
+        } else {
+            return Some(prev);
+        };
+        let mut buf = vec![0u8; (end - chunk) as usize];
+        if mem.read(chunk, &mut buf).is_ok() {
+            chunks.add(chunk, buf);
         }
+        Some(prev)
+    }
+
+    /// Read one frame (from a local copy when it has one): the frame, None for frames
+    /// that are not Python code (C-stack shims), and the next frame's address.
+    fn read_frame(
+        &self,
+        mem: &dyn Memory,
+        frame: u64,
+        chunks: &Regions,
+    ) -> Result<(Option<RawFrame>, u64), WalkError> {
+        let l = &self.layout;
+        let span = self.frame_span;
+        let mut local = [0u8; 512];
+        let buf: &[u8] = match chunks.get(at(frame, span.start), span.len as usize) {
+            Some(b) => b,
+            None => {
+                let b = local
+                    .get_mut(..span.len as usize)
+                    .ok_or(WalkError::BadPointer("layout"))?;
+                mem.read(at(frame, span.start), b)?;
+                b
+            }
+        };
+        let f = |off: u32| field_u64(buf, (off - span.start) as usize).unwrap_or(0);
+        let back = f(l.frame_back);
+        let raw = match l.frame_kind {
+            FrameKind::Object => Some(RawFrame {
+                frame,
+                code: f(l.frame_code),
+                instr: f(l.frame_instr) as u32 as i32 as i64 as u64,
+                owner: 0,
+            }),
+            FrameKind::Interpreter => {
+                let owner = l.frame_owner.map(|o| f(o) as u8).unwrap_or(0);
+                if l.owner_cstack == Some(owner) || l.owner_interpreter == Some(owner) {
+                    None
+                } else {
+                    Some(RawFrame {
+                        frame,
+                        // 3.14+: f_executable is a tagged _PyStackRef.
+                        code: f(l.frame_code) & !(l.frame_code_tag_mask as u64),
+                        instr: f(l.frame_instr),
+                        owner,
+                    })
+                }
+            }
+        };
+        Ok((raw, back))
     }
 }
 
@@ -236,8 +424,4 @@ fn has_duplicates(v: &[u64]) -> bool {
     let mut s = v.to_vec();
     s.sort_unstable();
     s.windows(2).any(|w| w[0] == w[1])
-}
-
-fn has_duplicates_frames(v: &[RawFrame]) -> bool {
-    has_duplicates(&v.iter().map(|f| f.frame).collect::<Vec<_>>())
 }

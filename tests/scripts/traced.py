@@ -1,5 +1,6 @@
 # A target with a trace function installed (sys.settrace: on 3.12+ this instruments the
 # bytecode with INSTRUMENTED_* opcodes), running a hot loop forever.
+import dis
 import sys
 
 
@@ -14,7 +15,15 @@ def int_loop(n):
     return t
 
 
+def base_opcodes(code):
+    # The uninstrumented instructions, as "offset:OPNAME" (the truth for the test).
+    if not hasattr(dis, "get_instructions"):
+        return ""
+    return " ".join("%d:%s" % (i.offset, i.opname) for i in dis.get_instructions(code))
+
+
 def main():
+    sys.stdout.write("truth %s\n" % base_opcodes(int_loop.__code__))
     sys.settrace(tracer)
     int_loop(10)
     sys.stdout.write("ready\n")
