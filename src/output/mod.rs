@@ -5,9 +5,12 @@
 //! destination and renamed, so a reader never sees a half-written file.
 
 pub mod annotate;
+pub mod chrometrace;
 pub mod collapsed;
 pub mod flamegraph;
 pub mod opcodes;
+pub mod pprof;
+pub mod speedscope;
 
 use crate::profile::ProfileData;
 use anyhow::{bail, Context, Result};
@@ -26,6 +29,12 @@ pub enum Format {
     Json,
     /// Text report of hot opcodes (needs --opcodes)
     Opcodes,
+    /// speedscope's JSON file format, one profile per thread
+    Speedscope,
+    /// Chrome trace event format (chrome://tracing, Perfetto), aggregated on a synthetic timeline
+    Chrometrace,
+    /// Gzipped pprof protobuf (Pyroscope, Grafana, Parca, `go tool pprof`)
+    Pprof,
 }
 
 impl Format {
@@ -35,6 +44,9 @@ impl Format {
             Format::Collapsed => "txt",
             Format::Json => "json",
             Format::Opcodes => "txt",
+            Format::Speedscope => "speedscope.json",
+            Format::Chrometrace => "trace.json",
+            Format::Pprof => "pb.gz",
         }
     }
 }
@@ -63,6 +75,9 @@ pub fn write(data: &ProfileData, format: Format, opts: &RenderOptions, path: &Pa
             Ok(())
         }
         Format::Opcodes => opcodes::write(data, w, false, 20),
+        Format::Speedscope => speedscope::write(data, opts, w),
+        Format::Chrometrace => chrometrace::write(data, opts, w),
+        Format::Pprof => pprof::write(data, opts, w),
     })
 }
 
@@ -81,6 +96,9 @@ pub fn write_stdout(data: &ProfileData, format: Format, opts: &RenderOptions) ->
             Ok(())
         }
         Format::Opcodes => opcodes::write(data, &mut w, color, 20),
+        Format::Speedscope => speedscope::write(data, opts, &mut w),
+        Format::Chrometrace => chrometrace::write(data, opts, &mut w),
+        Format::Pprof => pprof::write(data, opts, &mut w),
     }
 }
 

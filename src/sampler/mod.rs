@@ -59,7 +59,8 @@ pub struct StackSampler {
     /// sys.monitoring active) or `ENTER_EXECUTOR` (tier 2).
     pub instrumented: u64,
     pub executor: u64,
-    raw: RawThread,
+    threads: Vec<Result<RawThread, WalkError>>,
+    tstates: Vec<u64>,
     ids: Vec<u32>,
     infos: Vec<std::rc::Rc<CodeInfo>>,
     ops: Vec<Option<u8>>,
@@ -76,7 +77,8 @@ impl StackSampler {
             walker,
             instrumented: 0,
             executor: 0,
-            raw: RawThread::default(),
+            threads: Vec::new(),
+            tstates: Vec::new(),
             ids: Vec::new(),
             infos: Vec::new(),
             ops: Vec::new(),
@@ -110,22 +112,28 @@ impl StackSampler {
                 return errors;
             }
         };
-        let tstates = match self.walker.thread_states(mem, interp) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                return errors;
-            }
-        };
-        for t in tstates {
-            let mut raw = std::mem::take(&mut self.raw);
-            let r = self.walker.walk_thread(mem, t, &mut raw);
-            let r = r.and_then(|()| self.record_thread(mem, &raw, profile));
-            self.raw = raw;
-            if let Err(e) = r {
+        let mut threads = std::mem::take(&mut self.threads);
+        if let Err(e) = self
+            .walker
+            .walk_all(mem, interp, &mut threads, &mut self.tstates)
+        {
+            errors.push(e);
+            self.threads = threads;
+            return errors;
+        }
+        for (i, t) in threads.drain(..).enumerate() {
+            // A thread read in the batch may have moved on (or ended) before its chunk was
+            // copied: read it alone once more before counting a failure.
+            let t = t.or_else(|e| {
+                let tstate = *self.tstates.get(i).ok_or(e.clone())?;
+                let mut raw = RawThread::default();
+                self.walker.walk_thread(mem, tstate, &mut raw).map(|()| raw)
+            });
+            if let Err(e) = t.and_then(|raw| self.record_thread(mem, &raw, profile)) {
                 errors.push(e);
             }
         }
+        self.threads = threads;
         errors
     }
 

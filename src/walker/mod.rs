@@ -130,6 +130,19 @@ impl Regions {
     }
 }
 
+/// A thread state's fields, read before its frames are walked.
+struct ThreadStart {
+    tstate: u64,
+    thread_id: u64,
+    native_id: Option<u64>,
+    /// The top frame (0 until `cframe` is followed, on 3.11/3.12).
+    frame: u64,
+    /// 3.11/3.12: the address of `cframe->current_frame`.
+    cframe: Option<u64>,
+    /// 3.11+: the current data-stack chunk and the length of its used part.
+    chunk: Option<(u64, usize)>,
+}
+
 /// Largest data-stack chunk we copy, and most bytes copied per thread.
 const MAX_CHUNK_BYTES: u64 = 4 << 20;
 const MAX_REGION_BYTES: usize = 16 << 20;
@@ -258,52 +271,201 @@ impl Walker {
         tstate: u64,
         out: &mut RawThread,
     ) -> Result<(), WalkError> {
-        let l = &self.layout;
-        out.tstate = tstate;
-        out.frames.clear();
-        out.truncated = false;
         check_ptr(tstate, "thread state")?;
-        // One read for every field of the thread state we need.
         let span = self.tstate_span;
-        let mut ts = [0u8; 512];
-        let ts = ts
-            .get_mut(..span.len as usize)
-            .ok_or(WalkError::BadPointer("layout"))?;
-        mem.read(at(tstate, span.start), ts)?;
-        let f = |off: u32| field_u64(ts, (off - span.start) as usize).unwrap_or(0);
-        out.thread_id = f(l.tstate_thread_id);
-        out.native_id = l.tstate_native_thread_id.map(f);
-        let mut frame = f(l.tstate_frame);
-        if let (Some(off), true) = (l.cframe_current_frame, frame != 0) {
-            check_ptr(frame, "cframe")?;
-            frame = ptr(mem, at(frame, off))?;
+        let mut ts = vec![0u8; span.len as usize];
+        mem.read(at(tstate, span.start), &mut ts)?;
+        let mut state = self.thread_start(tstate, &ts)?;
+        if let Some(cf) = state.cframe {
+            state.frame = ptr(mem, cf)?;
         }
         let mut chunks = self.chunks.borrow_mut();
         chunks.clear();
-        // 3.11+: the frames of a thread live in its data-stack chunks: copy the current
-        // chunk's used part in one read, and walk the frames locally.
-        let mut prev_chunk = 0;
+        if let Some((chunk, len)) = state.chunk {
+            let mut buf = vec![0u8; len];
+            if mem.read(chunk, &mut buf).is_ok() {
+                chunks.add(chunk, buf);
+            }
+        }
+        self.walk_frames(mem, &state, &mut chunks, out)
+    }
+
+    /// Walk every thread of an interpreter, batching what can be batched: one read per
+    /// thread state (its list link and every field we need), then the `cframe` links
+    /// and the data-stack chunks of all threads in one `process_vm_readv` each. The
+    /// frames are then walked from the copies. One result per thread, in list order;
+    /// `tstates` gets the thread states' addresses, in the same order.
+    pub fn walk_all(
+        &self,
+        mem: &dyn Memory,
+        interp: u64,
+        out: &mut Vec<Result<RawThread, WalkError>>,
+        tstates: &mut Vec<u64>,
+    ) -> Result<(), WalkError> {
+        let l = &self.layout;
+        out.clear();
+        tstates.clear();
+        // 1. The thread list, reading each thread state's fields with its link.
+        let span = Span::of(
+            &[
+                self.tstate_span.start,
+                self.tstate_span.start + self.tstate_span.len - 8,
+                l.tstate_next,
+            ],
+            8,
+        );
+        let mut states: Vec<Result<ThreadStart, WalkError>> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        let mut t = ptr(mem, at(interp, l.interp_tstate_head))?;
+        let mut buf = vec![0u8; span.len as usize];
+        while t != 0 {
+            check_ptr(t, "thread state")?;
+            if seen.len() >= MAX_THREADS {
+                return Err(if has_duplicates(&seen) {
+                    WalkError::Cycle("thread")
+                } else {
+                    WalkError::TooManyThreads
+                });
+            }
+            seen.push(t);
+            tstates.push(t);
+            mem.read(at(t, span.start), &mut buf)?;
+            let next = field_u64(&buf, (l.tstate_next - span.start) as usize).unwrap_or(0);
+            let own = &buf[(self.tstate_span.start - span.start) as usize..]
+                [..self.tstate_span.len as usize];
+            states.push(self.thread_start(t, own));
+            if next == t || Some(&next) == seen.first() {
+                return Err(WalkError::Cycle("thread"));
+            }
+            t = next;
+        }
+        if seen.len() > 64 && has_duplicates(&seen) {
+            return Err(WalkError::Cycle("thread"));
+        }
+        // 2. 3.11/3.12: every `cframe->current_frame` in one batch.
+        let cframes: Vec<(usize, u64)> = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.as_ref().ok()?.cframe?)))
+            .collect();
+        if !cframes.is_empty() {
+            let reqs: Vec<(u64, usize)> = cframes.iter().map(|&(_, a)| (a, 8)).collect();
+            let mut vals = vec![0u8; reqs.len() * 8];
+            let ok = mem.read_scatter(&reqs, &mut vals);
+            for (k, &(i, _)) in cframes.iter().enumerate() {
+                if let Ok(s) = &mut states[i] {
+                    if ok[k] {
+                        s.frame = field_u64(&vals, k * 8).unwrap_or(0);
+                    } else {
+                        states[i] = Err(WalkError::Read);
+                    }
+                }
+            }
+        }
+        // 3. 3.11+: every thread's current data-stack chunk in one batch.
+        let wanted: Vec<(usize, u64, usize)> = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let (c, n) = s.as_ref().ok()?.chunk?;
+                Some((i, c, n))
+            })
+            .collect();
+        let mut copies: Vec<Option<Vec<u8>>> = vec![None; states.len()];
+        if !wanted.is_empty() {
+            let total: usize = wanted.iter().map(|w| w.2).sum();
+            if total <= MAX_REGION_BYTES.saturating_mul(4) {
+                let reqs: Vec<(u64, usize)> = wanted.iter().map(|&(_, c, n)| (c, n)).collect();
+                let mut all = vec![0u8; total];
+                let ok = mem.read_scatter(&reqs, &mut all);
+                let mut pos = 0;
+                for (k, &(i, _, n)) in wanted.iter().enumerate() {
+                    if ok[k] {
+                        copies[i] = Some(all[pos..pos + n].to_vec());
+                    }
+                    pos += n;
+                }
+            }
+        }
+        // 4. Walk each thread's frames from the copies.
+        let mut chunks = self.chunks.borrow_mut();
+        for (i, state) in states.into_iter().enumerate() {
+            let result = state.and_then(|state| {
+                chunks.clear();
+                if let (Some((chunk, _)), Some(copy)) = (state.chunk, copies[i].take()) {
+                    chunks.add(chunk, copy);
+                }
+                let mut raw = RawThread::default();
+                self.walk_frames(mem, &state, &mut chunks, &mut raw)
+                    .map(|()| raw)
+            });
+            out.push(result);
+        }
+        Ok(())
+    }
+
+    /// What a thread state's fields say: ids, top frame (or the cframe to follow), chunk.
+    fn thread_start(&self, tstate: u64, ts: &[u8]) -> Result<ThreadStart, WalkError> {
+        let l = &self.layout;
+        let span = self.tstate_span;
+        let f = |off: u32| field_u64(ts, (off - span.start) as usize).unwrap_or(0);
+        let frame = f(l.tstate_frame);
+        let cframe = match (l.cframe_current_frame, frame) {
+            (Some(_), 0) => None,
+            (Some(off), cf) => {
+                check_ptr(cf, "cframe")?;
+                Some(at(cf, off))
+            }
+            (None, _) => None,
+        };
+        let mut chunk = None;
         if let (Some(c), Some(t), Some(data)) = (
             l.tstate_datastack_chunk,
             l.tstate_datastack_top,
             l.chunk_data,
         ) {
-            let (chunk, top) = (f(c), f(t));
-            if chunk != 0
-                && top > chunk
-                && top - chunk <= MAX_CHUNK_BYTES
-                && check_ptr(chunk, "chunk").is_ok()
+            let (c, top) = (f(c), f(t));
+            if c != 0
+                && top > c
+                && top - c <= MAX_CHUNK_BYTES
+                && top - c >= data as u64
+                && check_ptr(c, "chunk").is_ok()
             {
-                let mut buf = vec![0u8; (top - chunk) as usize];
-                if mem.read(chunk, &mut buf).is_ok() && buf.len() >= data as usize {
-                    prev_chunk = l
-                        .chunk_previous
-                        .and_then(|p| field_u64(&buf, p as usize))
-                        .unwrap_or(0);
-                    chunks.add(chunk, buf);
-                }
+                chunk = Some((c, (top - c) as usize));
             }
         }
+        Ok(ThreadStart {
+            tstate,
+            thread_id: f(l.tstate_thread_id),
+            native_id: l.tstate_native_thread_id.map(f),
+            frame: if cframe.is_some() { 0 } else { frame },
+            cframe,
+            chunk,
+        })
+    }
+
+    /// Walk the frames of one thread from `state.frame`, using (and extending) `chunks`.
+    fn walk_frames(
+        &self,
+        mem: &dyn Memory,
+        state: &ThreadStart,
+        chunks: &mut Regions,
+        out: &mut RawThread,
+    ) -> Result<(), WalkError> {
+        let l = &self.layout;
+        out.tstate = state.tstate;
+        out.thread_id = state.thread_id;
+        out.native_id = state.native_id;
+        out.frames.clear();
+        out.truncated = false;
+        let mut frame = state.frame;
+        let mut prev_chunk = match (state.chunk, l.chunk_previous) {
+            (Some((c, _)), Some(p)) => chunks
+                .get(at(c, p), 8)
+                .and_then(|b| field_u64(b, 0))
+                .unwrap_or(0),
+            _ => 0,
+        };
         let mut chunks_read = 0;
         let mut visited: Vec<u64> = Vec::new();
         let mut kept = 0usize;
@@ -329,9 +491,9 @@ impl Walker {
                 && chunks.bytes() < MAX_REGION_BYTES
             {
                 chunks_read += 1;
-                prev_chunk = self.copy_chunk(mem, prev_chunk, &mut chunks).unwrap_or(0);
+                prev_chunk = self.copy_chunk(mem, prev_chunk, chunks).unwrap_or(0);
             }
-            let (raw, back) = self.read_frame(mem, frame, &chunks)?;
+            let (raw, back) = self.read_frame(mem, frame, chunks)?;
             if back == frame {
                 return Err(WalkError::Cycle("frame"));
             }

@@ -106,6 +106,8 @@ pub struct Target {
     pub pid: i32,
     /// Lines printed before `ready`.
     pub lines: Vec<String>,
+    /// Lines printed after `ready`, as they come.
+    pub later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Target {
@@ -122,11 +124,19 @@ impl Target {
         let pid = child.id() as i32;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let later2 = later.clone();
         std::thread::spawn(move || {
             let mut lines = Vec::new();
+            let mut ready = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.trim() == "ready" {
+                if ready {
+                    if let Ok(mut l) = later2.lock() {
+                        l.push(line);
+                    }
+                } else if line.trim() == "ready" {
+                    ready = true;
                     let _ = tx.send(Some(std::mem::take(&mut lines)));
                 } else {
                     lines.push(line);
@@ -148,6 +158,7 @@ impl Target {
             child,
             pid: target_pid(pid),
             lines,
+            later,
         }
     }
 

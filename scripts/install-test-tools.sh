@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Install the independent readers that tests/formats.rs checks pyprof's export formats
+# with (speedscope, Chrome trace, pprof):
+#
+#   venv/        a Python venv with jsonschema (validates speedscope files against the
+#                real schema), grpcio-tools (protoc, with the protobuf runtime it pins, to compile
+#                tests/fixtures/profile.proto and decode pprof output)
+#   speedscope/  the `speedscope` npm package, unpacked (not installed: nothing of it
+#                runs at install time). Its dist/release/file-format-schema.json is the
+#                speedscope schema, and its bundled importer reads speedscope JSON,
+#                Chrome traces and pprof (tests/scripts/check_speedscope_import.mjs).
+#
+# Idempotent: a stamp records what was installed, so a second run is a quick no-op.
+# Tools go to $PYPROF_TEST_TOOLS, else /opt/pyprof-tools when writable, else
+# target/test-tools in the repository. The last line printed is `tools: DIR`, and
+# DIR/tools.env holds PYTHON=, SPEEDSCOPE_DIR=, NODE=.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SPEEDSCOPE_VERSION=1.25.0
+PY_PKGS=(jsonschema==4.26.0 grpcio-tools==1.85.1)
+STAMP_TEXT="v1 speedscope@$SPEEDSCOPE_VERSION ${PY_PKGS[*]}"
+
+log() { echo "install-test-tools: $*" >&2; }
+
+pick_dir() {
+  if [[ -n ${PYPROF_TEST_TOOLS:-} ]]; then
+    echo "$PYPROF_TEST_TOOLS"
+  elif mkdir -p /opt/pyprof-tools 2>/dev/null && [[ -w /opt/pyprof-tools ]]; then
+    echo /opt/pyprof-tools
+  else
+    echo "$PWD/target/test-tools"
+  fi
+}
+
+DIR=$(pick_dir)
+mkdir -p "$DIR"
+# One installer at a time (test binaries and people may run this concurrently).
+exec 9>"$DIR/.lock"
+flock 9
+
+if [[ -f $DIR/.stamp && $(cat "$DIR/.stamp") == "$STAMP_TEXT" && -f $DIR/tools.env ]]; then
+  echo "tools: $DIR"
+  exit 0
+fi
+rm -f "$DIR/.stamp"
+
+# --- Python venv ---------------------------------------------------------------------
+find_python() {
+  local c
+  for c in ${PYPROF_TOOLS_PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import venv, sys; assert sys.version_info >= (3, 9)' 2>/dev/null; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+PY=$(find_python) || { log "no python3 (>= 3.9) with venv found"; exit 1; }
+VENV=$DIR/venv
+if [[ ! -x $VENV/bin/python ]]; then
+  log "creating venv with $PY"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+fi
+log "pip install ${PY_PKGS[*]}"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PKGS[@]}" >&2
+"$VENV/bin/python" - <<'EOF' >&2
+from importlib.metadata import version
+import jsonschema, google.protobuf, grpc_tools.protoc
+print("install-test-tools: python ok:", *(f"{p} {version(p)}" for p in ("jsonschema", "protobuf", "grpcio-tools")))
+EOF
+
+# --- speedscope (npm package, unpacked) ----------------------------------------------
+NODE=$(command -v node || true)
+command -v npm >/dev/null 2>&1 || { log "npm not found (needed to fetch the speedscope package)"; exit 1; }
+[[ -n $NODE ]] || { log "node not found"; exit 1; }
+SS=$DIR/speedscope
+if [[ ! -f $SS/package.json ]] || ! grep -q "\"version\": \"$SPEEDSCOPE_VERSION\"" "$SS/package.json"; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  log "npm pack speedscope@$SPEEDSCOPE_VERSION"
+  (cd "$tmp" && npm pack --silent "speedscope@$SPEEDSCOPE_VERSION" >/dev/null)
+  tar -xzf "$tmp"/speedscope-*.tgz -C "$tmp"
+  rm -rf "$SS"
+  mv "$tmp/package" "$SS"
+fi
+[[ -f $SS/dist/release/file-format-schema.json ]] || { log "speedscope package has no schema"; exit 1; }
+ls "$SS"/dist/release/speedscope-*.js >/dev/null 2>&1 || { log "speedscope package has no bundle"; exit 1; }
+
+cat >"$DIR/tools.env" <<EOF
+PYTHON=$VENV/bin/python
+SPEEDSCOPE_DIR=$SS
+NODE=$NODE
+EOF
+echo "$STAMP_TEXT" >"$DIR/.stamp"
+log "done in $DIR"
+echo "tools: $DIR"

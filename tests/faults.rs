@@ -1,0 +1,326 @@
+//! Faults of a real target and of pyprof itself: the output always holds what was
+//! sampled, failures are counted by reason, nothing hangs, the target is never harmed.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn py312() -> Python {
+    pythons()
+        .into_iter()
+        .find(|p| p.major == 3 && p.minor == 12)
+        .or_else(|| pythons().into_iter().find(|p| p.at_least(3, 11)))
+        .expect("a Python 3.11+")
+}
+
+/// Start `pyprof record` in the background.
+fn spawn_record(args: &[&str]) -> std::process::Child {
+    Command::new(pyprof_bin())
+        .arg("record")
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pyprof")
+}
+
+/// Wait for a child with a deadline: a hang fails the test instead of blocking it.
+fn wait_done(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("output");
+            panic!(
+                "pyprof hung for {limit:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn target_killed_mid_recording() {
+    let py = py312();
+    for mode in [&[][..], &["--nonblocking"][..]] {
+        let mut target = Target::spawn(&py, "split.py", &[]);
+        let dir = temp_dir();
+        let out = dir.path().join("k.json");
+        let pid = target.pid.to_string();
+        let mut args = vec![
+            "-p",
+            &pid,
+            "-r",
+            "500",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(mode);
+        let child = spawn_record(&args);
+        std::thread::sleep(Duration::from_millis(1000));
+        kill(Pid::from_raw(target.pid), Signal::SIGKILL).unwrap();
+        let o = wait_done(child, Duration::from_secs(20));
+        target.kill();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{mode:?}: {err}");
+        assert!(err.contains("target exited"), "{mode:?}: {err}");
+        let p = read_profile(&out);
+        assert!(
+            p.meta.samples > 100,
+            "{mode:?}: {} samples kept",
+            p.meta.samples
+        );
+        assert!(p
+            .stacks
+            .iter()
+            .any(|s| p.frames[*s.frames.last().unwrap() as usize]
+                .function
+                .starts_with("hot")));
+        // Failures, if any, are counted by reason (never an unexplained number).
+        assert!(
+            p.meta.errors.keys().all(|k| !k.is_empty()),
+            "{:?}",
+            p.meta.errors
+        );
+    }
+}
+
+#[test]
+fn target_stopped_and_continued() {
+    let py = py312();
+    for mode in [&[][..], &["--nonblocking"][..]] {
+        let target = Target::spawn(&py, "split.py", &[]);
+        let dir = temp_dir();
+        let out = dir.path().join("s.json");
+        let pid = target.pid.to_string();
+        let mut args = vec![
+            "-p",
+            &pid,
+            "-r",
+            "200",
+            "-d",
+            "3",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(mode);
+        let child = spawn_record(&args);
+        std::thread::sleep(Duration::from_millis(700));
+        kill(Pid::from_raw(target.pid), Signal::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        kill(Pid::from_raw(target.pid), Signal::SIGCONT).unwrap();
+        let o = wait_done(child, Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{mode:?}: {err}");
+        let p = read_profile(&out);
+        // A stopped process still has stacks to read: samples keep coming.
+        assert!(p.meta.samples > 300, "{mode:?}: {} samples", p.meta.samples);
+        // And it runs on afterwards.
+        assert!(
+            pyprof::process::live::is_alive(target.pid),
+            "{mode:?}: target died"
+        );
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", target.pid)).unwrap();
+        let state = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .trim_start()
+            .chars()
+            .next()
+            .unwrap();
+        assert!(
+            state == 'R' || state == 'S',
+            "{mode:?}: target state {state} after SIGCONT"
+        );
+    }
+}
+
+#[test]
+fn threads_created_and_destroyed_fast() {
+    let py = py312();
+    let target = Target::spawn(&py, "churn.py", &[]);
+    for mode in [&[][..], &["--nonblocking"][..]] {
+        let (p, o) = record_json(target.pid, 2.0, &[&["-r", "500"][..], mode].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            p.meta.samples > 200,
+            "{mode:?}: {} samples: {err}",
+            p.meta.samples
+        );
+        assert!(
+            p.stacks
+                .iter()
+                .any(|s| p.frames[*s.frames.last().unwrap() as usize].function == "short_life"),
+            "{mode:?}: no sample inside a short-lived thread"
+        );
+        // Torn reads of dying threads are counted, with a reason, and stay a minority.
+        let failed = p.meta.error_count();
+        assert!(
+            failed * 10 < p.meta.samples,
+            "{mode:?}: {failed} of {} failed: {:?}",
+            p.meta.samples,
+            p.meta.errors
+        );
+        eprintln!(
+            "churn {mode:?}: {} samples, {} threads seen, errors {:?}",
+            p.meta.samples,
+            p.threads.len(),
+            p.meta.errors
+        );
+    }
+}
+
+#[test]
+fn recursion_5000_deep_is_walked_whole_and_max_depth_truncates_visibly() {
+    let py = py312();
+    let target = Target::spawn(&py, "deep.py", &["5000"]);
+    let (p, _) = record_json(target.pid, 0.5, &["-r", "50"]);
+    let s = &p.stacks[0];
+    // <module> + 5001 calls of down().
+    assert_eq!(s.frames.len(), 5002, "frames walked");
+    assert!(!s.truncated);
+    let leaf = &p.frames[*s.frames.last().unwrap() as usize];
+    assert_eq!(
+        (leaf.function.as_str(), leaf.line),
+        ("down", marker_line("deep.py", "bottom"))
+    );
+    // A smaller maximum cuts at the root and says so.
+    let (p, _) = record_json(target.pid, 0.5, &["-r", "50", "--max-depth", "100"]);
+    let s = &p.stacks[0];
+    assert!(s.truncated);
+    assert_eq!(s.frames.len(), 100);
+    let dir = temp_dir();
+    let out = dir.path().join("d.txt");
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &target.pid.to_string(),
+        "-d",
+        "0.3",
+        "--max-depth",
+        "100",
+        "-f",
+        "collapsed",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.lines().all(|l| l.starts_with("[truncated];down (")),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+}
+
+#[test]
+fn a_thousand_threads_at_100_hz_keep_up() {
+    let py = py312();
+    let target = Target::spawn(&py, "many_threads.py", &["1000"]);
+    let (p, o) = record_json(target.pid, 3.0, &["-r", "100", "--nonblocking"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("1000 threads: {err}");
+    assert!(p.threads.len() >= 1000, "{} threads seen", p.threads.len());
+    // 300 ticks requested; a late tick is counted, and there must be (almost) none.
+    assert!(
+        p.meta.ticks >= 290 && p.meta.late <= 5,
+        "ticks {} late {}",
+        p.meta.ticks,
+        p.meta.late
+    );
+    assert!(p.meta.samples >= 290 * 1000, "{} stacks", p.meta.samples);
+}
+
+#[test]
+fn blocking_pyprof_killed_leaves_the_target_running() {
+    let py = py312();
+    let target = Target::spawn(&py, "heartbeat.py", &[]);
+    for _ in 0..3 {
+        let child = spawn_record(&[
+            "-p",
+            &target.pid.to_string(),
+            "-r",
+            "2000",
+            "-o",
+            "/dev/null",
+        ]);
+        std::thread::sleep(Duration::from_millis(500));
+        // SIGKILL: no handler runs; ptrace's seize means the kernel detaches and the
+        // target resumes, even if it was paused at that instant.
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        let _ = wait_done(child, Duration::from_secs(5));
+    }
+    let beats = |t: &Target| t.later.lock().unwrap().len();
+    let before = beats(&target);
+    std::thread::sleep(Duration::from_millis(600));
+    let after = beats(&target);
+    assert!(
+        after >= before + 5,
+        "target stalled after pyprof was killed: {before} -> {after} beats"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/status", target.pid)).unwrap();
+    let tracer = stat.lines().find(|l| l.starts_with("TracerPid:")).unwrap();
+    assert_eq!(
+        tracer.split_whitespace().nth(1),
+        Some("0"),
+        "still traced: {tracer}"
+    );
+}
+
+#[test]
+fn output_is_never_half_written() {
+    let py = py312();
+    let target = Target::spawn(&py, "split.py", &[]);
+    let dir = temp_dir();
+    let out = dir.path().join("atomic.svg");
+    std::fs::write(&out, "previous complete file").unwrap();
+    let child = spawn_record(&[
+        "-p",
+        &target.pid.to_string(),
+        "-r",
+        "1000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = wait_done(child, Duration::from_secs(5));
+    // Killed before writing: the old file is untouched, no temporary left visible as it.
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "previous complete file"
+    );
+    // A normal run replaces it whole.
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &target.pid.to_string(),
+        "-d",
+        "0.5",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.len() <= 1, "temporary files left: {leftovers:?}");
+}
