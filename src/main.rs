@@ -127,6 +127,12 @@ struct RecordArgs {
     /// Record the bytecode instruction each frame executes (specialized names on 3.11+)
     #[arg(long)]
     opcodes: bool,
+    /// Include idle threads (by default threads the OS reports as waiting are dropped)
+    #[arg(long)]
+    idle: bool,
+    /// Only sample the thread holding the GIL
+    #[arg(long)]
+    gil: bool,
     #[command(flatten)]
     labels: LabelArgs,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
@@ -320,6 +326,16 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         },
     };
     let mut session = session;
+    session.filter = sampler::ThreadFilter {
+        idle: args.idle,
+        gil_only: args.gil,
+    };
+    if args.gil && !session.sampler.walker.has_gil() {
+        bail!(
+            "--gil: Python {} has no GIL to follow (free-threaded build)",
+            session.runtime.version
+        );
+    }
     let meta = base_meta(&args, pid, &target, Some(&session));
     let mut profile = Profile::new(meta);
     for m in &session.runtime.layout_mismatches {

@@ -104,7 +104,9 @@ fn target_stopped_and_continued() {
         let dir = temp_dir();
         let out = dir.path().join("s.json");
         let pid = target.pid.to_string();
+        // --idle: the stopped threads are not running, and would be dropped as idle.
         let mut args = vec![
+            "--idle",
             "-p",
             &pid,
             "-r",
@@ -207,6 +209,7 @@ fn recursion_5000_deep_is_walked_whole_and_max_depth_truncates_visibly() {
     let out = dir.path().join("d.txt");
     let o = pyprof(&[
         "record",
+        "--idle",
         "-p",
         &target.pid.to_string(),
         "-d",

@@ -779,7 +779,9 @@ fn record(pid: u32, extra: &[&str]) -> ProfileData {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("p.json");
     let pid = pid.to_string();
-    let mut args = vec!["record", "-p", &pid, "-d", "1", "-f", "json", "-o"];
+    let mut args = vec![
+        "record", "--idle", "-p", &pid, "-d", "1", "-f", "json", "-o",
+    ];
     let out_s = out.display().to_string();
     args.push(&out_s);
     args.extend_from_slice(extra);

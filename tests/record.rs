@@ -134,6 +134,7 @@ fn every_thread_is_sampled() {
         let out = dir.path().join("t.txt");
         let o = pyprof(&[
             "record",
+            "--idle",
             "-p",
             &target.pid.to_string(),
             "-d",
@@ -287,6 +288,7 @@ fn svg_title_says_what_was_profiled() {
     let out = dir.path().join("t.svg");
     let o = pyprof(&[
         "record",
+        "--idle",
         "-p",
         &target.pid.to_string(),
         "-d",
@@ -327,6 +329,7 @@ fn collapsed_format_and_label_options() {
         let out = dir.path().join("c.txt");
         let mut args = vec![
             "record",
+            "--idle",
             "-p",
             &pid,
             "-d",
@@ -377,5 +380,86 @@ fn short_prefix() -> String {
     match dir.strip_prefix(&cwd) {
         Ok(rel) => format!("{}/", rel.display()),
         Err(_) => format!("{}/", dir.display()),
+    }
+}
+
+#[test]
+fn idle_threads_are_dropped_unless_asked_for_and_gil_keeps_the_holder() {
+    for py in pythons() {
+        let target = Target::spawn(&py, "threads.py", &[]);
+        let pid = target.pid.to_string();
+        // threads.py: thread_c wakes every millisecond, the rest sleep.
+        let (all, _) = record_json(target.pid, 1.0, &["-r", "200"]);
+        let (busy, _) = record_json(target.pid, 1.0, &["-r", "200", "--no-idle"]);
+        let leaves = |p: &pyprof::profile::ProfileData| -> std::collections::BTreeMap<String, u64> {
+            let mut m = std::collections::BTreeMap::new();
+            for s in &p.stacks {
+                let f = &p.frames[*s.frames.last().unwrap() as usize];
+                *m.entry(f.function.clone()).or_insert(0) += s.count;
+            }
+            m
+        };
+        let (a, b) = (leaves(&all), leaves(&busy));
+        assert!(
+            a.get("thread_a").copied().unwrap_or(0) > 150,
+            "{}: --idle lost thread_a: {a:?}",
+            py.label
+        );
+        assert_eq!(
+            b.get("thread_a"),
+            None,
+            "{}: a sleeping thread was kept without --idle: {b:?}",
+            py.label
+        );
+        assert_eq!(b.get("thread_b"), None, "{}: {b:?}", py.label);
+        eprintln!("idle {}: with --idle {a:?}; without {b:?}", py.label);
+        // A running thread is kept without --idle (the OS reports it running).
+        let cpu = Target::spawn(&py, "split.py", &[]);
+        let (c, _) = record_json(cpu.pid, 1.0, &["-r", "200", "--no-idle"]);
+        let hot: u64 = leaves(&c)
+            .iter()
+            .filter(|(k, _)| k.starts_with("hot"))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            hot > 100,
+            "{}: running thread dropped as idle: {:?}",
+            py.label,
+            leaves(&c)
+        );
+        drop(cpu);
+        // --gil: only the thread holding the GIL (none while all sleep) — never a sleeper.
+        if py.label.ends_with('t') {
+            continue; // free-threaded: no GIL
+        }
+        let dir = temp_dir();
+        let out = dir.path().join("g.json");
+        let o = pyprof(&[
+            "record",
+            "--gil",
+            "--idle",
+            "-p",
+            &pid,
+            "-d",
+            "1",
+            "-r",
+            "200",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            py.label,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let g = leaves(&read_profile(&out));
+        assert!(
+            g.keys().all(|k| k == "thread_c" || k == "<module>"),
+            "{}: --gil kept {g:?}",
+            py.label
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod elf;
 pub mod live;
 pub mod maps;
 pub mod memory;
+pub mod threads;
 
 pub use live::LiveMemory;
 pub use maps::MapRange;

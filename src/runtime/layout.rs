@@ -164,4 +164,77 @@ pub struct Layout {
     pub unicode_compact_size: u32,
     /// bit position of `state.kind` (3 bits); `compact` and `ascii` follow it
     pub unicode_kind_shift: u8,
+
+    // ---- objects read to name threads (`runtime::objects`): sys.modules → threading →
+    // `_active` → Thread `_name`
+    /// `sys.modules` in PyInterpreterState: `modules` (≤3.11) or `imports.modules` (3.12+)
+    pub interp_modules: u32,
+    /// `md_dict` in PyModuleObject
+    pub module_dict: u32,
+    /// `tp_flags`, `tp_basicsize`, `tp_dictoffset` in PyTypeObject
+    pub type_flags: u32,
+    pub type_basicsize: u32,
+    pub type_dictoffset: u32,
+    /// 3.x: `ht_cached_keys` in PyHeapTypeObject (the keys shared by instances' split dicts)
+    pub heaptype_cached_keys: Option<u32>,
+    /// `Py_TPFLAGS_*_SUBCLASS` bits: 2.7 `int`; `long`; `str` (3.x unicode, 2.7 bytes); `dict`
+    pub tpflags_int_subclass: Option<u64>,
+    pub tpflags_long_subclass: u64,
+    pub tpflags_str_subclass: u64,
+    pub tpflags_dict_subclass: u64,
+    /// 3.11+: `Py_TPFLAGS_MANAGED_DICT` (the instance dict lives before the object)
+    pub tpflags_managed_dict: Option<u64>,
+    /// 3.13+: `Py_TPFLAGS_INLINE_VALUES` (attribute values inline at `tp_basicsize`)
+    pub tpflags_inline_values: Option<u64>,
+    /// 3.11+: bytes before an object where its managed dict pointer is
+    /// (3.12: the slot that holds the dict or, tagged, the values pointer)
+    pub managed_dict_before: Option<u32>,
+    /// 3.11/3.12: bytes before an object where its values pointer is
+    pub managed_values_before: Option<u32>,
+    /// 3.12: a values pointer is stored minus this tag (low bit set); a dict pointer as is
+    pub managed_values_tag: Option<u8>,
+    /// 3.x: `ma_keys`, `ma_values` in PyDictObject
+    pub dict_keys: Option<u32>,
+    pub dict_values: Option<u32>,
+    /// 2.7: `ma_mask`, `ma_table` in PyDictObject
+    pub dict_mask: Option<u32>,
+    pub dict_table: Option<u32>,
+    /// 3.6–3.10: `dk_size` in PyDictKeysObject (the index width follows from it)
+    pub dictkeys_size: Option<u32>,
+    /// 3.11+: `dk_log2_size`, `dk_log2_index_bytes`, `dk_kind` (one byte each)
+    pub dictkeys_log2_size: Option<u32>,
+    pub dictkeys_log2_index_bytes: Option<u32>,
+    pub dictkeys_kind: Option<u32>,
+    /// 3.11+: `DICT_KEYS_GENERAL`: keys of that kind have `PyDictKeyEntry`s, the others
+    /// `PyDictUnicodeEntry`s
+    pub dictkeys_kind_general: Option<u8>,
+    /// 3.x: `dk_nentries`, `dk_indices` (entries follow the indices)
+    pub dictkeys_nentries: Option<u32>,
+    pub dictkeys_indices: Option<u32>,
+    /// `PyDictKeyEntry` (2.7: `PyDictEntry`): size, `me_hash`, `me_key`, `me_value`
+    pub dict_entry_size: u32,
+    pub dict_entry_hash: u32,
+    pub dict_entry_key: u32,
+    pub dict_entry_value: u32,
+    /// 3.11+: `PyDictUnicodeEntry`: size, `me_key`, `me_value`
+    pub dict_unicode_entry_size: Option<u32>,
+    pub dict_unicode_entry_key: Option<u32>,
+    pub dict_unicode_entry_value: Option<u32>,
+    /// 3.x: where a split table's value pointers start in `ma_values` (≤3.10: 0, the array
+    /// itself; 3.11+: `offsetof(PyDictValues, values)`)
+    pub dict_values_values: Option<u32>,
+    /// 3.13+: `capacity` and `valid` (one byte each) in PyDictValues
+    pub dict_values_capacity: Option<u32>,
+    pub dict_values_valid: Option<u32>,
+    /// 2.7: `ob_ival` in PyIntObject
+    pub int_ival: Option<u32>,
+    /// `ob_digit` in PyLongObject (3.12+: `long_value.ob_digit`)
+    pub long_digits: u32,
+    /// 3.12+: `long_value.lv_tag` (≤3.11: `ob_size` is the signed digit count)
+    pub long_lv_tag: Option<u32>,
+    /// 3.12+: `_PyLong_NON_SIZE_BITS` (the digit count is `lv_tag >>` this)
+    pub long_non_size_bits: Option<u8>,
+    /// `PyLong_SHIFT` (bits per digit) and `sizeof(digit)`
+    pub long_shift: u8,
+    pub long_digit_size: u8,
 }

@@ -36,6 +36,8 @@ pub struct PythonRuntime {
     pub layout_source: &'static str,
     /// Differences between the target's debug offsets and our table (3.13+).
     pub layout_mismatches: Vec<String>,
+    /// Address of `_PyThreadState_Current` (2.7, 3.6: the thread state holding the GIL).
+    pub thread_state_current: Option<u64>,
 }
 
 /// Why a process could not be profiled: each says what the user can do.
@@ -299,6 +301,10 @@ fn build(
         binary: c.path.clone(),
         layout_source: source,
         layout_mismatches: notes,
+        thread_state_current: c
+            .elf
+            .symbol("_PyThreadState_Current")
+            .map(|a| a.wrapping_add(c.bias)),
     })
 }
 

@@ -61,6 +61,8 @@ pub struct StackSampler {
     pub executor: u64,
     threads: Vec<Result<RawThread, WalkError>>,
     tstates: Vec<u64>,
+    /// Read the GIL holder each tick (for a filter that needs it).
+    pub want_gil: bool,
     ids: Vec<u32>,
     infos: Vec<std::rc::Rc<CodeInfo>>,
     ops: Vec<Option<u8>>,
@@ -79,6 +81,7 @@ impl StackSampler {
             executor: 0,
             threads: Vec::new(),
             tstates: Vec::new(),
+            want_gil: false,
             ids: Vec::new(),
             infos: Vec::new(),
             ops: Vec::new(),
@@ -102,6 +105,18 @@ impl StackSampler {
 
     /// One sample of every thread into `profile`; per-thread failures are returned.
     pub fn sample(&mut self, mem: &dyn Memory, profile: &mut Profile) -> Vec<WalkError> {
+        self.sample_with(mem, profile, &mut |_, _| true)
+    }
+
+    /// `sample`, keeping only the threads `keep(thread, gil_holder)` accepts (idle
+    /// threads dropped, only the GIL holder, ...). `gil_holder` is the thread state
+    /// holding the GIL, when known.
+    pub fn sample_with(
+        &mut self,
+        mem: &dyn Memory,
+        profile: &mut Profile,
+        keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
+    ) -> Vec<WalkError> {
         let mut errors = Vec::new();
         self.code.begin_tick();
         let interp = match self.walker.main_interpreter(mem) {
@@ -111,6 +126,11 @@ impl StackSampler {
                 errors.push(e);
                 return errors;
             }
+        };
+        let gil = if self.want_gil {
+            self.walker.gil_holder(mem, interp)
+        } else {
+            None
         };
         let mut threads = std::mem::take(&mut self.threads);
         if let Err(e) = self
@@ -129,6 +149,10 @@ impl StackSampler {
                 let mut raw = RawThread::default();
                 self.walker.walk_thread(mem, tstate, &mut raw).map(|()| raw)
             });
+            let t = match t {
+                Ok(raw) if !keep(&raw, gil) => continue,
+                t => t,
+            };
             if let Err(e) = t.and_then(|raw| self.record_thread(mem, &raw, profile)) {
                 errors.push(e);
             }
@@ -232,12 +256,27 @@ impl StackSampler {
     }
 }
 
+/// Which threads a sample keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadFilter {
+    /// Keep threads the OS says are waiting (sleeping, blocked on a lock or I/O).
+    pub idle: bool,
+    /// Keep only the thread holding the GIL.
+    pub gil_only: bool,
+}
+
 /// An attached target: its memory, its interpreter and the sampler over them.
 pub struct Session {
     pub pid: i32,
     pub mem: LiveMemory,
     pub runtime: PythonRuntime,
     pub sampler: StackSampler,
+    pub filter: ThreadFilter,
+    os_threads: crate::process::threads::ThreadStates,
+    tids: crate::process::threads::TidResolver,
+    /// Threads dropped as idle / not holding the GIL (not failures).
+    pub dropped_idle: u64,
+    pub dropped_gil: u64,
 }
 
 impl Session {
@@ -271,6 +310,14 @@ impl Session {
             mem: LiveMemory::new(pid),
             sampler: StackSampler::new(Walker::new(&rt, max_depth), table),
             runtime: rt,
+            filter: ThreadFilter {
+                idle: true,
+                gil_only: false,
+            },
+            os_threads: crate::process::threads::ThreadStates::new(pid),
+            tids: Default::default(),
+            dropped_idle: 0,
+            dropped_gil: 0,
         }
     }
 
@@ -287,6 +334,13 @@ impl Session {
     /// mode. Per-thread failures are returned (not yet counted: the caller decides,
     /// knowing whether the target still lives).
     pub fn sample(&mut self, profile: &mut Profile, blocking: bool) -> Vec<WalkError> {
+        let filter = self.filter;
+        // The OS states are read before pausing: a paused thread reads as stopped.
+        let states = if filter.idle || filter.gil_only {
+            Default::default()
+        } else {
+            self.os_threads.snapshot()
+        };
         let _lock = if blocking {
             match remoteprocess::Process::new(self.pid).and_then(|p| p.lock()) {
                 Ok(lock) => Some(lock),
@@ -295,7 +349,57 @@ impl Session {
         } else {
             None
         };
-        self.sampler.sample(&self.mem, profile)
+        self.sampler.want_gil = filter.gil_only;
+        if filter.idle && !filter.gil_only {
+            return self.sampler.sample(&self.mem, profile);
+        }
+        let mem = &self.mem;
+        let tids = &mut self.tids;
+        // ≤3.10 records no OS thread id: map pthread_t to it through the task list.
+        let tasks: std::collections::HashSet<u64> =
+            if !filter.idle && self.runtime.layout.tstate_native_thread_id.is_none() {
+                states.keys().copied().collect()
+            } else {
+                Default::default()
+            };
+        let (mut idle, mut not_gil) = (0, 0);
+        let errors = self.sampler.sample_with(mem, profile, &mut |raw, gil| {
+            if filter.gil_only && gil != Some(raw.tstate) {
+                not_gil += 1;
+                return false;
+            }
+            if !filter.idle {
+                let tid = raw
+                    .native_id
+                    .or_else(|| tids.tid(mem, raw.thread_id, &tasks));
+                if let Some(tid) = tid {
+                    if !crate::process::threads::is_active(states.get(&tid).copied()) {
+                        idle += 1;
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        self.dropped_idle += idle;
+        self.dropped_gil += not_gil;
+        errors
+    }
+
+    /// The OS thread id of a Python thread (`pthread_t` on ≤3.10; 3.11+ records it).
+    pub fn native_id(&mut self, raw: &RawThread) -> Option<u64> {
+        if raw.native_id.is_some() {
+            return raw.native_id;
+        }
+        let tasks = crate::process::threads::task_ids(self.pid)
+            .into_iter()
+            .collect();
+        self.tids.tid(&self.mem, raw.thread_id, &tasks)
+    }
+
+    /// The OS scheduler state of a thread (R running, S sleeping, ...).
+    pub fn os_state(&mut self, tid: u64) -> Option<char> {
+        self.os_threads.state(tid)
     }
 }
 

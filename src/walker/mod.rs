@@ -83,6 +83,12 @@ fn ptr(mem: &dyn Memory, addr: u64) -> Result<u64, WalkError> {
 /// 48-bit address spaces): anything above cannot be an object of the target.
 const MAX_USER_ADDR: u64 = 0x0000_ffff_ffff_ffff;
 
+/// A non-null, plausible pointer read at `addr`, or None.
+fn ptr_ok(mem: &dyn Memory, addr: u64) -> Option<u64> {
+    let p = mem.read_u64(addr).ok()?;
+    check_ptr(p, "pointer").ok()
+}
+
 fn check_ptr(p: u64, what: &'static str) -> Result<u64, WalkError> {
     if p < 0x1000 || p % 8 != 0 || p > MAX_USER_ADDR {
         return Err(WalkError::BadPointer(what));
@@ -167,10 +173,24 @@ impl Span {
     }
 }
 
+/// Where to find the thread state that holds the GIL.
+#[derive(Clone, Copy, Debug)]
+enum GilSource {
+    /// 3.7–3.11: `_PyRuntime.ceval.gil` (addresses of `locked` and `last_holder`).
+    Runtime { locked: u64, holder: u64 },
+    /// 3.12+: `interp->ceval.gil`, a pointer to the interpreter's GIL.
+    Interp { ptr: u32, locked: u32, holder: u32 },
+    /// 2.7, 3.6: `_PyThreadState_Current` (null when no thread holds the GIL).
+    Current(u64),
+    /// Free-threaded builds, or nothing known.
+    None,
+}
+
 /// The walker for one interpreter runtime.
 pub struct Walker {
     pub layout: Layout,
     pub interp_head_addr: u64,
+    gil: GilSource,
     pub max_depth: usize,
     tstate_span: Span,
     frame_span: Span,
@@ -179,7 +199,59 @@ pub struct Walker {
 
 impl Walker {
     pub fn new(rt: &PythonRuntime, max_depth: usize) -> Walker {
-        Walker::from_layout(rt.layout.clone(), rt.interp_head_addr, max_depth)
+        let mut w = Walker::from_layout(rt.layout.clone(), rt.interp_head_addr, max_depth);
+        let l = &rt.layout;
+        w.gil = match (
+            rt.runtime_addr,
+            l.runtime_gil_locked,
+            l.runtime_gil_last_holder,
+            l.interp_gil_ptr,
+            l.gil_locked,
+            l.gil_last_holder,
+        ) {
+            _ if l.free_threaded => GilSource::None,
+            (Some(rt_addr), Some(locked), Some(holder), _, _, _) => GilSource::Runtime {
+                locked: at(rt_addr, locked),
+                holder: at(rt_addr, holder),
+            },
+            (_, _, _, Some(ptr), Some(locked), Some(holder)) => GilSource::Interp {
+                ptr,
+                locked,
+                holder,
+            },
+            _ => match rt.thread_state_current {
+                Some(a) => GilSource::Current(a),
+                None => GilSource::None,
+            },
+        };
+        w
+    }
+
+    /// The thread state holding the GIL now (None if no thread holds it, or unknown).
+    pub fn gil_holder(&self, mem: &dyn Memory, interp: u64) -> Option<u64> {
+        let (locked, holder) = match self.gil {
+            GilSource::Runtime { locked, holder } => (locked, holder),
+            GilSource::Interp {
+                ptr,
+                locked,
+                holder,
+            } => {
+                let gil = ptr_ok(mem, at(interp, ptr))?;
+                (at(gil, locked), at(gil, holder))
+            }
+            GilSource::Current(a) => return ptr_ok(mem, a),
+            GilSource::None => return None,
+        };
+        // `locked` is an int (3.7–3.12: _Py_atomic_int; 3.13+: int): non-zero while held.
+        if mem.read_u32(locked).ok()? == 0 {
+            return None;
+        }
+        ptr_ok(mem, holder)
+    }
+
+    /// Does this runtime have a GIL we can observe?
+    pub fn has_gil(&self) -> bool {
+        !matches!(self.gil, GilSource::None)
     }
 
     pub fn from_layout(layout: Layout, interp_head_addr: u64, max_depth: usize) -> Walker {
@@ -193,6 +265,7 @@ impl Walker {
         let mut frame_fields = vec![l.frame_back, l.frame_code, l.frame_instr];
         frame_fields.extend(l.frame_owner);
         Walker {
+            gil: GilSource::None,
             tstate_span: Span::of(&tstate_fields, 8),
             frame_span: Span::of(&frame_fields, 8),
             layout,

@@ -220,10 +220,15 @@ pub fn record_json(pid: i32, secs: f64, extra: &[&str]) -> (ProfileData, Output)
     let out = dir.path().join("p.json");
     let d = secs.to_string();
     let pid_s = pid.to_string();
-    let mut args = vec!["record", "-p", &pid_s, "-d", &d, "-f", "json", "-o"];
+    // All threads, idle ones included, unless the caller asks otherwise.
+    let mut args = vec!["record", "-p", &pid_s, "-d", &d, "-f", "json"];
+    if !extra.contains(&"--no-idle") {
+        args.push("--idle");
+    }
+    args.push("-o");
     let out_s = out.display().to_string();
     args.push(&out_s);
-    args.extend_from_slice(extra);
+    args.extend(extra.iter().filter(|a| **a != "--no-idle"));
     let o = pyprof(&args);
     assert!(
         o.status.success(),

@@ -817,6 +817,7 @@ impl FakeImage {
             binary: "fake".into(),
             layout_source: "built-in table",
             layout_mismatches: Vec::new(),
+            thread_state_current: None,
         }
     }
 
