@@ -53,9 +53,54 @@
 #  include "internal/pystate.h"
 #endif
 
+/* Objects read to name threads (src/runtime/objects.rs): modules, dicts, ints, instance
+ * attributes. */
+#if PY_VERSION_HEX < 0x030B0000
+#  include <longintrepr.h> /* PyLongObject (3.11+: cpython/longintrepr.h, from Python.h) */
+#endif
+#if PY_VERSION_HEX >= 0x030A0000
+#  include "pycore_moduleobject.h" /* PyModuleObject */
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+#  include "pycore_dict.h"   /* PyDictKeysObject, PyDictKeyEntry, PyDictUnicodeEntry, PyDictValues */
+#  include "pycore_object.h" /* managed dicts, inline values */
+#endif
+
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+/* PyModuleObject is private to Objects/moduleobject.c before 3.10 (pycore_moduleobject.h
+ * from 3.10). Only its first field is read: `md_dict`, right after the object header. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *md_dict;
+} pyprof_PyModuleObject;
+#  define PYPROF_MODULE_T pyprof_PyModuleObject
+#else
+#  define PYPROF_MODULE_T PyModuleObject
+#endif
+
+#if PY_MAJOR_VERSION >= 3 && PY_VERSION_HEX < 0x030B0000
+/* 3.6-3.10: the compact dict's keys object is private to Objects/ (dict-common.h, not
+ * installed). Mirrored from that file (identical in 3.6-3.10 but for the type of
+ * `dk_indices`: a union of arrays in 3.6, `char[]` from 3.7; both start at the same
+ * offset). The types of the fields come from the installed headers. */
+typedef struct {
+    Py_hash_t me_hash;
+    PyObject *me_key;
+    PyObject *me_value;
+} pyprof_PyDictKeyEntry;
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    Py_ssize_t dk_size;
+    void *dk_lookup; /* dict_lookup_func */
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[8];
+} pyprof_PyDictKeysObject;
+#endif
 
 #define P(name, value) printf("%s=%lu\n", name, (unsigned long)(value))
 #define NONE(name) printf("%s=none\n", name)
@@ -294,5 +339,167 @@ int main(void)
     P("unicode_compact_size", 0);
     P("unicode_kind_shift", 0);
 #endif
+
+    /* ---- objects: sys.modules, module dicts, dicts, ints, instance attributes */
+#if PY_VERSION_HEX >= 0x030C0000
+    P("interp_modules", offsetof(PyInterpreterState, imports.modules));
+#else
+    P("interp_modules", offsetof(PyInterpreterState, modules));
+#endif
+    P("module_dict", offsetof(PYPROF_MODULE_T, md_dict));
+    P("type_flags", offsetof(PyTypeObject, tp_flags));
+    P("type_basicsize", offsetof(PyTypeObject, tp_basicsize));
+    P("type_dictoffset", offsetof(PyTypeObject, tp_dictoffset));
+#if PY_MAJOR_VERSION >= 3
+    P("heaptype_cached_keys", offsetof(PyHeapTypeObject, ht_cached_keys));
+    NONE("tpflags_int_subclass");
+    P("tpflags_str_subclass", Py_TPFLAGS_UNICODE_SUBCLASS);
+#else
+    NONE("heaptype_cached_keys");
+    P("tpflags_int_subclass", Py_TPFLAGS_INT_SUBCLASS);
+    P("tpflags_str_subclass", Py_TPFLAGS_STRING_SUBCLASS);
+#endif
+    P("tpflags_long_subclass", Py_TPFLAGS_LONG_SUBCLASS);
+    P("tpflags_dict_subclass", Py_TPFLAGS_DICT_SUBCLASS);
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    P("tpflags_managed_dict", Py_TPFLAGS_MANAGED_DICT);
+#else
+    NONE("tpflags_managed_dict");
+#endif
+#ifdef Py_TPFLAGS_INLINE_VALUES
+    P("tpflags_inline_values", Py_TPFLAGS_INLINE_VALUES);
+#else
+    NONE("tpflags_inline_values");
+#endif
+    {
+        /* Where the pre-header slots of managed dicts sit, asked of the headers' own
+         * accessors on a fake object whose type has the flag set. */
+#if PY_VERSION_HEX >= 0x030B0000
+        static PyTypeObject fake_type;
+        PyObject *obj;
+        static char storage[256];
+        memset(storage, 0, sizeof(storage));
+        obj = (PyObject *)(storage + 128);
+        fake_type.tp_flags = Py_TPFLAGS_MANAGED_DICT;
+        fake_type.tp_basicsize = sizeof(PyObject);
+        Py_SET_TYPE(obj, &fake_type);
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13+: the dict pointer; the values are inline at tp_basicsize (INLINE_VALUES). */
+        P("managed_dict_before", (char *)obj - (char *)_PyObject_ManagedDictPointer(obj));
+        NONE("managed_values_before");
+        NONE("managed_values_tag");
+#elif PY_VERSION_HEX >= 0x030C0000
+        /* 3.12: one slot holding either the dict or the values pointer, tagged. */
+        {
+            PyDictOrValues *dorv = _PyObject_DictOrValuesPointer(obj);
+            PyDictOrValues probe;
+            P("managed_dict_before", (char *)obj - (char *)dorv);
+            P("managed_values_before", (char *)obj - (char *)dorv);
+            _PyDictOrValues_SetValues(&probe, (PyDictValues *)storage);
+            if (!_PyDictOrValues_IsValues(probe)) {
+                fprintf(stderr, "layout_probe: tagged values pointer not recognised\n");
+                return 1;
+            }
+            P("managed_values_tag", (char *)_PyDictOrValues_GetValues(probe) - probe.values);
+        }
+#elif PY_VERSION_HEX >= 0x030B0000
+        /* 3.11: separate dict and values pointers. */
+        P("managed_dict_before", (char *)obj - (char *)_PyObject_ManagedDictPointer(obj));
+        P("managed_values_before", (char *)obj - (char *)_PyObject_ValuesPointer(obj));
+        NONE("managed_values_tag");
+#else
+        NONE("managed_dict_before");
+        NONE("managed_values_before");
+        NONE("managed_values_tag");
+#endif
+    }
+
+    /* dicts */
+#if PY_MAJOR_VERSION >= 3
+    P("dict_keys", offsetof(PyDictObject, ma_keys));
+    P("dict_values", offsetof(PyDictObject, ma_values));
+    NONE("dict_mask");
+    NONE("dict_table");
+#else
+    NONE("dict_keys");
+    NONE("dict_values");
+    P("dict_mask", offsetof(PyDictObject, ma_mask));
+    P("dict_table", offsetof(PyDictObject, ma_table));
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+    NONE("dictkeys_size");
+    P("dictkeys_log2_size", offsetof(PyDictKeysObject, dk_log2_size));
+    P("dictkeys_log2_index_bytes", offsetof(PyDictKeysObject, dk_log2_index_bytes));
+    P("dictkeys_kind", offsetof(PyDictKeysObject, dk_kind));
+    P("dictkeys_kind_general", DICT_KEYS_GENERAL);
+    P("dictkeys_nentries", offsetof(PyDictKeysObject, dk_nentries));
+    P("dictkeys_indices", offsetof(PyDictKeysObject, dk_indices));
+    P("dict_entry_size", sizeof(PyDictKeyEntry));
+    P("dict_entry_hash", offsetof(PyDictKeyEntry, me_hash));
+    P("dict_entry_key", offsetof(PyDictKeyEntry, me_key));
+    P("dict_entry_value", offsetof(PyDictKeyEntry, me_value));
+    P("dict_unicode_entry_size", sizeof(PyDictUnicodeEntry));
+    P("dict_unicode_entry_key", offsetof(PyDictUnicodeEntry, me_key));
+    P("dict_unicode_entry_value", offsetof(PyDictUnicodeEntry, me_value));
+    P("dict_values_values", offsetof(PyDictValues, values));
+#elif PY_MAJOR_VERSION >= 3
+    P("dictkeys_size", offsetof(pyprof_PyDictKeysObject, dk_size));
+    NONE("dictkeys_log2_size");
+    NONE("dictkeys_log2_index_bytes");
+    NONE("dictkeys_kind");
+    NONE("dictkeys_kind_general");
+    P("dictkeys_nentries", offsetof(pyprof_PyDictKeysObject, dk_nentries));
+    P("dictkeys_indices", offsetof(pyprof_PyDictKeysObject, dk_indices));
+    P("dict_entry_size", sizeof(pyprof_PyDictKeyEntry));
+    P("dict_entry_hash", offsetof(pyprof_PyDictKeyEntry, me_hash));
+    P("dict_entry_key", offsetof(pyprof_PyDictKeyEntry, me_key));
+    P("dict_entry_value", offsetof(pyprof_PyDictKeyEntry, me_value));
+    NONE("dict_unicode_entry_size");
+    NONE("dict_unicode_entry_key");
+    NONE("dict_unicode_entry_value");
+    P("dict_values_values", 0); /* ma_values is the PyObject *[] itself */
+#else
+    NONE("dictkeys_size");
+    NONE("dictkeys_log2_size");
+    NONE("dictkeys_log2_index_bytes");
+    NONE("dictkeys_kind");
+    NONE("dictkeys_kind_general");
+    NONE("dictkeys_nentries");
+    NONE("dictkeys_indices");
+    P("dict_entry_size", sizeof(PyDictEntry));
+    P("dict_entry_hash", offsetof(PyDictEntry, me_hash));
+    P("dict_entry_key", offsetof(PyDictEntry, me_key));
+    P("dict_entry_value", offsetof(PyDictEntry, me_value));
+    NONE("dict_unicode_entry_size");
+    NONE("dict_unicode_entry_key");
+    NONE("dict_unicode_entry_value");
+    NONE("dict_values_values");
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    P("dict_values_capacity", offsetof(PyDictValues, capacity));
+    P("dict_values_valid", offsetof(PyDictValues, valid));
+#else
+    NONE("dict_values_capacity");
+    NONE("dict_values_valid");
+#endif
+
+    /* ints */
+#if PY_MAJOR_VERSION >= 3
+    NONE("int_ival");
+#else
+    P("int_ival", offsetof(PyIntObject, ob_ival));
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    P("long_digits", offsetof(PyLongObject, long_value.ob_digit));
+    P("long_lv_tag", offsetof(PyLongObject, long_value.lv_tag));
+    P("long_non_size_bits", _PyLong_NON_SIZE_BITS);
+#else
+    P("long_digits", offsetof(PyLongObject, ob_digit));
+    NONE("long_lv_tag");
+    NONE("long_non_size_bits");
+#endif
+    P("long_shift", PyLong_SHIFT);
+    P("long_digit_size", sizeof(digit));
     return 0;
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// What we need from one ELF file: a few symbols, a few sections, its load segments.
-#[derive(Debug, Default, Clone)]
+/// The file is memory-mapped, not read: a 30 MB libpython costs only the pages touched.
+#[derive(Debug, Default)]
 pub struct ElfInfo {
     /// Symbol name → (virtual address, size), from `.dynsym` and `.symtab`.
     pub symbols: HashMap<String, (u64, u64)>,
@@ -15,8 +16,9 @@ pub struct ElfInfo {
     pub sections: HashMap<String, (u64, u64, u64)>,
     /// PT_LOAD segments: (file offset, virtual address).
     pub loads: Vec<(u64, u64)>,
-    /// The raw bytes of `.rodata` (for the version string of old interpreters).
-    pub rodata: Vec<u8>,
+    /// Where `.rodata` is in the file (for the version string of old interpreters).
+    rodata_range: (usize, usize),
+    map: Option<memmap2::Mmap>,
 }
 
 /// Symbols we look for; everything else is dropped so a big libpython costs little memory.
@@ -30,8 +32,26 @@ const WANTED: &[&str] = &[
 
 impl ElfInfo {
     pub fn open(path: &Path) -> Result<ElfInfo> {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&data).with_context(|| format!("parsing ELF file {}", path.display()))
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        // SAFETY: the mapping is read-only and private; a file truncated under us would
+        // fault, which is why only files the target has mapped (and so keeps) are opened.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("mapping {}", path.display()))?;
+        let mut info =
+            Self::parse(&map).with_context(|| format!("parsing ELF file {}", path.display()))?;
+        info.map = Some(map);
+        Ok(info)
+    }
+
+    /// The bytes of `.rodata` (empty if the file has none).
+    pub fn rodata(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => m
+                .get(self.rodata_range.0..self.rodata_range.1)
+                .unwrap_or(&[]),
+            None => &[],
+        }
     }
 
     pub fn parse(data: &[u8]) -> Result<ElfInfo> {
@@ -59,7 +79,7 @@ impl ElfInfo {
                     let start = sh.sh_offset as usize;
                     let end = start.saturating_add(sh.sh_size as usize).min(data.len());
                     if start < end {
-                        info.rodata = data[start..end].to_vec();
+                        info.rodata_range = (start, end);
                     }
                 }
             }

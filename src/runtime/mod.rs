@@ -11,6 +11,7 @@ pub mod debug_offsets;
 pub mod debug_schemas;
 pub mod layout;
 pub mod layouts;
+pub mod objects;
 pub mod version;
 
 use crate::process::elf::ElfInfo;
@@ -187,7 +188,7 @@ pub fn discover_with(
     }
     // Last resort: a static Python without symbols or section; scan its data.
     for c in &cands {
-        if let Some(v) = version::find_version_string(&c.elf.rodata, c.name_version) {
+        if let Some(v) = version::find_version_string(c.elf.rodata(), c.name_version) {
             if let Some(layout) = layouts::builtin(v.major, v.minor, false) {
                 if let Some(rt) = scan_for_runtime(mem, layout, &maps, &c.path) {
                     return build(pid, mem, c, v, Some(rt), None, table);
@@ -235,7 +236,7 @@ fn detect_version(mem: &dyn Memory, c: &Candidate, runtime: Option<u64>) -> Opti
             }
         }
     }
-    let mut v = v.or_else(|| version::find_version_string(&c.elf.rodata, c.name_version))?;
+    let mut v = v.or_else(|| version::find_version_string(c.elf.rodata(), c.name_version))?;
     if let Some(rt) = runtime {
         if let Some(dbg) = DebugOffsets::read(mem, rt) {
             v.free_threaded = dbg.free_threaded();

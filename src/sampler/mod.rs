@@ -178,35 +178,65 @@ impl StackSampler {
         for rf in &raw.frames {
             self.infos.push(self.code.code(mem, rf.code)?);
         }
-        // 2. With opcodes on 3.11+, read the live opcode of every frame in one system call.
+        // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
+        //    per code object, spanning the instructions its frames execute (a recursion
+        //    500 deep in one function is one small range, not 500).
         self.ops.clear();
         self.ops.resize(raw.frames.len(), None);
-        if let Some(table) = table {
-            self.reqs.clear();
-            let mut which = Vec::new();
+        if table.is_some() {
+            // (code object id, first, last) byte offsets; and per frame (range, offset).
+            let mut ranges: Vec<(u64, u64, u32, u32)> = Vec::new(); // (id, code_start, lo, hi)
+            let mut at: Vec<Option<(usize, u32)>> = Vec::with_capacity(raw.frames.len());
             for (i, (rf, info)) in raw.frames.iter().zip(&self.infos).enumerate() {
                 let Some(owner) = instruction_offset(layout, info, rf).and_then(|o| info.owner(o))
                 else {
+                    at.push(None);
                     continue;
                 };
-                if layout.code_adaptive.is_some() {
-                    self.reqs.push((info.code_start + owner as u64, 1));
-                    which.push(i);
-                } else {
+                if layout.code_adaptive.is_none() {
+                    // ≤3.10: bytecode is immutable; the copy read once is the truth.
                     self.ops[i] = info.bytecode.get(owner as usize).copied();
+                    at.push(None);
+                    continue;
                 }
-            }
-            if !self.reqs.is_empty() {
-                let mut buf = vec![0u8; self.reqs.len()];
-                let ok = mem.read_scatter(&self.reqs, &mut buf);
-                for (k, &i) in which.iter().enumerate() {
-                    if !ok[k] {
-                        return Err(WalkError::Read);
+                let r = match ranges.iter().position(|r| r.0 == info.id) {
+                    Some(r) => {
+                        ranges[r].2 = ranges[r].2.min(owner);
+                        ranges[r].3 = ranges[r].3.max(owner);
+                        r
                     }
-                    self.ops[i] = Some(buf[k]);
+                    None => {
+                        ranges.push((info.id, info.code_start, owner, owner));
+                        ranges.len() - 1
+                    }
+                };
+                at.push(Some((r, owner)));
+            }
+            if !ranges.is_empty() {
+                self.reqs.clear();
+                self.reqs.extend(
+                    ranges
+                        .iter()
+                        .map(|&(_, start, lo, hi)| (start + lo as u64, (hi - lo + 1) as usize)),
+                );
+                let total: usize = self.reqs.iter().map(|r| r.1).sum();
+                let mut buf = vec![0u8; total];
+                let ok = mem.read_scatter(&self.reqs, &mut buf);
+                let mut base = Vec::with_capacity(ranges.len());
+                let mut pos = 0;
+                for r in &self.reqs {
+                    base.push(pos);
+                    pos += r.1;
+                }
+                for (i, a) in at.iter().enumerate() {
+                    if let Some((r, owner)) = *a {
+                        if !ok[r] {
+                            return Err(WalkError::Read);
+                        }
+                        self.ops[i] = buf.get(base[r] + (owner - ranges[r].2) as usize).copied();
+                    }
                 }
             }
-            let _ = table;
         }
         // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame.
         self.ids.clear();

@@ -25,6 +25,9 @@ for t in threads:
     t.daemon = True
     t.start()
 time.sleep(0.2)
+# name=ident of every thread (tests/thread_names.rs compares them with what pyprof reads).
+for t in [threading.current_thread()] + threads:
+    sys.stdout.write("%s=%d\n" % (t.name, t.ident))
 sys.stdout.write("ready\n")
 sys.stdout.flush()
 while True:
