@@ -41,6 +41,14 @@ enum Cmd {
         after_help = "Examples:\n  pyprof annotate run.json --top 3\n  pyprof annotate run.json --function Particle.step --html -o step.html"
     )]
     Annotate(AnnotateArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...)
+    #[command(
+        after_help = "Examples:\n  pyprof completions bash > /etc/bash_completion.d/pyprof\n  pyprof completions zsh > ~/.zfunc/_pyprof"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -133,6 +141,12 @@ struct RecordArgs {
     /// Only sample the thread holding the GIL
     #[arg(long)]
     gil: bool,
+    /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
+    #[arg(long)]
+    subprocesses: bool,
+    /// No progress line while recording
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     labels: LabelArgs,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
@@ -206,6 +220,11 @@ fn main() -> ExitCode {
         Cmd::Record(args) => record(args),
         Cmd::Report(args) => report(args),
         Cmd::Annotate(args) => annotate(args),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -345,27 +364,87 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         Some(c) => matches!(c.try_wait(), Ok(None)),
         None => pyprof::process::live::is_alive(pid),
     };
-    let reason = sampler::record(&mut session, &config, &stop, &mut alive, &mut profile);
-    if session.sampler.instrumented > 0 {
+    let mut targets = sampler::Targets::new(session);
+    targets.follow_children = args.subprocesses;
+    let mut progress = Progress::new(!args.quiet, args.rate);
+    let reason = sampler::record(
+        &mut targets,
+        &config,
+        &stop,
+        &mut alive,
+        &mut profile,
+        &mut |p, t| progress.tick(p, t),
+    );
+    progress.clear();
+    let instrumented: u64 = targets
+        .sessions
+        .iter()
+        .map(|s| s.sampler.instrumented)
+        .sum();
+    let executor: u64 = targets.sessions.iter().map(|s| s.sampler.executor).sum();
+    if instrumented > 0 {
         profile.meta.notes.push(format!(
-            "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {} frames executed INSTRUMENTED_* opcodes",
-            session.sampler.instrumented
+            "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {instrumented} frames executed INSTRUMENTED_* opcodes"
         ));
     }
-    if session.sampler.executor > 0 {
+    if executor > 0 {
         profile.meta.notes.push(format!(
-            "tier-2 executors were active: {} frames executed ENTER_EXECUTOR",
-            session.sampler.executor
+            "tier-2 executors were active: {executor} frames executed ENTER_EXECUTOR"
         ));
     }
+    let root = targets.sessions.remove(0);
     finish(
         profile,
-        Some(&session),
+        Some(&root),
         &args,
         output.as_deref(),
         reason,
         child,
     )
+}
+
+/// A one-line progress display on a terminal: elapsed time, samples, errors, rate.
+struct Progress {
+    on: bool,
+    last: Option<Instant>,
+    rate: f64,
+}
+
+impl Progress {
+    fn new(wanted: bool, rate: f64) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            on: wanted && std::io::stderr().is_terminal(),
+            last: None,
+            rate,
+        }
+    }
+
+    fn tick(&mut self, p: &Profile, elapsed: Duration) {
+        if !self.on
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[Kpyprof: {:.1} s, {} samples, {} errors, {:.0} of {} Hz (Ctrl-C to stop)",
+            secs,
+            p.meta.samples,
+            p.meta.error_count(),
+            p.meta.ticks as f64 / secs,
+            self.rate
+        );
+    }
+
+    fn clear(&self) {
+        if self.on && self.last.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> Meta {

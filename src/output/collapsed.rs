@@ -40,7 +40,16 @@ pub fn lines(data: &ProfileData, opts: &RenderOptions) -> Vec<String> {
         .collect();
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
     for stack in &data.stacks {
-        let mut parts: Vec<&str> = Vec::with_capacity(stack.frames.len() + 2);
+        let mut parts: Vec<&str> = Vec::with_capacity(stack.frames.len() + 3);
+        let process_label;
+        if let Some(p) = data
+            .threads
+            .get(stack.thread as usize)
+            .and_then(|t| t.process.as_ref())
+        {
+            process_label = p.replace(';', ":");
+            parts.push(&process_label);
+        }
         let thread_label;
         if opts.threads {
             thread_label = data

@@ -38,6 +38,9 @@ pub struct ThreadInfo {
     pub native_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// With `--subprocesses`: the process the thread belongs to, "process PID (command)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 impl ThreadInfo {

@@ -63,6 +63,8 @@ pub struct StackSampler {
     tstates: Vec<u64>,
     /// Read the GIL holder each tick (for a filter that needs it).
     pub want_gil: bool,
+    /// With `--subprocesses`: "process PID (command)", the root of this process's stacks.
+    pub process_label: Option<String>,
     ids: Vec<u32>,
     infos: Vec<std::rc::Rc<CodeInfo>>,
     ops: Vec<Option<u8>>,
@@ -82,6 +84,7 @@ impl StackSampler {
             threads: Vec::new(),
             tstates: Vec::new(),
             want_gil: false,
+            process_label: None,
             ids: Vec::new(),
             infos: Vec::new(),
             ops: Vec::new(),
@@ -279,6 +282,7 @@ impl StackSampler {
                 thread_id: raw.thread_id,
                 native_id: raw.native_id,
                 name: None,
+                process: self.process_label.clone(),
             });
             profile.add(thread, &self.ids, raw.truncated);
         }
@@ -605,18 +609,100 @@ pub fn opcode_names(
     }
 }
 
+/// What the recording loop samples: the target, and with `--subprocesses` its Python
+/// descendants, found as they appear.
+pub struct Targets {
+    pub sessions: Vec<Session>,
+    /// Follow Python child processes of the first session's process.
+    pub follow_children: bool,
+    /// Processes found not to be Python (not tried again).
+    not_python: std::collections::HashSet<i32>,
+    last_scan: Option<Instant>,
+    pub max_depth: usize,
+    pub opcodes: bool,
+    pub filter: ThreadFilter,
+}
+
+impl Targets {
+    pub fn new(root: Session) -> Targets {
+        Targets {
+            max_depth: root.sampler.walker.max_depth,
+            opcodes: root.sampler.code.opcode_table().is_some(),
+            filter: root.filter,
+            sessions: vec![root],
+            follow_children: false,
+            not_python: Default::default(),
+            last_scan: None,
+        }
+    }
+
+    /// Attach to Python descendants not seen yet (at most once a second).
+    fn scan_children(&mut self) {
+        if !self.follow_children
+            || self
+                .last_scan
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_scan = Some(Instant::now());
+        let root = self.sessions[0].pid;
+        let Ok(kids) = remoteprocess::Process::new(root).and_then(|p| p.child_processes()) else {
+            return;
+        };
+        for (child, _parent) in kids {
+            if self.sessions.iter().any(|s| s.pid == child) || self.not_python.contains(&child) {
+                continue;
+            }
+            match Session::attach(child, self.max_depth, self.opcodes) {
+                Ok(mut s) => {
+                    s.filter = self.filter;
+                    s.sampler.process_label = Some(process_label(child));
+                    self.sessions.push(s);
+                }
+                Err(DiscoverError::NotReady(_)) => {}
+                Err(_) => {
+                    self.not_python.insert(child);
+                }
+            }
+        }
+        if self.sessions.len() > 1 && self.sessions[0].sampler.process_label.is_none() {
+            let label = process_label(root);
+            self.sessions[0].sampler.process_label = Some(label);
+        }
+    }
+}
+
+/// "process 1234 (python worker.py)"
+pub fn process_label(pid: i32) -> String {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let cmd: String = cmd.chars().take(80).collect();
+    format!("process {pid} ({cmd})")
+}
+
 /// Run the fixed-rate clock until a stop condition; samples go into `profile`.
-/// `alive` tells whether the target still runs (a child we launched is reaped by it).
+/// `alive` tells whether the (first) target still runs (a child we launched is reaped
+/// by it). `on_tick` is called after every tick (progress display).
 pub fn record(
-    session: &mut Session,
+    targets: &mut Targets,
     config: &Config,
     stop: &AtomicBool,
     alive: &mut dyn FnMut() -> bool,
     profile: &mut Profile,
+    on_tick: &mut dyn FnMut(&Profile, Duration),
 ) -> StopReason {
     let period = Duration::from_secs_f64(1.0 / config.rate_hz);
     let start = Instant::now();
     let mut k: u64 = 0;
+    let mut reads_of_gone = 0;
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Interrupted;
@@ -648,7 +734,8 @@ pub fn record(
         }
         k += 1;
         profile.meta.ticks += 1;
-        let errors = session.sample(profile, config.blocking);
+        targets.scan_children();
+        let errors = targets.sessions[0].sample(profile, config.blocking);
         if !errors.is_empty() || k % 16 == 0 {
             if !alive() {
                 // Reads failed because the target is gone: not the profiler's failure.
@@ -658,9 +745,29 @@ pub fn record(
         for e in errors {
             profile.add_error(e.to_string());
         }
+        // Child processes: one that ends is dropped, its samples kept.
+        let mut i = 1;
+        while i < targets.sessions.len() {
+            let errors = targets.sessions[i].sample(profile, config.blocking);
+            if !errors.is_empty() && !crate::process::live::is_alive(targets.sessions[i].pid) {
+                reads_of_gone += targets.sessions[i].mem.read_calls();
+                targets.sessions.remove(i);
+                continue;
+            }
+            for e in errors {
+                profile.add_error(e.to_string());
+            }
+            i += 1;
+        }
+        on_tick(profile, start.elapsed());
     };
     profile.meta.duration_secs = start.elapsed().as_secs_f64();
-    profile.meta.memory_reads = session.mem.read_calls();
+    profile.meta.memory_reads = reads_of_gone
+        + targets
+            .sessions
+            .iter()
+            .map(|s| s.mem.read_calls())
+            .sum::<u64>();
     reason
 }
 

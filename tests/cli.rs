@@ -1,0 +1,151 @@
+//! What users expect around the core: subprocesses, progress on a terminal, completions,
+//! help with examples.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+#[test]
+fn subprocesses_are_followed_and_labelled() {
+    for py in pythons().into_iter().filter(|p| p.root.is_none()) {
+        let dir = temp_dir();
+        let out = dir.path().join("mp.json");
+        let script = script_path(&py, "multiproc.py");
+        let mut args = vec![
+            "record",
+            "--subprocesses",
+            "-r",
+            "100",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+        ];
+        args.extend(py.cmd.iter().map(|s| s.as_str()));
+        args.extend([script.as_str(), "2"]);
+        let o = pyprof(&args);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            py.label,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let p = read_profile(&out);
+        let mut procs = std::collections::BTreeSet::new();
+        let mut worker = 0;
+        for s in &p.stacks {
+            let t = &p.threads[s.thread as usize];
+            let leaf = &p.frames[*s.frames.last().unwrap() as usize];
+            if leaf.function == "worker_task" {
+                worker += s.count;
+                procs.insert(t.process.clone().unwrap_or_default());
+            }
+        }
+        assert!(
+            procs.len() >= 2 && procs.iter().all(|l| l.starts_with("process ")),
+            "{}: {procs:?}",
+            py.label
+        );
+        assert!(
+            worker > 100,
+            "{}: {worker} samples in the workers",
+            py.label
+        );
+        // Collapsed stacks start with the process.
+        let o = pyprof(&["report", out.to_str().unwrap(), "-f", "collapsed"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("process ") && l.contains("worker_task")),
+            "{}",
+            py.label
+        );
+        eprintln!(
+            "subprocesses {}: {} processes, {worker} worker samples",
+            py.label,
+            procs.len()
+        );
+    }
+}
+
+/// Run `pyprof record` under a pseudo-terminal (util-linux `script`), as a user at a
+/// terminal would, and return what appeared on it.
+fn on_terminal(args: &str) -> String {
+    let cmd = format!("{} {args}", pyprof_bin().display());
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn progress_on_a_terminal_only() {
+    let py = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 8))
+        .expect("python");
+    let target = Target::spawn(&py, "split.py", &[]);
+    let dir = temp_dir();
+    let out = dir.path().join("p.svg");
+    let common = format!("record -p {} -d 1.2 -o {}", target.pid, out.display());
+    let tty = on_terminal(&common);
+    assert!(
+        tty.contains("samples, 0 errors") && tty.contains("Hz (Ctrl-C to stop)"),
+        "no progress on a terminal: {tty}"
+    );
+    let quiet = on_terminal(&format!("{common} --quiet"));
+    assert!(
+        !quiet.contains("Ctrl-C to stop"),
+        "progress despite --quiet: {quiet}"
+    );
+    // Not a terminal: only the closing summary.
+    let o = pyprof(&common.split(' ').collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("Ctrl-C to stop") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn shell_completions_and_help_with_examples() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = pyprof(&["completions", shell]);
+        assert!(o.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("record") && text.contains("nonblocking") && text.contains("annotate"),
+            "{shell}"
+        );
+    }
+    // The bash script loads in bash and completes subcommands.
+    let o = pyprof(&["completions", "bash"]);
+    let dir = temp_dir();
+    let f = dir.path().join("pyprof.bash");
+    std::fs::write(&f, &o.stdout).unwrap();
+    let check = format!(
+        "source {}; COMP_WORDS=(pyprof rec); COMP_CWORD=1; _pyprof pyprof rec pyprof; echo \"${{COMPREPLY[@]}}\"",
+        f.display()
+    );
+    let o = Command::new("bash").args(["-c", &check]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("record"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for args in [
+        vec!["--help"],
+        vec!["record", "--help"],
+        vec!["annotate", "--help"],
+    ] {
+        let o = pyprof(&args);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("Examples:") && text.contains("pyprof "),
+            "{args:?}"
+        );
+    }
+}
