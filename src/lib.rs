@@ -6,6 +6,7 @@
 //! `sampler` (fixed-rate clock) → `profile` (aggregation) → `output` (formats).
 
 pub mod code;
+pub mod dump;
 pub mod output;
 pub mod process;
 pub mod profile;

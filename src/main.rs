@@ -6,6 +6,7 @@ use pyprof::output::{self, Format, RenderOptions};
 use pyprof::profile::{Meta, Profile};
 use pyprof::runtime::DiscoverError;
 use pyprof::sampler::{self, Config, Session, StopReason};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,11 @@ enum Cmd {
         after_help = "Examples:\n  pyprof annotate run.json --top 3\n  pyprof annotate run.json --function Particle.step --html -o step.html"
     )]
     Annotate(AnnotateArgs),
+    /// Print the current stack of every thread of a running Python process
+    #[command(
+        after_help = "Examples:\n  pyprof dump --pid 12345\n  pyprof dump --pid 12345 --json"
+    )]
+    Dump(DumpArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)
     #[command(
         after_help = "Examples:\n  pyprof completions bash > /etc/bash_completion.d/pyprof\n  pyprof completions zsh > ~/.zfunc/_pyprof"
@@ -76,6 +82,19 @@ impl LabelArgs {
             full_filenames: self.full_filenames,
         }
     }
+}
+
+#[derive(Args)]
+struct DumpArgs {
+    /// PID of a running Python process
+    #[arg(short, long, value_name = "PID")]
+    pid: i32,
+    /// JSON instead of text
+    #[arg(long)]
+    json: bool,
+    /// Do not pause the target while reading
+    #[arg(long)]
+    nonblocking: bool,
 }
 
 #[derive(Args)]
@@ -220,6 +239,7 @@ fn main() -> ExitCode {
         Cmd::Record(args) => record(args),
         Cmd::Report(args) => report(args),
         Cmd::Annotate(args) => annotate(args),
+        Cmd::Dump(args) => dump(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut std::io::stdout());
@@ -647,6 +667,19 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
             eprintln!("pyprof: wrote {}", path.display());
         }
         None => render(&mut std::io::stdout().lock())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump(args: DumpArgs) -> Result<ExitCode> {
+    let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
+    let d = pyprof::dump::dump(&mut session, !args.nonblocking)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &d)?;
+        writeln!(out)?;
+    } else {
+        pyprof::dump::write_text(&d, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

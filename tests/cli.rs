@@ -149,3 +149,78 @@ fn shell_completions_and_help_with_examples() {
         );
     }
 }
+
+#[test]
+fn dump_shows_every_thread_with_name_id_state_and_stack() {
+    for py in pythons() {
+        let target = Target::spawn(&py, "threads.py", &[]);
+        let o = pyprof(&["dump", "--pid", &target.pid.to_string(), "--json"]);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            py.label,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let threads = d["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 4, "{}", py.label);
+        let mut seen = std::collections::BTreeMap::new();
+        for t in threads {
+            let leaf = t["frames"][0]["function"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let name = t["name"].as_str().unwrap_or("?").to_string();
+            assert!(
+                t["native_id"].as_u64().is_some(),
+                "{}: no OS id: {t}",
+                py.label
+            );
+            // thread_c wakes every millisecond: it may be caught running.
+            if leaf != "thread_c" {
+                assert_eq!(t["state"], "idle", "{}: {t}", py.label);
+            }
+            seen.insert(leaf, name);
+        }
+        for (leaf, name) in [
+            ("thread_a", "worker-a"),
+            ("thread_b", "worker-b"),
+            ("thread_c", "worker-c"),
+            ("<module>", "MainThread"),
+        ] {
+            assert_eq!(
+                seen.get(leaf).map(|s| s.as_str()),
+                Some(name),
+                "{}: {seen:?}",
+                py.label
+            );
+        }
+        // Text form: a traceback per thread, innermost last.
+        let o = pyprof(&["dump", "--pid", &target.pid.to_string()]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Thread worker-a (tid ")
+                && text.contains(&format!(
+                    "thread_a ({}:{})",
+                    script_path(&py, "threads.py"),
+                    marker_line("threads.py", "a")
+                )),
+            "{}: {text}",
+            py.label
+        );
+        // A running thread holding the GIL.
+        let busy = Target::spawn(&py, "split.py", &[]);
+        let o = pyprof(&["dump", "--pid", &busy.pid.to_string(), "--json"]);
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let t = &d["threads"][0];
+        assert!(
+            t["state"].as_str().unwrap().starts_with("running"),
+            "{}: {t}",
+            py.label
+        );
+        if !py.label.ends_with('t') {
+            assert_eq!(t["gil"], true, "{}: {t}", py.label);
+        }
+        eprintln!("dump {}: ok {seen:?}", py.label);
+    }
+}

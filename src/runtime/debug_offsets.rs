@@ -221,6 +221,44 @@ impl DebugOffsets {
             "unicode_ascii_size",
             g("unicode_object.asciiobject_size"),
         );
+        // Objects read to name threads (`runtime::objects`).
+        set(
+            &mut l.interp_modules,
+            "interp_modules",
+            g("interpreter_state.imports_modules"),
+        );
+        set(&mut l.type_flags, "type_flags", g("type_object.tp_flags"));
+        set(
+            &mut l.type_basicsize,
+            "type_basicsize",
+            g("type_object.tp_basicsize"),
+        );
+        set(
+            &mut l.type_dictoffset,
+            "type_dictoffset",
+            g("type_object.tp_dictoffset"),
+        );
+        for (field, name, value) in [
+            (
+                &mut l.heaptype_cached_keys,
+                "heaptype_cached_keys",
+                g("heap_type_object.ht_cached_keys"),
+            ),
+            (&mut l.dict_keys, "dict_keys", g("dict_object.ma_keys")),
+            (
+                &mut l.dict_values,
+                "dict_values",
+                g("dict_object.ma_values"),
+            ),
+            (&mut l.long_lv_tag, "long_lv_tag", g("long_object.lv_tag")),
+        ] {
+            if value.is_some() {
+                let mut v = field.unwrap_or(0);
+                set(&mut v, name, value);
+                *field = Some(v);
+            }
+        }
+        set(&mut l.long_digits, "long_digits", g("long_object.ob_digit"));
         l.free_threaded = self.free_threaded();
         (l, diffs)
     }

@@ -35,7 +35,7 @@ pub const MAX_THREADS: usize = 10_000;
 
 /// Could this be the address of an object of the target (aligned, in user space)?
 fn plausible(p: u64) -> bool {
-    (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p % 8 == 0
+    (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p & 7 == 0
 }
 
 fn le_u64(b: &[u8], off: usize) -> Option<u64> {
@@ -391,7 +391,7 @@ impl<'a> Objects<'a> {
     }
 
     /// Attribute `name` of a split-table values block of an instance of `tp`.
-    fn from_values(&self, tp: u64, values: u64, name: &'static str) -> Option<u64> {
+    fn attr_in_values(&self, tp: u64, values: u64, name: &'static str) -> Option<u64> {
         let ix = self.cached_key_index(tp, name)?;
         let vals = self.split_values(values, ix + 1)?;
         vals.get(ix).copied().filter(|&v| plausible(v))
@@ -413,7 +413,7 @@ impl<'a> Objects<'a> {
                     None => false,
                 };
                 if valid {
-                    return self.from_values(tp, values, name);
+                    return self.attr_in_values(tp, values, name);
                 }
             }
             let dict_at = obj.checked_sub(l.managed_dict_before? as u64)?;
@@ -423,7 +423,7 @@ impl<'a> Objects<'a> {
                     let raw = self.ptr(obj.checked_sub(vb as u64)?)?;
                     if raw & 1 == 1 {
                         let values = raw.wrapping_add(l.managed_values_tag? as u64);
-                        return self.from_values(tp, values, name);
+                        return self.attr_in_values(tp, values, name);
                     }
                     raw
                 }
@@ -431,7 +431,7 @@ impl<'a> Objects<'a> {
                 Some(vb) => {
                     let values = self.ptr(obj.checked_sub(vb as u64)?)?;
                     if values != 0 {
-                        return self.from_values(tp, values, name);
+                        return self.attr_in_values(tp, values, name);
                     }
                     self.ptr(dict_at)?
                 }
