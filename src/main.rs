@@ -47,6 +47,11 @@ enum Cmd {
         after_help = "Examples:\n  pyprof dump --pid 12345\n  pyprof dump --pid 12345 --json"
     )]
     Dump(DumpArgs),
+    /// Compare two saved profiles: a differential flamegraph and a table of what changed
+    #[command(
+        after_help = "Examples:\n  pyprof diff before.json after.json -o diff.svg\n  pyprof diff py310.json py312.json -o diff.svg --table changes.txt"
+    )]
+    Diff(DiffArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)
     #[command(
         after_help = "Examples:\n  pyprof completions bash > /etc/bash_completion.d/pyprof\n  pyprof completions zsh > ~/.zfunc/_pyprof"
@@ -82,6 +87,22 @@ impl LabelArgs {
             full_filenames: self.full_filenames,
         }
     }
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The profile before (pyprof JSON)
+    before: PathBuf,
+    /// The profile after (pyprof JSON)
+    after: PathBuf,
+    /// The differential flamegraph (SVG)
+    #[arg(short, long, value_name = "PATH", default_value = "diff.svg")]
+    output: PathBuf,
+    /// Where to write the table of changes (default: standard output)
+    #[arg(long, value_name = "PATH")]
+    table: Option<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
 }
 
 #[derive(Args)]
@@ -240,6 +261,7 @@ fn main() -> ExitCode {
         Cmd::Report(args) => report(args),
         Cmd::Annotate(args) => annotate(args),
         Cmd::Dump(args) => dump(args),
+        Cmd::Diff(args) => diff(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut std::io::stdout());
@@ -681,5 +703,20 @@ fn dump(args: DumpArgs) -> Result<ExitCode> {
     } else {
         pyprof::dump::write_text(&d, &mut out)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(args: DiffArgs) -> Result<ExitCode> {
+    use pyprof::output::diff;
+    let before = load_profile(&args.before)?;
+    let after = load_profile(&args.after)?;
+    output::check_writable(&args.output)?;
+    let opts = args.labels.render_options();
+    output::write_atomic(&args.output, |w| diff::write_svg(&before, &after, &opts, w))?;
+    match &args.table {
+        Some(p) => output::write_atomic(p, |w| diff::write_table(&before, &after, w, 20))?,
+        None => diff::write_table(&before, &after, &mut std::io::stdout().lock(), 20)?,
+    }
+    eprintln!("pyprof: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -224,3 +224,60 @@ fn dump_shows_every_thread_with_name_id_state_and_stack() {
         eprintln!("dump {}: ok {seen:?}", py.label);
     }
 }
+
+#[test]
+fn diff_of_two_versions_shows_what_changed() {
+    let all = pythons();
+    let (Some(old), Some(new)) = (
+        all.iter().find(|p| (p.major, p.minor) == (3, 10)),
+        all.iter().find(|p| (p.major, p.minor) == (3, 12)),
+    ) else {
+        eprintln!("SKIP diff: needs Python 3.10 and 3.12");
+        return;
+    };
+    let dir = temp_dir();
+    let lesson = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/lessons/float_arithmetic.py");
+    let mut paths = Vec::new();
+    for py in [old, new] {
+        let out = dir.path().join(format!("{}.json", py.label));
+        let mut args = vec![
+            "record",
+            "--opcodes",
+            "-r",
+            "300",
+            "-f",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+        ];
+        args.extend(py.cmd.iter().map(|s| s.as_str()));
+        let l = lesson.display().to_string();
+        args.extend([l.as_str(), "1.5"]);
+        let o = pyprof(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        paths.push(out);
+    }
+    let svg = dir.path().join("diff.svg");
+    let o = pyprof(&[
+        "diff",
+        paths[0].to_str().unwrap(),
+        paths[1].to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    // 3.12 specializes the float multiply; 3.10 has only the generic form.
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("BINARY_OP_MULTIPLY_FLOAT"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], "0.0%", "{row}");
+    assert!(cols[3].starts_with('+'), "{row}");
+    assert!(table.contains("BINARY_MULTIPLY"), "{table}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("pyprof diff") && svg.contains("dot_floats"));
+}

@@ -7,6 +7,7 @@
 pub mod annotate;
 pub mod chrometrace;
 pub mod collapsed;
+pub mod diff;
 pub mod flamegraph;
 pub mod opcodes;
 pub mod pprof;

@@ -408,6 +408,9 @@ impl<'a> Objects<'a> {
             if has(l.tpflags_inline_values) {
                 // 3.13+: values inline after the fixed part, unless a dict took them over.
                 let values = obj.checked_add(u64::try_from(info.basicsize).ok()?)?;
+                if !plausible(values) {
+                    return None;
+                }
                 let valid = match l.dict_values_valid {
                     Some(off) => self.mem.read_u8(values + off as u64).ok()? != 0,
                     None => false,
