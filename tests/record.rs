@@ -154,6 +154,15 @@ fn every_thread_is_sampled() {
         if roots.len() < 4 || !roots.iter().all(|r| r.starts_with("thread ")) {
             return Err(format!("thread roots {roots:?}"));
         }
+        // Roots carry the threads' Python names.
+        for name in ["MainThread", "worker-a", "worker-b", "worker-c"] {
+            if !roots
+                .iter()
+                .any(|r| r.starts_with(&format!("thread {name} (")))
+            {
+                return Err(format!("no root for {name}: {roots:?}"));
+            }
+        }
         Ok(format!("{} threads", ids.len()))
     });
 }

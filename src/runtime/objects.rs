@@ -56,7 +56,6 @@ pub struct DictEntry {
     /// Index in the entries table (the index into a split table's values).
     pub index: usize,
     pub key: u64,
-    /// 0 for a deleted entry of shared keys (only in `keys_entries`).
     pub value: u64,
 }
 
@@ -140,8 +139,9 @@ impl<'a> Objects<'a> {
 
     // ---- dicts
 
-    /// The live entries of a keys table (3.x `PyDictKeysObject`): (entries, all of them
-    /// including deleted ones, for pairing with split values).
+    /// The entries of a keys table (3.x `PyDictKeysObject`) that have a key, with their
+    /// index (which pairs them with a split table's values). `value` is the combined
+    /// table's value (meaningless for split keys).
     fn keys_entries(&self, keys: u64) -> Option<Vec<DictEntry>> {
         let l = self.l;
         if !plausible(keys) {

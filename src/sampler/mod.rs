@@ -65,6 +65,9 @@ pub struct StackSampler {
     pub want_gil: bool,
     /// With `--subprocesses`: "process PID (command)", the root of this process's stacks.
     pub process_label: Option<String>,
+    /// Python thread names by thread ident, and when they were last read.
+    names: std::collections::HashMap<u64, String>,
+    names_read: Option<Instant>,
     ids: Vec<u32>,
     infos: Vec<std::rc::Rc<CodeInfo>>,
     ops: Vec<Option<u8>>,
@@ -85,6 +88,8 @@ impl StackSampler {
             tstates: Vec::new(),
             want_gil: false,
             process_label: None,
+            names: Default::default(),
+            names_read: None,
             ids: Vec::new(),
             infos: Vec::new(),
             ops: Vec::new(),
@@ -135,6 +140,14 @@ impl StackSampler {
         } else {
             None
         };
+        // Thread names (threading's registry), refreshed about once a second.
+        if self
+            .names_read
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.names_read = Some(Instant::now());
+            self.names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
+        }
         let mut threads = std::mem::take(&mut self.threads);
         if let Err(e) = self
             .walker
@@ -281,7 +294,7 @@ impl StackSampler {
             let thread = profile.intern_thread(&ThreadInfo {
                 thread_id: raw.thread_id,
                 native_id: raw.native_id,
-                name: None,
+                name: self.names.get(&raw.thread_id).cloned(),
                 process: self.process_label.clone(),
             });
             profile.add(thread, &self.ids, raw.truncated);
