@@ -263,11 +263,13 @@ int main(void)
     P("code_adaptive", offsetof(PyCodeObject, co_code_adaptive));
     P("code_firsttraceable", offsetof(PyCodeObject, _co_firsttraceable));
     P("code_nlocals", offsetof(PyCodeObject, co_nlocalsplus));
+    P("code_varnames", offsetof(PyCodeObject, co_localsplusnames));
 #else
     P("code_code", offsetof(PyCodeObject, co_code));
     NONE("code_adaptive");
     NONE("code_firsttraceable");
     P("code_nlocals", offsetof(PyCodeObject, co_nlocals));
+    P("code_varnames", offsetof(PyCodeObject, co_varnames));
 #endif
 #if PY_VERSION_HEX >= 0x030E0000 && defined(Py_GIL_DISABLED)
     P("code_tlbc", offsetof(PyCodeObject, co_tlbc));
@@ -301,6 +303,7 @@ int main(void)
     P("ob_type", offsetof(PyObject, ob_type));
     P("ob_size", offsetof(PyVarObject, ob_size));
     P("type_name", offsetof(PyTypeObject, tp_name));
+    P("tuple_item", offsetof(PyTupleObject, ob_item));
 
     /* ---- bytes and strings */
 #if PY_MAJOR_VERSION >= 3

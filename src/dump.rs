@@ -1,9 +1,11 @@
 //! `pyprof dump`: one consistent snapshot of every thread's stack, with the thread's
 //! OS id, scheduler state and whether it holds the GIL.
 
+use crate::code::{read_c_string, read_str};
 use crate::process::threads::ThreadStates;
 use crate::process::Memory;
 use crate::profile::Frame;
+use crate::runtime::layout::Layout;
 use crate::sampler::{resolve_frame, Session};
 use crate::walker::{RawThread, WalkError};
 use anyhow::Result;
@@ -24,6 +26,9 @@ pub struct ThreadDump {
     pub gil: bool,
     /// Frames, innermost first.
     pub frames: Vec<Frame>,
+    /// With `--locals`: per frame (same order), its local variables as (name, value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<Vec<(String, String)>>,
     /// Why the stack could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -47,8 +52,9 @@ fn state_word(c: Option<char>) -> &'static str {
     }
 }
 
-/// Take the snapshot (pausing the target unless `blocking` is false).
-pub fn dump(session: &mut Session, blocking: bool) -> Result<Dump> {
+/// Take the snapshot (pausing the target unless `blocking` is false); with `locals`, read
+/// each frame's local variables too.
+pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump> {
     let mut os = ThreadStates::new(session.pid);
     let states = os.snapshot();
     let _lock = if blocking {
@@ -90,6 +96,7 @@ pub fn dump(session: &mut Session, blocking: bool) -> Result<Dump> {
             state: "unknown".into(),
             gil: gil == Some(tstate),
             frames: Vec::new(),
+            locals: Vec::new(),
             error: None,
         };
         match t {
@@ -115,6 +122,21 @@ pub fn dump(session: &mut Session, blocking: bool) -> Result<Dump> {
                     Ok(f) => d.frames = f,
                     Err(e) => d.error = Some(e.to_string()),
                 }
+                if locals {
+                    d.locals = raw
+                        .frames
+                        .iter()
+                        .filter(|rf| {
+                            session.sampler.code.code(mem, rf.code).is_ok_and(|info| {
+                                resolve_frame(&layout, &info, rf, None, mem)
+                                    .ok()
+                                    .flatten()
+                                    .is_some()
+                            })
+                        })
+                        .map(|rf| frame_locals(mem, &layout, rf.code, rf.frame))
+                        .collect();
+                }
             }
             Err(e) => d.error = Some(e.to_string()),
         }
@@ -125,6 +147,115 @@ pub fn dump(session: &mut Session, blocking: bool) -> Result<Dump> {
         python_version: session.runtime.version.to_string(),
         threads: out,
     })
+}
+
+/// Most locals shown per frame, and the longest value text.
+const MAX_LOCALS: usize = 64;
+const MAX_VALUE: usize = 80;
+
+/// The local variables of a frame: names from the code object, values from the frame's
+/// `localsplus`, shown when simple (None, bool, int, float, str, bytes), else by type.
+fn frame_locals(mem: &dyn Memory, l: &Layout, code: u64, frame: u64) -> Vec<(String, String)> {
+    let Ok(names) = mem.read_u64(code.wrapping_add(l.code_varnames as u64)) else {
+        return Vec::new();
+    };
+    let Ok(n) = mem.read_u32(code.wrapping_add(l.code_nlocals as u64)) else {
+        return Vec::new();
+    };
+    let items = names.wrapping_add(l.tuple_item as u64);
+    let count = mem
+        .read_u64(names.wrapping_add(l.ob_size as u64))
+        .unwrap_or(0)
+        .min(n as u64);
+    let mut out = Vec::new();
+    for i in 0..count.min(MAX_LOCALS as u64) {
+        let Ok(name_ptr) = mem.read_u64(items + 8 * i) else {
+            break;
+        };
+        let Ok(name) = read_str(mem, l, name_ptr) else {
+            continue;
+        };
+        let Ok(v) = mem.read_u64(frame.wrapping_add(l.frame_localsplus as u64 + 8 * i)) else {
+            continue;
+        };
+        // 3.14+: stack references carry tag bits.
+        let v = v & !(l.frame_code_tag_mask as u64);
+        if v == 0 {
+            continue; // not bound yet
+        }
+        out.push((name, value_text(mem, l, v)));
+    }
+    out
+}
+
+/// A short text for a Python object, read without running code in the target.
+pub fn value_text(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
+    let ty = mem
+        .read_u64(obj.wrapping_add(l.ob_type as u64))
+        .unwrap_or(0);
+    let tname = mem
+        .read_u64(ty.wrapping_add(l.type_name as u64))
+        .ok()
+        .and_then(|p| read_c_string(mem, p, 64).ok())
+        .unwrap_or_else(|| "?".into());
+    let header = l.ob_type as u64 + 8; // sizeof(PyObject)
+    let text = match tname.as_str() {
+        "NoneType" => Some("None".to_string()),
+        "long" if l.major == 2 => None,
+        "int" | "bool" | "long" => read_int(mem, l, obj).map(|v| match (tname.as_str(), v) {
+            ("bool", 0) => "False".into(),
+            ("bool", _) => "True".into(),
+            _ => v.to_string(),
+        }),
+        "float" => mem
+            .read_u64(obj + header)
+            .ok()
+            .map(|b| format!("{:?}", f64::from_bits(b))),
+        "str" | "unicode" => read_str(mem, l, obj).ok().map(|s| format!("{s:?}")),
+        "bytes" => crate::code::read_bytes(mem, l, obj)
+            .ok()
+            .map(|b| format!("b{:?}", String::from_utf8_lossy(&b))),
+        _ => None,
+    };
+    let text = text.unwrap_or_else(|| format!("<{tname} object at {obj:#x}>"));
+    if text.chars().count() > MAX_VALUE {
+        let cut: String = text.chars().take(MAX_VALUE - 1).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// An int's value when it fits in i64 (2.7 `int`; 3.x `PyLongObject`, 30-bit digits;
+/// 3.12+ keeps sign and size in `lv_tag`).
+fn read_int(mem: &dyn Memory, l: &Layout, obj: u64) -> Option<i64> {
+    let header = l.ob_type as u64 + 8;
+    if l.major == 2 && mem.read_u64(obj + l.ob_type as u64).is_ok() {
+        // PyIntObject: a C long after the header (PyLongObject for `long` is rarer: skip).
+        if let Ok(v) = mem.read_u64(obj + header) {
+            return Some(v as i64);
+        }
+    }
+    let (ndigits, negative, digits_at) = if (l.major, l.minor) >= (3, 12) {
+        let tag = mem.read_u64(obj + header).ok()?;
+        ((tag >> 3) as usize, tag & 3 == 2, obj + header + 8)
+    } else {
+        let size = mem.read_u64(obj + l.ob_size as u64).ok()? as i64;
+        (
+            size.unsigned_abs() as usize,
+            size < 0,
+            obj + l.ob_size as u64 + 8,
+        )
+    };
+    if ndigits > 2 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for i in (0..ndigits).rev() {
+        let d = mem.read_u32(digits_at + 4 * i as u64).ok()? as i64;
+        v = (v << 30) | (d & ((1 << 30) - 1));
+    }
+    Some(if negative { -v } else { v })
 }
 
 /// The dump as text, like a traceback per thread (innermost last, as Python prints).
@@ -153,8 +284,11 @@ pub fn write_text(d: &Dump, w: &mut dyn std::io::Write) -> Result<()> {
         if let Some(e) = &t.error {
             writeln!(w, "    (stack not readable: {e})")?;
         }
-        for f in t.frames.iter().rev() {
+        for (i, f) in t.frames.iter().enumerate().rev() {
             writeln!(w, "    {} ({}:{})", f.function, f.file, f.line)?;
+            for (name, value) in t.locals.get(i).into_iter().flatten() {
+                writeln!(w, "        {name} = {value}")?;
+            }
         }
     }
     Ok(())

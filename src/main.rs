@@ -116,6 +116,9 @@ struct DumpArgs {
     /// Do not pause the target while reading
     #[arg(long)]
     nonblocking: bool,
+    /// Show each frame's local variables (simple values; others by type)
+    #[arg(long)]
+    locals: bool,
 }
 
 #[derive(Args)]
@@ -695,7 +698,7 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
 
 fn dump(args: DumpArgs) -> Result<ExitCode> {
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
-    let d = pyprof::dump::dump(&mut session, !args.nonblocking)?;
+    let d = pyprof::dump::dump(&mut session, !args.nonblocking, args.locals)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &d)?;

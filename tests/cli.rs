@@ -281,3 +281,60 @@ fn diff_of_two_versions_shows_what_changed() {
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.contains("<svg") && svg.contains("pyprof diff") && svg.contains("dot_floats"));
 }
+
+#[test]
+fn dump_locals_shows_simple_values() {
+    for py in pythons() {
+        let target = Target::spawn(&py, "locals.py", &[]);
+        let o = pyprof(&[
+            "dump",
+            "--pid",
+            &target.pid.to_string(),
+            "--locals",
+            "--json",
+        ]);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            py.label,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let t = &d["threads"][0];
+        assert_eq!(t["frames"][0]["function"], "inspect_me", "{}", py.label);
+        let locals: std::collections::BTreeMap<String, String> = t["locals"][0]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no locals: {t}", py.label))
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_string(),
+                    p[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want = [
+            ("count", "42"),
+            ("ratio", "1.5"),
+            ("label", "\"hello\""),
+            ("flag", "True"),
+            ("nothing", "None"),
+            ("negative", "-7"),
+            ("big", "1099511627776"),
+        ];
+        for (k, v) in want {
+            assert_eq!(
+                locals.get(k).map(|s| s.as_str()),
+                Some(v),
+                "{}: {locals:?}",
+                py.label
+            );
+        }
+        assert!(
+            locals["items"].starts_with("<list object at 0x"),
+            "{}: {locals:?}",
+            py.label
+        );
+        eprintln!("locals {}: ok", py.label);
+    }
+}

@@ -192,6 +192,11 @@ impl DebugOffsets {
             g("code_object.linetable"),
         );
         set(
+            &mut l.code_varnames,
+            "code_varnames",
+            g("code_object.localsplusnames"),
+        );
+        set(
             &mut l.code_firstlineno,
             "code_firstlineno",
             g("code_object.firstlineno"),
@@ -205,6 +210,7 @@ impl DebugOffsets {
         l.code_adaptive = Some(adaptive);
         set(&mut l.ob_type, "ob_type", g("pyobject.ob_type"));
         set(&mut l.type_name, "type_name", g("type_object.tp_name"));
+        set(&mut l.tuple_item, "tuple_item", g("tuple_object.ob_item"));
         set(&mut l.bytes_sval, "bytes_sval", g("bytes_object.ob_sval"));
         set(
             &mut l.unicode_state,

@@ -128,6 +128,8 @@ pub struct Layout {
     pub code_tlbc: Option<u32>,
     /// `co_nlocalsplus` (3.11+) or `co_nlocals` (≤3.10)
     pub code_nlocals: u32,
+    /// `co_localsplusnames` (3.11+) or `co_varnames` (≤3.10): a tuple of the local names
+    pub code_varnames: u32,
     /// `co_flags`
     pub code_flags: u32,
     /// 3.12/3.13: `_co_monitoring` (a `_PyCoMonitoringData *`, set while instrumented)
@@ -150,6 +152,8 @@ pub struct Layout {
     pub ob_size: u32,
     /// `tp_name` in PyTypeObject
     pub type_name: u32,
+    /// `ob_item` in PyTupleObject (3.14 put a hash cache before it)
+    pub tuple_item: u32,
 
     // ---- bytes and strings
     /// `ob_sval` in PyBytesObject (Python 2: PyStringObject)
