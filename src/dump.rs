@@ -80,6 +80,13 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
     let layout = session.runtime.layout.clone();
     let mut out = Vec::new();
     let tasks: std::collections::HashSet<u64> = states.keys().copied().collect();
+    // ≤3.10 records no OS thread id: learn where glibc keeps it, from every thread.
+    let mut tids = crate::process::threads::TidResolver::default();
+    let pthreads: Vec<u64> = threads_raw
+        .iter()
+        .filter_map(|t| t.as_ref().ok().map(|r| r.thread_id))
+        .collect();
+    tids.learn(mem, &pthreads, &tasks);
     for (i, t) in threads_raw.into_iter().enumerate() {
         let tstate = tstates.get(i).copied().unwrap_or(0);
         let t = t.or_else(|e| {
@@ -102,9 +109,9 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
         match t {
             Ok(raw) => {
                 d.thread_id = raw.thread_id;
-                d.native_id = raw.native_id.or_else(|| {
-                    crate::process::threads::TidResolver::default().tid(mem, raw.thread_id, &tasks)
-                });
+                d.native_id = raw
+                    .native_id
+                    .or_else(|| tids.tid(mem, raw.thread_id, &tasks));
                 d.name = names.get(&raw.thread_id).cloned();
                 d.state = state_word(d.native_id.and_then(|n| states.get(&n).copied())).into();
                 let frames: Result<Vec<Frame>, WalkError> = raw

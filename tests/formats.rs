@@ -633,11 +633,13 @@ fn two_threads() -> ProfileData {
                 thread_id: 0x7f00_0000_1000,
                 native_id: Some(4242),
                 name: Some("MainThread".into()),
+                process: None,
             },
             ThreadInfo {
                 thread_id: 0x7f00_0000_2000,
                 native_id: None,
                 name: None,
+                process: None,
             },
         ],
         stacks: vec![
@@ -672,6 +674,7 @@ fn opcodes_and_truncation() -> ProfileData {
             thread_id: 1,
             native_id: Some(77),
             name: Some("worker-1".into()),
+            process: None,
         }],
         stacks: vec![
             stack(&[0, 1], 0, 11),

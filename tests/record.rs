@@ -399,7 +399,13 @@ fn idle_threads_are_dropped_unless_asked_for_and_gil_keeps_the_holder() {
         let pid = target.pid.to_string();
         // threads.py: thread_c wakes every millisecond, the rest sleep.
         let (all, _) = record_json(target.pid, 1.0, &["-r", "200"]);
-        let (busy, _) = record_json(target.pid, 1.0, &["-r", "200", "--no-idle"]);
+        // Non-blocking: pausing the target (blocking mode) wakes sleepers for an instant,
+        // and on a loaded machine a woken thread can still be runnable at the next tick.
+        let (busy, _) = record_json(
+            target.pid,
+            1.0,
+            &["-r", "200", "--no-idle", "--nonblocking"],
+        );
         let leaves = |p: &pyprof::profile::ProfileData| -> std::collections::BTreeMap<String, u64> {
             let mut m = std::collections::BTreeMap::new();
             for s in &p.stacks {
@@ -422,6 +428,16 @@ fn idle_threads_are_dropped_unless_asked_for_and_gil_keeps_the_holder() {
         );
         assert_eq!(b.get("thread_b"), None, "{}: {b:?}", py.label);
         eprintln!("idle {}: with --idle {a:?}; without {b:?}", py.label);
+        // Blocking mode: the same, but a few ticks may catch a sleeper just resumed.
+        let (blk, _) = record_json(target.pid, 1.0, &["-r", "200", "--no-idle"]);
+        let c = leaves(&blk);
+        let sleepers =
+            c.get("thread_a").copied().unwrap_or(0) + c.get("thread_b").copied().unwrap_or(0);
+        assert!(
+            sleepers * 10 <= blk.meta.ticks,
+            "{}: blocking kept sleepers: {c:?}",
+            py.label
+        );
         // A running thread is kept without --idle (the OS reports it running).
         let cpu = Target::spawn(&py, "split.py", &[]);
         let (c, _) = record_json(cpu.pid, 1.0, &["-r", "200", "--no-idle"]);

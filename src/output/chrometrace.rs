@@ -336,6 +336,7 @@ mod tests {
                 thread_id: 1,
                 native_id: None,
                 name: None,
+                process: None,
             }],
             stacks: vec![
                 Stack {

@@ -223,6 +223,7 @@ mod tests {
                 thread_id: 1,
                 native_id: Some(7),
                 name: None,
+                process: None,
             }],
             stacks: vec![
                 Stack {

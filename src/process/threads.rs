@@ -101,24 +101,45 @@ pub struct TidResolver {
 const MAX_TID_OFFSET: u64 = 2048;
 
 impl TidResolver {
-    /// The OS thread id of `pthread`, given the target's current task ids.
-    pub fn tid(&mut self, mem: &dyn Memory, pthread: u64, tasks: &HashSet<u64>) -> Option<u64> {
-        if let Some(off) = self.offset {
-            if let Ok(v) = mem.read_u32(pthread.checked_add(off)?) {
-                if tasks.contains(&(v as u64)) {
-                    return Some(v as u64);
+    /// Is the offset known?
+    pub fn learned(&self) -> bool {
+        self.offset.is_some()
+    }
+
+    /// Learn the offset from all threads at once: the first offset at which every
+    /// thread's struct holds a distinct task id of the target.
+    pub fn learn(&mut self, mem: &dyn Memory, pthreads: &[u64], tasks: &HashSet<u64>) -> bool {
+        let Some(&first) = pthreads.first() else {
+            return false;
+        };
+        let mut block = vec![0u8; MAX_TID_OFFSET as usize];
+        if mem.read(first, &mut block).is_err() {
+            return false;
+        }
+        'offsets: for (i, w) in block.chunks_exact(4).enumerate() {
+            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64;
+            if v == 0 || !tasks.contains(&v) {
+                continue;
+            }
+            let off = 4 * i as u64;
+            let mut seen = HashSet::new();
+            for &p in pthreads {
+                match p.checked_add(off).map(|a| mem.read_u32(a)) {
+                    Some(Ok(t)) if tasks.contains(&(t as u64)) && seen.insert(t) => {}
+                    _ => continue 'offsets,
                 }
             }
+            self.offset = Some(off);
+            return true;
         }
-        let mut block = vec![0u8; MAX_TID_OFFSET as usize];
-        mem.read(pthread, &mut block).ok()?;
-        for (i, w) in block.chunks_exact(4).enumerate() {
-            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64;
-            if v != 0 && tasks.contains(&v) {
-                self.offset = Some(4 * i as u64);
-                return Some(v);
-            }
-        }
-        None
+        false
+    }
+
+    /// The OS thread id of `pthread`, given the target's current task ids (None until the
+    /// offset is learned, or if the thread's struct does not hold a task id there).
+    pub fn tid(&mut self, mem: &dyn Memory, pthread: u64, tasks: &HashSet<u64>) -> Option<u64> {
+        let off = self.offset?;
+        let v = mem.read_u32(pthread.checked_add(off)?).ok()? as u64;
+        tasks.contains(&v).then_some(v)
     }
 }

@@ -73,9 +73,18 @@ pub struct StackSampler {
     ops: Vec<Option<u8>>,
     reqs: Vec<(u64, usize)>,
     /// (code object id, instruction, opcode, owner) → frame id in the profile below.
-    frame_ids: std::collections::HashMap<(u64, u64, u16, u8), u32>,
+    frame_ids: std::collections::HashMap<FrameKey, u32>,
     frame_ids_profile: u64,
+    /// Per thread state: the previous stack's (key, frame id), leaf first.
+    prev_stacks: std::collections::HashMap<u64, Vec<(FrameKey, u32)>>,
+    keys: Vec<FrameKey>,
+    frame_keys_ids: Vec<(FrameKey, u32)>,
+    /// `ENTER_EXECUTOR`'s number in this version, if it has one.
+    enter_executor: Option<u8>,
 }
+
+/// What identifies a recorded frame: (code object id, instruction, opcode, owner).
+type FrameKey = (u64, u64, u16, u8);
 
 impl StackSampler {
     pub fn new(walker: Walker, table: Option<&'static OpcodeTable>) -> StackSampler {
@@ -96,6 +105,10 @@ impl StackSampler {
             reqs: Vec::new(),
             frame_ids: Default::default(),
             frame_ids_profile: 0,
+            prev_stacks: Default::default(),
+            keys: Vec::new(),
+            frame_keys_ids: Vec::new(),
+            enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
         }
     }
 
@@ -185,14 +198,21 @@ impl StackSampler {
     ) -> Result<(), WalkError> {
         if self.frame_ids_profile != profile.id {
             self.frame_ids.clear();
+            self.prev_stacks.clear();
             self.frame_ids_profile = profile.id;
         }
         let layout = &self.walker.layout;
         let table = self.code.opcode_table();
         // 1. The code object of every frame (cached, validated once per tick).
         self.infos.clear();
-        for rf in &raw.frames {
-            self.infos.push(self.code.code(mem, rf.code)?);
+        for (i, rf) in raw.frames.iter().enumerate() {
+            // Recursion: the same code object as the frame before costs nothing more.
+            if i > 0 && raw.frames[i - 1].code == rf.code {
+                let prev = self.infos[i - 1].clone();
+                self.infos.push(prev);
+            } else {
+                self.infos.push(self.code.code(mem, rf.code)?);
+            }
         }
         // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
         //    per code object, spanning the instructions its frames execute (a recursion
@@ -254,40 +274,69 @@ impl StackSampler {
                 }
             }
         }
-        // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame.
-        self.ids.clear();
+        // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame. The
+        //    root side of a stack rarely changes between samples: frames whose keys match
+        //    the thread's previous stack (aligned at the root) reuse its ids.
+        let n = raw.frames.len();
+        let mut prev = self.prev_stacks.remove(&raw.tstate).unwrap_or_default();
+        let mut same = 0;
+        self.keys.clear();
         for (i, rf) in raw.frames.iter().enumerate() {
-            let info = &self.infos[i];
             let op = self.ops[i];
-            let key = (info.id, rf.instr, op.map_or(u16::MAX, u16::from), rf.owner);
-            let id = match self.frame_ids.get(&key) {
-                Some(&id) => id,
-                None => {
-                    let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
-                        Some(frame) => profile.intern_frame(&frame),
-                        None => u32::MAX,
-                    };
-                    if self.frame_ids.len() > 1_000_000 {
-                        self.frame_ids.clear();
+            self.keys.push((
+                self.infos[i].id,
+                rf.instr,
+                op.map_or(u16::MAX, u16::from),
+                rf.owner,
+            ));
+        }
+        while same < n
+            && same < prev.len()
+            && prev[prev.len() - 1 - same].0 == self.keys[n - 1 - same]
+        {
+            same += 1;
+        }
+        self.ids.clear();
+        self.frame_keys_ids.clear();
+        for i in 0..n {
+            let key = self.keys[i];
+            let id = if i >= n - same {
+                prev[prev.len() - (n - i)].1
+            } else {
+                match self.frame_ids.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let (info, rf, op) = (&self.infos[i], &raw.frames[i], self.ops[i]);
+                        let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
+                            Some(frame) => profile.intern_frame(&frame),
+                            None => u32::MAX,
+                        };
+                        if self.frame_ids.len() > 1_000_000 {
+                            self.frame_ids.clear();
+                        }
+                        self.frame_ids.insert(key, id);
+                        id
                     }
-                    self.frame_ids.insert(key, id);
-                    id
                 }
             };
+            self.frame_keys_ids.push((key, id));
             if id == u32::MAX {
                 continue;
             }
-            if let Some(op) = op.filter(|_| table.is_some()) {
-                if let Some(t) = table {
-                    let name = t.name(op);
-                    if name.starts_with("INSTRUMENTED_") {
-                        self.instrumented += 1;
-                    } else if name == "ENTER_EXECUTOR" {
-                        self.executor += 1;
-                    }
+            if let (Some(t), Some(op)) = (table, self.ops[i]) {
+                if t.is_instrumented(op) {
+                    self.instrumented += 1;
+                } else if Some(op) == self.enter_executor {
+                    self.executor += 1;
                 }
             }
             self.ids.push(id);
+        }
+        // Keep this stack (its keys and ids) for the thread's next sample.
+        prev.clear();
+        prev.append(&mut self.frame_keys_ids);
+        if self.prev_stacks.len() < 100_000 {
+            self.prev_stacks.insert(raw.tstate, prev);
         }
         if !self.ids.is_empty() {
             self.ids.reverse();
@@ -401,6 +450,24 @@ impl Session {
             return self.sampler.sample(&self.mem, profile);
         }
         let mem = &self.mem;
+        if !filter.idle
+            && !self.tids.learned()
+            && self.runtime.layout.tstate_native_thread_id.is_none()
+        {
+            // ≤3.10: learn where glibc keeps the OS id, from every thread at once.
+            let walker = &self.sampler.walker;
+            if let Ok(interp) = walker.main_interpreter(mem) {
+                let off = self.runtime.layout.tstate_thread_id as u64;
+                let pthreads: Vec<u64> = walker
+                    .thread_states(mem, interp)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&t| mem.read_u64(t.wrapping_add(off)).ok())
+                    .collect();
+                let tasks = states.keys().copied().collect();
+                self.tids.learn(mem, &pthreads, &tasks);
+            }
+        }
         let tids = &mut self.tids;
         // ≤3.10 records no OS thread id: map pthread_t to it through the task list.
         let tasks: std::collections::HashSet<u64> =
@@ -441,6 +508,9 @@ impl Session {
         let tasks = crate::process::threads::task_ids(self.pid)
             .into_iter()
             .collect();
+        if !self.tids.learned() {
+            self.tids.learn(&self.mem, &[raw.thread_id], &tasks);
+        }
         self.tids.tid(&self.mem, raw.thread_id, &tasks)
     }
 
