@@ -402,6 +402,16 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     }
     let meta = base_meta(&args, pid, &target, Some(&session));
     let mut profile = Profile::new(meta);
+    if args.opcodes && session.sampler.code.opcode_table().is_none() {
+        let v = &session.runtime.version;
+        let note = format!(
+            "no opcode table for Python {}.{}: instructions are not recorded (regenerate src/code/opcode_tables.rs with scripts/gen_opcodes.py)",
+            v.major, v.minor
+        );
+        eprintln!("pyprof: warning: {note}");
+        profile.meta.notes.push(note);
+        profile.meta.opcodes = false;
+    }
     for m in &session.runtime.layout_mismatches {
         profile.meta.notes.push(m.clone());
     }
