@@ -12,4 +12,5 @@ pub mod process;
 pub mod profile;
 pub mod runtime;
 pub mod sampler;
+pub mod top;
 pub mod walker;

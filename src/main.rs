@@ -52,6 +52,11 @@ enum Cmd {
         after_help = "Examples:\n  pyprof diff before.json after.json -o diff.svg\n  pyprof diff py310.json py312.json -o diff.svg --table changes.txt"
     )]
     Diff(DiffArgs),
+    /// A live view of the hottest functions of a running process, refreshed every second
+    #[command(
+        after_help = "Keys: 1-4 (or arrows, s) sort, r reset, p pause, o opcodes (with --opcodes), q quit\n\nExamples:\n  pyprof top --pid 12345\n  pyprof top --pid 12345 --rate 200 --opcodes"
+    )]
+    Top(TopArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)
     #[command(
         after_help = "Examples:\n  pyprof completions bash > /etc/bash_completion.d/pyprof\n  pyprof completions zsh > ~/.zfunc/_pyprof"
@@ -60,6 +65,31 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args)]
+struct TopArgs {
+    /// PID of a running Python process
+    #[arg(short, long, value_name = "PID")]
+    pid: i32,
+    /// Samples per second
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
+    rate: f64,
+    /// Never pause the target (samples may be slightly inconsistent)
+    #[arg(long)]
+    nonblocking: bool,
+    /// Capture the bytecode instruction of each sample: key o shows hot opcodes
+    #[arg(long)]
+    opcodes: bool,
+    /// Include idle threads (by default threads the OS reports as waiting are dropped)
+    #[arg(long)]
+    idle: bool,
+    /// Only sample the thread holding the GIL
+    #[arg(long)]
+    gil: bool,
+    /// Deepest stack to follow; deeper stacks are cut at the root
+    #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
+    max_depth: usize,
 }
 
 #[derive(Args)]
@@ -265,6 +295,7 @@ fn main() -> ExitCode {
         Cmd::Annotate(args) => annotate(args),
         Cmd::Dump(args) => dump(args),
         Cmd::Diff(args) => diff(args),
+        Cmd::Top(args) => top(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut std::io::stdout());
@@ -732,4 +763,39 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
     }
     eprintln!("pyprof: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn top(args: TopArgs) -> Result<ExitCode> {
+    let mut session = Session::attach(args.pid, args.max_depth.max(1), args.opcodes)
+        .map_err(anyhow::Error::from)?;
+    session.filter = sampler::ThreadFilter {
+        idle: args.idle,
+        gil_only: args.gil,
+    };
+    if args.gil && !session.sampler.walker.has_gil() {
+        bail!(
+            "--gil: Python {} has no GIL to follow (free-threaded build)",
+            session.runtime.version
+        );
+    }
+    let opts = pyprof::top::TopOptions {
+        rate_hz: args.rate,
+        blocking: !args.nonblocking,
+        opcodes: args.opcodes,
+        target_label: format!("pid {} ({})", args.pid, short_cmdline(args.pid)),
+    };
+    pyprof::top::run(session, opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command line with the program's folder left out: "python3.12 app.py --flag".
+fn short_cmdline(pid: i32) -> String {
+    let cmd = cmdline(pid);
+    let (prog, rest) = cmd.split_once(' ').unwrap_or((cmd.as_str(), ""));
+    let prog = prog.rsplit('/').next().unwrap_or(prog);
+    if rest.is_empty() {
+        prog.to_string()
+    } else {
+        format!("{prog} {rest}")
+    }
 }

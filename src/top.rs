@@ -1,0 +1,1485 @@
+//! `pyprof top`: a live, sortable terminal view of the hottest functions of a running
+//! Python process (like `py-spy top`).
+//!
+//! Sampling runs on the calling thread with the same fixed-rate clock as `record`
+//! (absolute deadlines `start + k * period`; a tick that comes too late is skipped and
+//! counted as late). Between ticks the loop waits for keyboard input with a timeout that
+//! ends at the next deadline, so it never busy-spins. Samples of the current window go
+//! into a fresh [`Profile`]; once a second the window is folded into [`Stats`] and the
+//! screen is redrawn:
+//!
+//! * `%Own`: share of the window's samples (thread stacks) whose leaf is the function;
+//! * `%Total`: share of the window's samples that have the function anywhere on the stack
+//!   (a recursive function counts once per sample);
+//! * `OwnTime`, `TotalTime`: the same counts since the start (or the last reset), in
+//!   seconds (`samples / rate`).
+//!
+//! Functions are keyed by (file, qualified name, first line) and shown as
+//! `function (file:first_line)`. With `--opcodes`, key `o` switches to a view of the hot
+//! opcodes (executed opcode, base opcode, `%Own`) and the hottest
+//! `function (file:line)` + instruction offset spots.
+//!
+//! Keys: `1`..`4` (or `←`/`→`, `s`) choose the sort column, `r` resets the counters, `p`
+//! pauses (no sampling, the screen stays as it is), `o` toggles the opcode view, `q` or
+//! Ctrl-C quits. SIGINT, SIGTERM and SIGHUP also end the view cleanly (the handler ends
+//! the process itself if the loop does not notice within 2 s), and so does a terminal
+//! that hangs up (its input is watched with poll(2): crossterm's reader would spin on
+//! it). The terminal is restored on every way out: normal return, error, or panic. When
+//! the target exits, the view says so and returns after a few seconds (or at once on
+//! `q`).
+
+use crate::output::opcodes::fit;
+use crate::output::short_filename;
+use crate::process::live::is_alive;
+use crate::profile::{Meta, Profile, ProfileData};
+use crate::sampler::Session;
+use anyhow::{bail, Context, Result};
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::{cursor, execute, terminal};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::{Frame, Terminal};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How often the window is folded into the counters and the screen redrawn.
+const REFRESH: Duration = Duration::from_secs(1);
+/// How long the last screen stays up after the target exited.
+const EXIT_LINGER: Duration = Duration::from_secs(3);
+
+/// What `pyprof top` was asked for.
+#[derive(Clone, Debug)]
+pub struct TopOptions {
+    /// Samples per second.
+    pub rate_hz: f64,
+    /// Pause the target for each sample (consistent stacks).
+    pub blocking: bool,
+    /// Capture the executing opcode of every frame (enables the opcode view).
+    pub opcodes: bool,
+    /// What is profiled, as the header shows it: "pid 1234 (python app.py)".
+    pub target_label: String,
+}
+
+/// The column the function table is sorted by (always descending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Own,
+    Total,
+    OwnTime,
+    TotalTime,
+}
+
+impl SortBy {
+    const ALL: [SortBy; 4] = [
+        SortBy::Own,
+        SortBy::Total,
+        SortBy::OwnTime,
+        SortBy::TotalTime,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            SortBy::Own => 0,
+            SortBy::Total => 1,
+            SortBy::OwnTime => 2,
+            SortBy::TotalTime => 3,
+        }
+    }
+
+    fn next(self) -> SortBy {
+        Self::ALL[(self.index() + 1) % 4]
+    }
+
+    fn prev(self) -> SortBy {
+        Self::ALL[(self.index() + 3) % 4]
+    }
+
+    /// Does this column sort by the current window (else by the cumulative counts)?
+    fn windowed(self) -> bool {
+        matches!(self, SortBy::Own | SortBy::Total)
+    }
+}
+
+/// Which tables are on screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Functions,
+    Opcodes,
+}
+
+/// Samples in the current window (`now`) and since the start or last reset (`all`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub now_own: u64,
+    pub now_total: u64,
+    pub all_own: u64,
+    pub all_total: u64,
+}
+
+/// A function: (file, qualified name, first line).
+pub type FnKey = (String, String, i32);
+/// An opcode as executed and its base: (opcode, base).
+pub type OpKey = (String, String);
+/// An instruction: (file, function, line, offset, opcode).
+pub type SpotKey = (String, String, i32, u32, String);
+
+/// The counters the screen shows.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub functions: HashMap<FnKey, Tally>,
+    pub opcodes: HashMap<OpKey, Tally>,
+    pub spots: HashMap<SpotKey, Tally>,
+    /// Thread stacks recorded since the start (or the last reset).
+    pub samples: u64,
+    /// Thread stacks recorded in the last window.
+    pub window_samples: u64,
+    pub ticks: u64,
+    pub late: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Ticks per second achieved in the last window.
+    pub achieved_hz: f64,
+    /// Threads seen in the last window.
+    pub threads: usize,
+    /// Seconds of sampling folded in (pauses excluded).
+    pub elapsed: f64,
+    /// Windows folded in since the start (or the last reset).
+    pub windows: u64,
+    /// Thread stacks left out in the last window (idle, or not holding the GIL, as the
+    /// session's thread filter asks).
+    pub window_dropped: u64,
+}
+
+impl Stats {
+    /// Fold a finished window (`ticks` taken and `late` skipped over `secs` seconds) into
+    /// the counters: it becomes the current window, and is added to the cumulative counts.
+    pub fn fold(&mut self, data: &ProfileData, ticks: u64, late: u64, secs: f64) {
+        for t in self.functions.values_mut() {
+            t.now_own = 0;
+            t.now_total = 0;
+        }
+        for t in self.opcodes.values_mut() {
+            t.now_own = 0;
+        }
+        for t in self.spots.values_mut() {
+            t.now_own = 0;
+        }
+        // Frame id → function index (frames differ by line and opcode; functions don't).
+        let mut index: HashMap<(&str, &str, i32), usize> = HashMap::new();
+        let mut fn_of: Vec<usize> = Vec::with_capacity(data.frames.len());
+        for f in &data.frames {
+            let n = index.len();
+            let i = *index
+                .entry((f.file.as_str(), f.function.as_str(), f.first_line))
+                .or_insert(n);
+            fn_of.push(i);
+        }
+        let mut own = vec![0u64; index.len()];
+        let mut total = vec![0u64; index.len()];
+        let mut ops: HashMap<(&str, &str), u64> = HashMap::new();
+        let mut spots: HashMap<(&str, &str, i32, u32, &str), u64> = HashMap::new();
+        let mut seen: Vec<usize> = Vec::new();
+        let mut samples = 0u64;
+        for s in &data.stacks {
+            samples += s.count;
+            if let Some(&leaf) = s.frames.last() {
+                if let Some(&i) = fn_of.get(leaf as usize) {
+                    own[i] += s.count;
+                }
+                if let Some(f) = data.frames.get(leaf as usize) {
+                    if let (Some(op), Some(base)) = (&f.opcode, &f.base_opcode) {
+                        *ops.entry((op, base)).or_insert(0) += s.count;
+                        if let Some(off) = f.offset {
+                            *spots
+                                .entry((&f.file, &f.function, f.line, off, op))
+                                .or_insert(0) += s.count;
+                        }
+                    }
+                }
+            }
+            seen.clear();
+            seen.extend(s.frames.iter().filter_map(|&id| fn_of.get(id as usize)));
+            seen.sort_unstable();
+            seen.dedup();
+            for &i in &seen {
+                total[i] += s.count;
+            }
+        }
+        for ((file, function, first_line), i) in index {
+            let t = self
+                .functions
+                .entry((file.to_string(), function.to_string(), first_line))
+                .or_default();
+            t.now_own = own[i];
+            t.now_total = total[i];
+            t.all_own += own[i];
+            t.all_total += total[i];
+        }
+        for ((op, base), n) in ops {
+            let t = self
+                .opcodes
+                .entry((op.to_string(), base.to_string()))
+                .or_default();
+            t.now_own = n;
+            t.all_own += n;
+        }
+        for ((file, function, line, off, op), n) in spots {
+            let t = self
+                .spots
+                .entry((
+                    file.to_string(),
+                    function.to_string(),
+                    line,
+                    off,
+                    op.to_string(),
+                ))
+                .or_default();
+            t.now_own = n;
+            t.all_own += n;
+        }
+        self.samples += samples;
+        self.window_samples = samples;
+        self.ticks += ticks;
+        self.late += late;
+        for (reason, n) in &data.meta.errors {
+            *self.errors.entry(reason.clone()).or_insert(0) += n;
+        }
+        self.achieved_hz = if secs > 0.0 { ticks as f64 / secs } else { 0.0 };
+        self.threads = data.threads.len();
+        self.elapsed += secs;
+        self.windows += 1;
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Functions, sorted by `sort` (descending), ties by the other counts, then by name.
+    pub fn function_rows(&self, sort: SortBy) -> Vec<(&FnKey, &Tally)> {
+        let mut rows: Vec<_> = self.functions.iter().collect();
+        rows.sort_by(|a, b| {
+            let (ka, kb) = (sort_key(a.1, sort), sort_key(b.1, sort));
+            kb.cmp(&ka)
+                .then_with(|| (&a.0 .1, &a.0 .0, a.0 .2).cmp(&(&b.0 .1, &b.0 .0, b.0 .2)))
+        });
+        rows
+    }
+
+    /// Opcodes by self samples: the window's for a windowed sort, else cumulative.
+    pub fn opcode_rows(&self, sort: SortBy) -> Vec<(&OpKey, &Tally)> {
+        let mut rows: Vec<_> = self.opcodes.iter().collect();
+        rows.sort_by(|a, b| {
+            own_key(b.1, sort)
+                .cmp(&own_key(a.1, sort))
+                .then(a.0.cmp(b.0))
+        });
+        rows
+    }
+
+    /// Instructions by self samples, as `opcode_rows`.
+    pub fn spot_rows(&self, sort: SortBy) -> Vec<(&SpotKey, &Tally)> {
+        let mut rows: Vec<_> = self.spots.iter().collect();
+        rows.sort_by(|a, b| {
+            own_key(b.1, sort)
+                .cmp(&own_key(a.1, sort))
+                .then(a.0.cmp(b.0))
+        });
+        rows
+    }
+}
+
+fn sort_key(t: &Tally, sort: SortBy) -> (u64, u64, u64, u64) {
+    match sort {
+        SortBy::Own => (t.now_own, t.now_total, t.all_own, t.all_total),
+        SortBy::Total => (t.now_total, t.now_own, t.all_total, t.all_own),
+        SortBy::OwnTime => (t.all_own, t.all_total, t.now_own, t.now_total),
+        SortBy::TotalTime => (t.all_total, t.all_own, t.now_total, t.now_own),
+    }
+}
+
+fn own_key(t: &Tally, sort: SortBy) -> (u64, u64) {
+    if sort.windowed() {
+        (t.now_own, t.all_own)
+    } else {
+        (t.all_own, t.now_own)
+    }
+}
+
+/// Everything the screen shows; no terminal or target in it, so it renders anywhere.
+pub struct App {
+    pub target_label: String,
+    pub python_version: String,
+    pub mode: &'static str,
+    pub rate_hz: f64,
+    pub opcodes: bool,
+    /// The target's working directory (file names under it are shown relative to it).
+    pub cwd: String,
+    pub stats: Stats,
+    pub sort: SortBy,
+    pub view: View,
+    pub paused: bool,
+    /// When the target was seen gone.
+    pub exited: Option<Instant>,
+    /// A one-off message for the status line (cleared by the next key).
+    pub message: Option<String>,
+}
+
+/// What a key asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Redraw,
+    Reset,
+    TogglePause,
+    Quit,
+}
+
+impl App {
+    pub fn new(opts: &TopOptions, python_version: String, cwd: String) -> App {
+        App {
+            target_label: opts.target_label.clone(),
+            python_version,
+            mode: if opts.blocking {
+                "blocking"
+            } else {
+                "nonblocking"
+            },
+            rate_hz: opts.rate_hz,
+            opcodes: opts.opcodes,
+            cwd,
+            stats: Stats::default(),
+            sort: SortBy::Own,
+            view: View::Functions,
+            paused: false,
+            exited: None,
+            message: None,
+        }
+    }
+
+    /// Is the clock running (not paused, target alive)?
+    pub fn sampling(&self) -> bool {
+        !self.paused && self.exited.is_none()
+    }
+
+    /// Apply a key to the view; what needs the loop is returned.
+    pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        self.message = None;
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') | KeyCode::Char('C') if ctrl => Action::Quit,
+            KeyCode::Char('q') | KeyCode::Char('Q') => Action::Quit,
+            KeyCode::Char(c @ '1'..='4') => {
+                self.sort = SortBy::ALL[(c as u8 - b'1') as usize];
+                Action::Redraw
+            }
+            KeyCode::Right | KeyCode::Char('s') | KeyCode::Tab => {
+                self.sort = self.sort.next();
+                Action::Redraw
+            }
+            KeyCode::Left | KeyCode::Char('S') | KeyCode::BackTab => {
+                self.sort = self.sort.prev();
+                Action::Redraw
+            }
+            KeyCode::Char('r') | KeyCode::Char('R') => Action::Reset,
+            KeyCode::Char('p') | KeyCode::Char('P') | KeyCode::Char(' ') => {
+                if self.exited.is_some() {
+                    Action::Redraw
+                } else {
+                    Action::TogglePause
+                }
+            }
+            KeyCode::Char('o') | KeyCode::Char('O') => {
+                if self.opcodes {
+                    self.view = match self.view {
+                        View::Functions => View::Opcodes,
+                        View::Opcodes => View::Functions,
+                    };
+                } else {
+                    self.message =
+                        Some("no opcodes captured: start pyprof top with --opcodes".into());
+                }
+                Action::Redraw
+            }
+            _ => Action::Redraw,
+        }
+    }
+
+    fn pct(&self, n: u64) -> String {
+        let total = self.stats.window_samples;
+        let p = if total == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / total as f64
+        };
+        format!("{p:.2}%")
+    }
+
+    fn time(&self, n: u64) -> String {
+        let s = n as f64 / self.rate_hz;
+        if s < 100.0 {
+            format!("{s:.2}s")
+        } else if s < 10_000.0 {
+            format!("{s:.1}s")
+        } else {
+            format!("{s:.0}s")
+        }
+    }
+
+    /// "function (file:line)" in at most `width` characters: the file is cut at its
+    /// start first, so the name and the line number stay readable.
+    fn place(&self, function: &str, file: &str, line: i32, width: usize) -> String {
+        let file = short_filename(file, &self.cwd);
+        let full = format!("{function} ({file}:{line})");
+        if full.chars().count() <= width {
+            return full;
+        }
+        let fixed = function.chars().count() + format!(" (…:{line})").chars().count();
+        if fixed < width {
+            let keep = width - fixed;
+            let n = file.chars().count();
+            let tail: String = file.chars().skip(n.saturating_sub(keep)).collect();
+            return format!("{function} (…{tail}:{line})");
+        }
+        fit(&full, width)
+    }
+
+    /// Draw the whole screen.
+    pub fn draw(&self, f: &mut Frame, now: Instant) {
+        let [title, counters, status, _gap, body, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(0),
+            Constraint::Length(1),
+        ])
+        .areas(f.area());
+        let width = f.area().width as usize;
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        // The target label gives way first (cut in its middle: the pid at its start and
+        // the script at its end stay), so the Python version stays on screen.
+        let tail = format!(
+            " · Python {} · {} · {} Hz",
+            self.python_version, self.mode, self.rate_hz
+        );
+        let room = width.saturating_sub("pyprof top · ".chars().count() + tail.chars().count());
+        let head = format!(
+            "pyprof top · {}{tail}",
+            fit_middle(&self.target_label, room.max(12))
+        );
+        f.render_widget(Paragraph::new(Span::styled(fit(&head, width), bold)), title);
+
+        let s = &self.stats;
+        let line = format!(
+            "Samples: {}  Errors: {}  Rate: {:.1}/{} Hz  Threads: {}  Late: {}  Sampled: {:.0}s",
+            s.samples,
+            s.error_count(),
+            s.achieved_hz,
+            self.rate_hz,
+            s.threads,
+            s.late,
+            s.elapsed
+        );
+        f.render_widget(Paragraph::new(fit(&line, width)), counters);
+
+        let (text, style) = self.status_line(now);
+        f.render_widget(
+            Paragraph::new(Span::styled(fit(&text, width), style)),
+            status,
+        );
+
+        match self.view {
+            View::Functions => self.draw_functions(f, body),
+            View::Opcodes => self.draw_opcodes(f, body),
+        }
+
+        let mut keys = String::from(" 1-4/←→/s sort  r reset  p pause");
+        if self.opcodes {
+            keys.push_str(match self.view {
+                View::Functions => "  o opcodes",
+                View::Opcodes => "  o functions",
+            });
+        }
+        keys.push_str("  q quit");
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                format!("{:<width$}", fit(&keys, width)),
+                Style::new().add_modifier(Modifier::REVERSED),
+            )),
+            footer,
+        );
+    }
+
+    fn status_line(&self, now: Instant) -> (String, Style) {
+        if let Some(at) = self.exited {
+            let left = EXIT_LINGER.saturating_sub(now.saturating_duration_since(at));
+            return (
+                format!(
+                    "The target process exited. Closing in {} s (q to quit now).",
+                    left.as_secs_f64().ceil() as u64
+                ),
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            );
+        }
+        if self.paused {
+            return (
+                "PAUSED: not sampling (p to resume)".into(),
+                Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+            );
+        }
+        if let Some(m) = &self.message {
+            return (m.clone(), Style::new().fg(Color::Yellow));
+        }
+        if !self.stats.errors.is_empty() {
+            let mut why: Vec<_> = self.stats.errors.iter().collect();
+            why.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let why: Vec<String> = why.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            return (format!("Errors: {}", why.join(", ")), Style::new());
+        }
+        if self.stats.windows == 0 {
+            return ("Collecting samples…".into(), Style::new());
+        }
+        if self.stats.window_samples == 0 && self.stats.window_dropped > 0 {
+            return (
+                "No thread ran Python code in the last second (idle threads are left out)".into(),
+                Style::new(),
+            );
+        }
+        (String::new(), Style::new())
+    }
+
+    fn header(&self, names: &[(&str, Option<SortBy>)]) -> Row<'static> {
+        let cells: Vec<Cell> = names
+            .iter()
+            .map(|(name, col)| {
+                if *col == Some(self.sort) {
+                    Cell::from(Line::from(format!("{name}▼")).right_aligned())
+                        .style(Style::new().add_modifier(Modifier::REVERSED))
+                } else if col.is_some() {
+                    Cell::from(Line::from(name.to_string()).right_aligned())
+                } else {
+                    Cell::from(name.to_string())
+                }
+            })
+            .collect();
+        Row::new(cells).style(Style::new().add_modifier(Modifier::BOLD))
+    }
+
+    fn draw_functions(&self, f: &mut Frame, area: Rect) {
+        let widths = [
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Fill(1),
+        ];
+        let label_w = (area.width as usize)
+            .saturating_sub(8 + 8 + 9 + 10 + 4)
+            .max(10);
+        let rows: Vec<Row> = self
+            .stats
+            .function_rows(self.sort)
+            .into_iter()
+            .take(area.height as usize)
+            .map(|((file, function, first_line), t)| {
+                Row::new(vec![
+                    right(self.pct(t.now_own)),
+                    right(self.pct(t.now_total)),
+                    right(self.time(t.all_own)),
+                    right(self.time(t.all_total)),
+                    Cell::from(self.place(function, file, *first_line, label_w)),
+                ])
+            })
+            .collect();
+        let header = self.header(&[
+            ("%Own", Some(SortBy::Own)),
+            ("%Total", Some(SortBy::Total)),
+            ("OwnTime", Some(SortBy::OwnTime)),
+            ("TotalTime", Some(SortBy::TotalTime)),
+            ("Function (file:line)", None),
+        ]);
+        f.render_widget(
+            Table::new(rows, widths).header(header).column_spacing(1),
+            area,
+        );
+    }
+
+    fn draw_opcodes(&self, f: &mut Frame, area: Rect) {
+        let [t1, ops_area, _gap, t2, spots_area] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Percentage(40),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Fill(1),
+        ])
+        .areas(area);
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        // The %Own column sorts by the window, OwnTime by the cumulative counts.
+        let (own_col, time_col) = if self.sort.windowed() {
+            (Some(self.sort), None)
+        } else {
+            (None, Some(self.sort))
+        };
+        f.render_widget(
+            Paragraph::new(Span::styled("Hot opcodes (self samples)", bold)),
+            t1,
+        );
+        let op_w = 34usize;
+        let rows: Vec<Row> = self
+            .stats
+            .opcode_rows(self.sort)
+            .into_iter()
+            .take(ops_area.height.saturating_sub(1) as usize)
+            .map(|((op, base), t)| {
+                Row::new(vec![
+                    right(self.pct(t.now_own)),
+                    right(self.time(t.all_own)),
+                    Cell::from(fit(op, op_w)),
+                    Cell::from(fit(base, 30)),
+                ])
+            })
+            .collect();
+        let header = self.opcode_header(
+            &[("%Own", own_col), ("OwnTime", time_col)],
+            &["Opcode", "Base"],
+        );
+        f.render_widget(
+            Table::new(
+                rows,
+                [
+                    Constraint::Length(8),
+                    Constraint::Length(9),
+                    Constraint::Length(op_w as u16),
+                    Constraint::Fill(1),
+                ],
+            )
+            .header(header)
+            .column_spacing(1),
+            ops_area,
+        );
+
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                "Hotspots: function (file:line), instruction offset and opcode",
+                bold,
+            )),
+            t2,
+        );
+        let label_w = (area.width as usize)
+            .saturating_sub(8 + 9 + 7 + 30 + 4)
+            .max(10);
+        let rows: Vec<Row> = self
+            .stats
+            .spot_rows(self.sort)
+            .into_iter()
+            .take(spots_area.height.saturating_sub(1) as usize)
+            .map(|((file, function, line, off, op), t)| {
+                Row::new(vec![
+                    right(self.pct(t.now_own)),
+                    right(self.time(t.all_own)),
+                    Cell::from(self.place(function, file, *line, label_w)),
+                    right(off.to_string()),
+                    Cell::from(fit(op, 30)),
+                ])
+            })
+            .collect();
+        let header = self.opcode_header(
+            &[("%Own", own_col), ("OwnTime", time_col)],
+            &["Function (file:line)", "Offset", "Opcode"],
+        );
+        f.render_widget(
+            Table::new(
+                rows,
+                [
+                    Constraint::Length(8),
+                    Constraint::Length(9),
+                    Constraint::Fill(1),
+                    Constraint::Length(7),
+                    Constraint::Length(30),
+                ],
+            )
+            .header(header)
+            .column_spacing(1),
+            spots_area,
+        );
+    }
+
+    /// Header of an opcode table: two numeric columns (the one sorted by is marked),
+    /// then text columns (a numeric-looking "Offset" is right-aligned).
+    fn opcode_header(&self, nums: &[(&str, Option<SortBy>)], texts: &[&str]) -> Row<'static> {
+        let mut cells: Vec<Cell> = nums
+            .iter()
+            .map(|(name, col)| {
+                if col.is_some() {
+                    Cell::from(Line::from(format!("{name}▼")).right_aligned())
+                        .style(Style::new().add_modifier(Modifier::REVERSED))
+                } else {
+                    Cell::from(Line::from(name.to_string()).right_aligned())
+                }
+            })
+            .collect();
+        for t in texts {
+            if *t == "Offset" {
+                cells.push(Cell::from(Line::from(t.to_string()).right_aligned()));
+            } else {
+                cells.push(Cell::from(t.to_string()));
+            }
+        }
+        Row::new(cells).style(Style::new().add_modifier(Modifier::BOLD))
+    }
+}
+
+/// Cut `s` to `n` characters in its middle, marking the cut with `…`.
+fn fit_middle(s: &str, n: usize) -> String {
+    let len = s.chars().count();
+    if len <= n {
+        return s.to_string();
+    }
+    let head = n.saturating_sub(1) / 3;
+    let tail = n.saturating_sub(1) - head;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(len - tail));
+    out
+}
+
+fn right(s: String) -> Cell<'static> {
+    Cell::from(Line::from(s).right_aligned())
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP (the handler is installed once per process).
+static STOP: AtomicBool = AtomicBool::new(false);
+/// A view is running (the handler's watchdog only acts then).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+static HANDLER: OnceLock<bool> = OnceLock::new();
+/// How long the loop has to notice a signal before the handler ends the process.
+const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+
+/// The stop flag, cleared, with the handler installed. Should the loop not notice the
+/// flag within `SIGNAL_GRACE` (stuck somewhere), the handler restores the terminal and
+/// ends the process, so a signal always ends `pyprof top`.
+fn stop_flag() -> &'static AtomicBool {
+    STOP.store(false, Ordering::SeqCst);
+    // If the program already has a handler, Ctrl-C still reaches us as a key (raw mode).
+    HANDLER.get_or_init(|| {
+        ctrlc::set_handler(|| {
+            STOP.store(true, Ordering::SeqCst);
+            if RUNNING.load(Ordering::SeqCst) {
+                std::thread::sleep(SIGNAL_GRACE);
+                if RUNNING.load(Ordering::SeqCst) {
+                    restore_terminal();
+                    std::process::exit(1);
+                }
+            }
+        })
+        .is_ok()
+    });
+    &STOP
+}
+
+/// What waiting on the terminal's input gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ready {
+    /// Bytes to read.
+    Input,
+    Timeout,
+    /// A signal came (SIGWINCH: the size may have changed).
+    Interrupted,
+    /// The terminal hung up (closed window, killed tmux): nobody is watching.
+    Gone,
+}
+
+/// The terminal's input, watched with poll(2). crossterm's reader spins forever on a
+/// terminal that hung up, so it is only asked to read once poll(2) says there are bytes
+/// and no hangup.
+struct Input {
+    fd: std::os::fd::RawFd,
+    _tty: Option<std::fs::File>,
+}
+
+impl Input {
+    /// The same terminal crossterm reads: standard input when it is one, else /dev/tty.
+    fn open() -> Result<Input> {
+        use std::os::fd::AsRawFd;
+        if std::io::stdin().is_terminal() {
+            return Ok(Input {
+                fd: std::io::stdin().as_raw_fd(),
+                _tty: None,
+            });
+        }
+        let tty = std::fs::File::open("/dev/tty").context("opening the terminal (/dev/tty)")?;
+        Ok(Input {
+            fd: tty.as_raw_fd(),
+            _tty: Some(tty),
+        })
+    }
+
+    /// Wait up to `timeout` (whole milliseconds, rounded down) for input.
+    fn wait(&self, timeout: Duration) -> Result<Ready> {
+        let mut fds = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut fds, 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(Ready::Interrupted);
+            }
+            return Err(e).context("waiting for the keyboard");
+        }
+        if n == 0 {
+            return Ok(Ready::Timeout);
+        }
+        if fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Ok(Ready::Gone);
+        }
+        Ok(Ready::Input)
+    }
+}
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// The terminal is in raw mode on the alternate screen (or on its way there).
+static SCREEN_ON: AtomicBool = AtomicBool::new(false);
+
+/// Leave raw mode and the alternate screen, once: leaving twice would move the cursor
+/// back over what was printed in between (a panic message).
+fn restore_terminal() {
+    if !SCREEN_ON.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
+}
+
+/// The terminal in raw mode on the alternate screen; restored on drop, and by a panic
+/// hook (before the program's own hook prints, so its message stays readable).
+struct Screen {
+    /// None once abandoned.
+    terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
+    prev_hook: Option<Arc<PanicHook>>,
+}
+
+impl Screen {
+    fn enter() -> Result<Screen> {
+        let prev: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        {
+            let prev = prev.clone();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                prev(info)
+            }));
+        }
+        let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))
+            .context("opening the terminal")?;
+        let screen = Screen {
+            terminal: Some(terminal),
+            prev_hook: Some(prev),
+        };
+        SCREEN_ON.store(true, Ordering::SeqCst);
+        terminal::enable_raw_mode().context("switching the terminal to raw mode")?;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )
+        .context("switching to the alternate screen")?;
+        Ok(screen)
+    }
+
+    /// The terminal hung up: let go of it without the writes ratatui makes when it is
+    /// dropped (which fail there, and report it on standard error, which fails too).
+    fn abandon(&mut self) {
+        if let Some(t) = self.terminal.take() {
+            std::mem::forget(t);
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore_terminal();
+        // The panic hook cannot be changed while unwinding; the process is ending then.
+        if let Some(prev) = self.prev_hook.take() {
+            if !std::thread::panicking() {
+                drop(std::panic::take_hook());
+                match Arc::try_unwrap(prev) {
+                    Ok(hook) => std::panic::set_hook(hook),
+                    Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
+                }
+            }
+        }
+    }
+}
+
+/// How the view ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Quit,
+    TargetExited,
+    /// The terminal hung up: nobody to show anything to.
+    TerminalGone,
+}
+
+/// Run the live view on the calling thread until `q`, Ctrl-C (SIGINT/SIGTERM/SIGHUP) or
+/// a few seconds after the target exits. Standard output must be a terminal.
+pub fn run(mut session: Session, opts: TopOptions) -> Result<()> {
+    if !(opts.rate_hz.is_finite() && opts.rate_hz > 0.0) {
+        bail!("the rate must be more than 0 Hz, not {}", opts.rate_hz);
+    }
+    if !std::io::stdout().is_terminal() {
+        bail!("pyprof top needs a terminal: standard output is not one (use pyprof record to write a profile)");
+    }
+    let stop = stop_flag();
+    let pid = session.pid;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut app = App::new(&opts, session.runtime.version.to_string(), cwd);
+    let input = Input::open()?;
+    let outcome = {
+        let _running = Running::start();
+        let mut screen = Screen::enter()?;
+        let outcome = match screen.terminal.as_mut() {
+            Some(terminal) => match terminal.clear() {
+                Ok(()) => event_loop(&mut session, &opts, &mut app, terminal, &input, stop),
+                Err(e) => Err(e).context("clearing the terminal"),
+            },
+            None => Ok(Outcome::TerminalGone),
+        };
+        if matches!(outcome, Ok(Outcome::TerminalGone)) {
+            screen.abandon();
+        }
+        outcome
+    };
+    if outcome? == Outcome::TargetExited {
+        use std::io::Write;
+        // The terminal may be gone by now: never fail (or panic) for a message.
+        let _ = writeln!(
+            std::io::stderr(),
+            "pyprof top: {} exited; {} samples, {} errors",
+            opts.target_label,
+            app.stats.samples,
+            app.stats.error_count()
+        );
+    }
+    Ok(())
+}
+
+/// Marks a view running (for the signal watchdog) until dropped.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.store(true, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The samples of the current window.
+struct Window {
+    profile: Profile,
+    start: Instant,
+    ticks: u64,
+    late: u64,
+    /// The session's count of left-out thread stacks when the window began.
+    dropped_before: u64,
+}
+
+impl Window {
+    fn new(opts: &TopOptions, session: &Session) -> Window {
+        Window {
+            profile: Profile::new(Meta {
+                rate_hz: opts.rate_hz,
+                ..Default::default()
+            }),
+            start: Instant::now(),
+            ticks: 0,
+            late: 0,
+            dropped_before: dropped(session),
+        }
+    }
+
+    /// Fold the window into `stats` and begin the next one.
+    fn roll(&mut self, stats: &mut Stats, opts: &TopOptions, session: &Session) {
+        let secs = self.start.elapsed().as_secs_f64();
+        stats.fold(&self.profile.to_data(), self.ticks, self.late, secs);
+        stats.window_dropped = dropped(session).saturating_sub(self.dropped_before);
+        *self = Window::new(opts, session);
+    }
+}
+
+fn dropped(session: &Session) -> u64 {
+    session.dropped_idle + session.dropped_gil
+}
+
+/// The clock, the window and the screen: sample at each deadline, wait for keys between.
+fn event_loop(
+    session: &mut Session,
+    opts: &TopOptions,
+    app: &mut App,
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    input: &Input,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let pid = session.pid;
+    let period = Duration::from_secs_f64(1.0 / opts.rate_hz);
+    let mut clock = Instant::now();
+    let mut k: u64 = 0;
+    let mut window = Window::new(opts, session);
+    let mut next_refresh = clock + REFRESH;
+    let mut dirty = true;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Outcome::Quit);
+        }
+        let now = Instant::now();
+        if let Some(at) = app.exited {
+            if now >= at + EXIT_LINGER {
+                return Ok(Outcome::TargetExited);
+            }
+        }
+        if now >= next_refresh {
+            next_refresh += REFRESH;
+            if next_refresh <= now {
+                next_refresh = now + REFRESH;
+            }
+            if app.sampling() {
+                window.roll(&mut app.stats, opts, session);
+            } else if app.exited.is_none() && !is_alive(pid) {
+                app.exited = Some(now);
+            }
+            dirty = true;
+        }
+        if dirty {
+            if let Err(e) = terminal.draw(|f| app.draw(f, Instant::now())) {
+                if input.wait(Duration::ZERO)? == Ready::Gone {
+                    return Ok(Outcome::TerminalGone);
+                }
+                return Err(e).context("drawing the screen");
+            }
+            dirty = false;
+        }
+
+        // Wait for a key until the next tick (or the next refresh when not sampling).
+        let mut wake = next_refresh;
+        if app.sampling() {
+            wake = wake.min(clock + period.mul_f64(k as f64));
+        }
+        if let Some(at) = app.exited {
+            wake = wake.min(at + EXIT_LINGER);
+        }
+        // Wait for keys in whole milliseconds (poll(2) counts no finer), then sleep the
+        // rest, so that ticks at high rates are not taken late.
+        let timeout = wake.saturating_duration_since(Instant::now());
+        let ready = input.wait(timeout)?;
+        if ready == Ready::Gone {
+            return Ok(Outcome::TerminalGone);
+        }
+        if ready == Ready::Interrupted {
+            dirty = true; // maybe a resize: the next draw fits the new size
+            continue;
+        }
+        if ready == Ready::Input {
+            while event::poll(Duration::ZERO).context("reading the keyboard")? {
+                let action = match event::read().context("reading the keyboard")? {
+                    Event::Key(key) => app.on_key(key),
+                    Event::Resize(..) => Action::Redraw,
+                    _ => Action::None,
+                };
+                match action {
+                    Action::None => {}
+                    Action::Redraw => dirty = true,
+                    Action::Quit => return Ok(Outcome::Quit),
+                    Action::Reset => {
+                        let now = Instant::now();
+                        app.stats = Stats::default();
+                        window = Window::new(opts, session);
+                        next_refresh = now + REFRESH;
+                        dirty = true;
+                    }
+                    Action::TogglePause => {
+                        app.paused = !app.paused;
+                        if !app.paused {
+                            // Resume on a fresh clock and window: the pause is neither late
+                            // ticks nor part of the achieved rate.
+                            let now = Instant::now();
+                            clock = now;
+                            k = 0;
+                            window = Window::new(opts, session);
+                            next_refresh = now + REFRESH;
+                        }
+                        dirty = true;
+                    }
+                }
+            }
+            continue;
+        }
+        let left = wake.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(2) {
+            std::thread::sleep(left);
+        }
+        if !app.sampling() {
+            continue;
+        }
+        let now = Instant::now();
+        let deadline = clock + period.mul_f64(k as f64);
+        if now < deadline {
+            continue; // woke for the refresh
+        }
+        let behind = (now - deadline).as_secs_f64() / period.as_secs_f64();
+        if behind >= 1.0 {
+            // Skip the ticks we can no longer take on time, and count them.
+            let skip = behind.floor() as u64;
+            window.late += skip;
+            k += skip;
+            continue;
+        }
+        k += 1;
+        window.ticks += 1;
+        let errors = session.sample(&mut window.profile, opts.blocking);
+        if (!errors.is_empty() || k.is_multiple_of(16)) && !is_alive(pid) {
+            // Reads failed because the target is gone: not the profiler's failure.
+            window.roll(&mut app.stats, opts, session);
+            app.exited = Some(Instant::now());
+            dirty = true;
+            continue;
+        }
+        for e in errors {
+            window.profile.add_error(e.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Frame, ThreadInfo};
+    use ratatui::backend::TestBackend;
+
+    fn frame(function: &str, first_line: i32, line: i32) -> Frame {
+        Frame {
+            function: function.into(),
+            file: "/srv/app/work.py".into(),
+            first_line,
+            line,
+            offset: None,
+            opcode: None,
+            base_opcode: None,
+        }
+    }
+
+    /// A thread (built from its file form, so fields added later take their defaults).
+    fn thread_info() -> ThreadInfo {
+        serde_json::from_str(r#"{"thread_id": 1, "native_id": 1}"#).unwrap()
+    }
+
+    fn op_frame(function: &str, line: i32, offset: u32, op: &str, base: &str) -> Frame {
+        Frame {
+            offset: Some(offset),
+            opcode: Some(op.into()),
+            base_opcode: Some(base.into()),
+            ..frame(function, 10, line)
+        }
+    }
+
+    /// main → hot_a (80 samples), main → hot_b (20), main → rec → rec (10, recursive).
+    fn window() -> ProfileData {
+        let mut p = Profile::new(Meta::default());
+        let t = p.intern_thread(&thread_info());
+        let main = p.intern_frame(&frame("main", 1, 5));
+        let a1 = p.intern_frame(&frame("hot_a", 10, 11));
+        let a2 = p.intern_frame(&frame("hot_a", 10, 12));
+        let b = p.intern_frame(&frame("hot_b", 20, 21));
+        let r1 = p.intern_frame(&frame("rec", 30, 31));
+        let r2 = p.intern_frame(&frame("rec", 30, 32));
+        for _ in 0..50 {
+            p.add(t, &[main, a1], false);
+        }
+        for _ in 0..30 {
+            p.add(t, &[main, a2], false);
+        }
+        for _ in 0..20 {
+            p.add(t, &[main, b], false);
+        }
+        for _ in 0..10 {
+            p.add(t, &[main, r1, r2], false);
+        }
+        p.add_error("memory read failed".into());
+        p.to_data()
+    }
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    fn tally<'a>(s: &'a Stats, function: &str) -> &'a Tally {
+        s.functions
+            .iter()
+            .find(|(k, _)| k.1 == function)
+            .map(|(_, t)| t)
+            .unwrap()
+    }
+
+    #[test]
+    fn fold_counts_own_total_and_recursion_once() {
+        let mut s = Stats::default();
+        s.fold(&window(), 110, 2, 1.0);
+        assert_eq!(s.samples, 110);
+        assert_eq!(s.window_samples, 110);
+        let a = tally(&s, "hot_a");
+        assert_eq!(
+            (a.now_own, a.now_total, a.all_own, a.all_total),
+            (80, 80, 80, 80)
+        );
+        let m = tally(&s, "main");
+        assert_eq!((m.now_own, m.now_total), (0, 110));
+        let r = tally(&s, "rec");
+        assert_eq!((r.now_own, r.now_total), (10, 10), "recursion counted once");
+        assert_eq!(s.error_count(), 1);
+        assert_eq!(s.late, 2);
+        assert_eq!(s.threads, 1);
+        assert!((s.achieved_hz - 110.0).abs() < 1e-9);
+
+        // A second window: "now" is replaced, "all" accumulates; absent functions drop to 0.
+        let mut p = Profile::new(Meta::default());
+        let t = p.intern_thread(&thread_info());
+        let main = p.intern_frame(&frame("main", 1, 5));
+        let b = p.intern_frame(&frame("hot_b", 20, 22));
+        for _ in 0..5 {
+            p.add(t, &[main, b], false);
+        }
+        s.fold(&p.to_data(), 5, 0, 1.0);
+        let a = tally(&s, "hot_a");
+        assert_eq!((a.now_own, a.all_own), (0, 80));
+        let b = tally(&s, "hot_b");
+        assert_eq!((b.now_own, b.all_own, b.all_total), (5, 25, 25));
+        assert_eq!(s.samples, 115);
+        assert_eq!(s.window_samples, 5);
+    }
+
+    #[test]
+    fn rows_sort_by_each_column() {
+        let mut s = Stats::default();
+        s.fold(&window(), 110, 0, 1.0);
+        let names = |sort| -> Vec<String> {
+            s.function_rows(sort)
+                .iter()
+                .map(|(k, _)| k.1.clone())
+                .collect()
+        };
+        assert_eq!(names(SortBy::Own), ["hot_a", "hot_b", "rec", "main"]);
+        assert_eq!(names(SortBy::Total), ["main", "hot_a", "hot_b", "rec"]);
+        assert_eq!(names(SortBy::OwnTime), ["hot_a", "hot_b", "rec", "main"]);
+        assert_eq!(names(SortBy::TotalTime), ["main", "hot_a", "hot_b", "rec"]);
+    }
+
+    #[test]
+    fn opcodes_and_hotspots() {
+        let mut p = Profile::new(Meta::default());
+        let t = p.intern_thread(&thread_info());
+        let main = p.intern_frame(&frame("main", 1, 5));
+        let add = p.intern_frame(&op_frame("hot_a", 12, 24, "BINARY_OP_ADD_INT", "BINARY_OP"));
+        let it = p.intern_frame(&op_frame("hot_a", 11, 16, "FOR_ITER_RANGE", "FOR_ITER"));
+        for _ in 0..7 {
+            p.add(t, &[main, add], false);
+        }
+        for _ in 0..3 {
+            p.add(t, &[main, it], false);
+        }
+        let mut s = Stats::default();
+        s.fold(&p.to_data(), 10, 0, 1.0);
+        let ops = s.opcode_rows(SortBy::Own);
+        assert_eq!(ops[0].0 .0, "BINARY_OP_ADD_INT");
+        assert_eq!(ops[0].1.now_own, 7);
+        let spots = s.spot_rows(SortBy::OwnTime);
+        assert_eq!(
+            spots[0].0,
+            &(
+                "/srv/app/work.py".to_string(),
+                "hot_a".to_string(),
+                12,
+                24,
+                "BINARY_OP_ADD_INT".to_string()
+            )
+        );
+        // Functions merge all lines and opcodes of hot_a.
+        assert_eq!(tally(&s, "hot_a").now_own, 10);
+    }
+
+    fn opts(opcodes: bool) -> TopOptions {
+        TopOptions {
+            rate_hz: 100.0,
+            blocking: true,
+            opcodes,
+            target_label: "pid 4242 (python work.py)".into(),
+        }
+    }
+
+    fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| app.draw(f, Instant::now())).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    fn row_of(lines: &[String], needle: &str) -> usize {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{}", lines.join("\n")))
+    }
+
+    #[test]
+    fn draws_header_table_and_sort_marker() {
+        let mut app = App::new(&opts(false), "3.12.1".into(), "/srv/app".into());
+        let first = screen(&app, 100, 20);
+        assert!(
+            first[0].contains("pid 4242 (python work.py)"),
+            "{}",
+            first[0]
+        );
+        assert!(first[0].contains("Python 3.12.1"));
+        assert!(first[2].contains("Collecting samples"));
+        app.stats.fold(&window(), 110, 0, 1.0);
+        let lines = screen(&app, 100, 20);
+        let text = lines.join("\n");
+        assert!(lines[1].contains("Samples: 110"), "{text}");
+        assert!(lines[1].contains("Errors: 1"), "{text}");
+        assert!(text.contains("%Own▼"), "{text}");
+        assert!(text.contains("hot_a (work.py:10)"), "{text}");
+        assert!(text.contains("72.73%"), "{text}"); // 80 / 110
+        assert!(text.contains("0.80s"), "{text}"); // 80 samples at 100 Hz
+        assert!(row_of(&lines, "hot_a") < row_of(&lines, "hot_b"));
+        assert!(row_of(&lines, "hot_b") < row_of(&lines, "main ("));
+
+        assert_eq!(app.on_key(key('2')), Action::Redraw);
+        let lines = screen(&app, 100, 20);
+        let text = lines.join("\n");
+        assert!(
+            text.contains("%Total▼") && !text.contains("%Own▼"),
+            "{text}"
+        );
+        assert!(row_of(&lines, "main (") < row_of(&lines, "hot_a"));
+
+        app.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE));
+        assert_eq!(app.sort, SortBy::OwnTime);
+        app.on_key(key('s'));
+        assert_eq!(app.sort, SortBy::TotalTime);
+        app.on_key(key('s'));
+        assert_eq!(app.sort, SortBy::Own);
+        app.on_key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE));
+        assert_eq!(app.sort, SortBy::TotalTime);
+
+        // Without --opcodes, `o` explains itself.
+        app.on_key(key('o'));
+        assert_eq!(app.view, View::Functions);
+        assert!(screen(&app, 100, 20)[2].contains("--opcodes"));
+    }
+
+    #[test]
+    fn keys_quit_reset_pause() {
+        let mut app = App::new(&opts(true), "3.12.1".into(), String::new());
+        assert_eq!(app.on_key(key('q')), Action::Quit);
+        assert_eq!(
+            app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Action::Quit
+        );
+        assert_eq!(app.on_key(key('c')), Action::Redraw);
+        assert_eq!(app.on_key(key('r')), Action::Reset);
+        assert_eq!(app.on_key(key('p')), Action::TogglePause);
+        app.paused = true;
+        assert!(screen(&app, 80, 10)[2].contains("PAUSED"));
+        app.paused = false;
+        app.stats.windows = 1;
+        app.stats.window_dropped = 100;
+        assert!(screen(&app, 80, 10)[2].contains("idle threads are left out"));
+        app.exited = Some(Instant::now());
+        assert_eq!(app.on_key(key('p')), Action::Redraw);
+        assert!(screen(&app, 80, 10)[2].contains("exited"));
+    }
+
+    #[test]
+    fn opcode_view_shows_opcodes_and_hotspots() {
+        let mut app = App::new(&opts(true), "3.12.1".into(), "/srv/app".into());
+        let mut p = Profile::new(Meta::default());
+        let t = p.intern_thread(&thread_info());
+        let add = p.intern_frame(&op_frame("hot_a", 12, 24, "BINARY_OP_ADD_INT", "BINARY_OP"));
+        for _ in 0..4 {
+            p.add(t, &[add], false);
+        }
+        app.stats.fold(&p.to_data(), 4, 0, 1.0);
+        app.on_key(key('o'));
+        assert_eq!(app.view, View::Opcodes);
+        let lines = screen(&app, 80, 24);
+        let text = lines.join("\n");
+        assert!(text.contains("BINARY_OP_ADD_INT"), "{text}");
+        assert!(text.contains("hot_a (work.py:12)"), "{text}");
+        assert!(text.contains("100.00%"), "{text}");
+        assert!(text.contains("o functions"), "{text}");
+        app.on_key(key('3'));
+        let text = screen(&app, 80, 24).join("\n");
+        assert!(text.contains("OwnTime▼"), "{text}");
+    }
+
+    #[test]
+    fn long_target_labels_keep_pid_script_and_python_version() {
+        let mut o = opts(false);
+        o.target_label =
+            "pid 617 (/root/.pyenv/versions/3.12.1/bin/python /tmp/.tmpzZ2VMJ/top_target.py)"
+                .into();
+        let app = App::new(&o, "3.12.1".into(), String::new());
+        let head = &screen(&app, 80, 10)[0];
+        assert!(head.starts_with("pyprof top · pid 617 ("), "{head}");
+        assert!(
+            head.contains("…") && head.contains("top_target.py)"),
+            "{head}"
+        );
+        assert!(
+            head.contains("· Python 3.12.1 · blocking · 100 Hz"),
+            "{head}"
+        );
+        assert_eq!(fit_middle("abcdefghij", 7), "ab…ghij");
+        assert_eq!(fit_middle("abc", 7), "abc");
+    }
+
+    #[test]
+    fn long_file_names_keep_function_and_line() {
+        let app = App::new(&opts(false), "3.12.1".into(), String::new());
+        let s = app.place("hot_a", "/very/long/path/to/some/module/file.py", 123, 30);
+        assert_eq!(s.chars().count(), 30, "{s}");
+        assert!(
+            s.starts_with("hot_a (…") && s.ends_with("file.py:123)"),
+            "{s}"
+        );
+        assert_eq!(app.place("f", "/a.py", 1, 80), "f (/a.py:1)");
+    }
+}
