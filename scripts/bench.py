@@ -543,6 +543,32 @@ class Bench:
                 }
         self.summary["delivered"] = out
 
+    def bench_threads(self):
+        """1000 threads at 100 Hz (non-blocking): delivered ÷ requested, CPU per tick."""
+        a = self.a
+        dur, rate = a.delivered_seconds, 100
+        shutil_target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                     "scripts", "many_threads.py")
+        out = {}
+        for tool in TOOLS:
+            rs = []
+            for rep in range(a.reps):
+                tgt = self.start_target(os.path.abspath(shutil_target), [1000])
+                try:
+                    time.sleep(0.5)
+                    res = self.delivered_run(tool, tgt.pid, rate, dur)
+                finally:
+                    CHILDREN.kill(tgt)
+                res.update(section="threads", rep=rep, rate=rate, duration=dur, threads=1000)
+                self.runs.append(res)
+                rs.append(res)
+                log("[threads] %-6s 1000 threads %d Hz: %s%% delivered" % (
+                    tool, rate, fmt(None if res["delivered_ratio"] is None
+                                    else res["delivered_ratio"] * 100)))
+            out[tool] = {"delivered_ratio": median([r["delivered_ratio"] for r in rs]),
+                         "cpu_s": median([r["cpu_s"] for r in rs])}
+        self.summary["threads"] = out
+
     # -- 3: target slowdown ----------------------------------------------------------------
 
     def calibrate_work(self, seconds):
@@ -879,6 +905,14 @@ class Bench:
                     fmt_pct(None if pp is None else pp * 100, ".1f"),
                     fmt_pct(None if ps is None else ps * 100, ".1f"),
                     fmt(ratio(pp, ps), ".2f"), goal, res)
+        if "threads" in s:
+            th = s["threads"]
+            pp = th["pyprof"]["delivered_ratio"]
+            ps = th["py-spy"]["delivered_ratio"]
+            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
+                fmt_pct(None if pp is None else pp * 100, ".1f"),
+                fmt_pct(None if ps is None else ps * 100, ".1f"),
+                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
         if "slowdown" in s:
             sd = s["slowdown"]
             for rate in (100, 1000):
@@ -939,6 +973,14 @@ class Bench:
                  "sampling. Slowdown = median wall time of a fixed "
                  "workload (`work.py`, ~%.1f s alone, depth 20, timed by the target itself) "
                  "under the profiler ÷ median alone − 1." % a.work_seconds)
+        if "threads" in s:
+            th = s["threads"]
+            pp = th["pyprof"]["delivered_ratio"]
+            ps = th["py-spy"]["delivered_ratio"]
+            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
+                fmt_pct(None if pp is None else pp * 100, ".1f"),
+                fmt_pct(None if ps is None else ps * 100, ".1f"),
+                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
         if "slowdown" in s:
             sd = s["slowdown"]
             L.append("Slowdown noise: %d runs alone, median %s s, spread (max−min) %s%% "
@@ -972,6 +1014,14 @@ class Bench:
                     tool, d[1:], mode, fmt(e["cpu_us_per_sample"]), fmt(e["samples"], ".0f"),
                     fmt(None if e["maxrss_kb"] is None else e["maxrss_kb"] * 1024 / 1e6),
                     fmt(e.get("memory_reads_per_tick"), ".1f", "—")))
+        if "threads" in s:
+            th = s["threads"]
+            pp = th["pyprof"]["delivered_ratio"]
+            ps = th["py-spy"]["delivered_ratio"]
+            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
+                fmt_pct(None if pp is None else pp * 100, ".1f"),
+                fmt_pct(None if ps is None else ps * 100, ".1f"),
+                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
         if "slowdown" in s:
             sd = s["slowdown"]
             L.append("")
@@ -1008,7 +1058,7 @@ def parse_args():
     ap.add_argument("--slowdown-reps", type=int, default=None,
                     help="interleaved rounds for the slowdown test (default 7, quick 2)")
     ap.add_argument("--only", default=None,
-                    help="comma-separated subset of: cpu,delivered,slowdown,rss,render")
+                    help="comma-separated subset of: cpu,delivered,threads,slowdown,rss,render")
     ap.add_argument("--python", default=DEFAULT_PYTHON, help="target interpreter")
     ap.add_argument("--pyprof", default=os.path.join(ROOT, "target", "release", "pyprof"))
     ap.add_argument("--py-spy", dest="py_spy",
@@ -1027,7 +1077,7 @@ def parse_args():
     a.attach_wait = 1.0
     a.render_record_seconds = 3 if q else 10
     a.render_record_rate = 1000 if q else 2000
-    sections = ["cpu", "delivered", "slowdown", "rss", "render"]
+    sections = ["cpu", "delivered", "threads", "slowdown", "rss", "render"]
     if a.only:
         want = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = [x for x in want if x not in sections]
