@@ -159,7 +159,11 @@ impl StackSampler {
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             self.names_read = Some(Instant::now());
-            self.names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
+            // A torn read gives no names: keep the previous ones rather than flicker.
+            let names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
+            if !names.is_empty() {
+                self.names = names;
+            }
         }
         let mut threads = std::mem::take(&mut self.threads);
         if let Err(e) = self
