@@ -67,18 +67,16 @@ enum Cmd {
     },
 }
 
+/// How to sample: shared by `record` and `top`.
 #[derive(Args)]
-struct TopArgs {
-    /// PID of a running Python process
-    #[arg(short, long, value_name = "PID")]
-    pid: i32,
+struct SamplingArgs {
     /// Samples per second
     #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
     rate: f64,
     /// Never pause the target (samples may be slightly inconsistent)
     #[arg(long)]
     nonblocking: bool,
-    /// Capture the bytecode instruction of each sample: key o shows hot opcodes
+    /// Record the bytecode instruction each frame executes (specialized names on 3.11+)
     #[arg(long)]
     opcodes: bool,
     /// Include idle threads (by default threads the OS reports as waiting are dropped)
@@ -87,9 +85,35 @@ struct TopArgs {
     /// Only sample the thread holding the GIL
     #[arg(long)]
     gil: bool,
-    /// Deepest stack to follow; deeper stacks are cut at the root
+    /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
     #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
     max_depth: usize,
+}
+
+impl SamplingArgs {
+    /// Set the session's thread filter; refuse --gil where there is no GIL.
+    fn apply(&self, session: &mut Session) -> Result<()> {
+        session.filter = sampler::ThreadFilter {
+            idle: self.idle,
+            gil_only: self.gil,
+        };
+        if self.gil && !session.sampler.walker.has_gil() {
+            bail!(
+                "--gil: Python {} has no GIL to follow (free-threaded build)",
+                session.runtime.version
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct TopArgs {
+    /// PID of a running Python process
+    #[arg(short, long, value_name = "PID")]
+    pid: i32,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 #[derive(Args)]
@@ -196,24 +220,9 @@ struct RecordArgs {
     /// Output format
     #[arg(short, long, value_enum, default_value = "flamegraph")]
     format: Format,
-    /// Samples per second
-    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
-    rate: f64,
     /// Stop after this many seconds (default: when the target exits or on Ctrl-C)
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
     duration: Option<f64>,
-    /// Never pause the target (samples may be slightly inconsistent)
-    #[arg(long)]
-    nonblocking: bool,
-    /// Record the bytecode instruction each frame executes (specialized names on 3.11+)
-    #[arg(long)]
-    opcodes: bool,
-    /// Include idle threads (by default threads the OS reports as waiting are dropped)
-    #[arg(long)]
-    idle: bool,
-    /// Only sample the thread holding the GIL
-    #[arg(long)]
-    gil: bool,
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
     #[arg(long)]
     subprocesses: bool,
@@ -222,9 +231,8 @@ struct RecordArgs {
     quiet: bool,
     #[command(flatten)]
     labels: LabelArgs,
-    /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
-    #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
-    max_depth: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// The command to launch and profile (after --)
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -356,7 +364,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if args.pid.is_none() && args.command.is_empty() {
         bail!("nothing to profile: give --pid PID or a command after --, e.g. pyprof record -- python app.py");
     }
-    if args.format == Format::Opcodes && !args.opcodes {
+    if args.format == Format::Opcodes && !args.sampling.opcodes {
         bail!("-f opcodes needs --opcodes (record the instruction of each sample)");
     }
     // The opcode report is for a terminal: without -o it goes to standard output.
@@ -376,11 +384,11 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
             .context("installing the Ctrl-C handler")?;
     }
     let config = Config {
-        rate_hz: args.rate,
+        rate_hz: args.sampling.rate,
         duration: args.duration.map(Duration::from_secs_f64),
-        blocking: !args.nonblocking,
-        opcodes: args.opcodes,
-        max_depth: args.max_depth.max(1),
+        blocking: !args.sampling.nonblocking,
+        opcodes: args.sampling.opcodes,
+        max_depth: args.sampling.max_depth.max(1),
     };
 
     let mut child: Option<Child> = None;
@@ -421,19 +429,10 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         },
     };
     let mut session = session;
-    session.filter = sampler::ThreadFilter {
-        idle: args.idle,
-        gil_only: args.gil,
-    };
-    if args.gil && !session.sampler.walker.has_gil() {
-        bail!(
-            "--gil: Python {} has no GIL to follow (free-threaded build)",
-            session.runtime.version
-        );
-    }
+    args.sampling.apply(&mut session)?;
     let meta = base_meta(&args, pid, &target, Some(&session));
     let mut profile = Profile::new(meta);
-    if args.opcodes && session.sampler.code.opcode_table().is_none() {
+    if args.sampling.opcodes && session.sampler.code.opcode_table().is_none() {
         let v = &session.runtime.version;
         let note = format!(
             "no opcode table for Python {}.{}: instructions are not recorded (regenerate src/code/opcode_tables.rs with scripts/gen_opcodes.py)",
@@ -452,7 +451,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     };
     let mut targets = sampler::Targets::new(session);
     targets.follow_children = args.subprocesses;
-    let mut progress = Progress::new(!args.quiet, args.rate);
+    let mut progress = Progress::new(!args.quiet, args.sampling.rate);
     let reason = sampler::record(
         &mut targets,
         &config,
@@ -553,9 +552,9 @@ fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> 
         layout_source: s
             .map(|s| s.runtime.layout_source.to_string())
             .unwrap_or_default(),
-        rate_hz: args.rate,
-        opcodes: args.opcodes,
-        mode: if args.nonblocking {
+        rate_hz: args.sampling.rate,
+        opcodes: args.sampling.opcodes,
+        mode: if args.sampling.nonblocking {
             "nonblocking"
         } else {
             "blocking"
@@ -633,7 +632,7 @@ fn finish(
     child: Option<Child>,
 ) -> Result<ExitCode> {
     let mut data = profile.to_data();
-    if let (Some(s), true) = (session, args.opcodes) {
+    if let (Some(s), true) = (session, args.sampling.opcodes) {
         data.code = s.code_snapshots(&data);
     }
     let opts = args.labels.render_options();
@@ -766,22 +765,17 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn top(args: TopArgs) -> Result<ExitCode> {
-    let mut session = Session::attach(args.pid, args.max_depth.max(1), args.opcodes)
-        .map_err(anyhow::Error::from)?;
-    session.filter = sampler::ThreadFilter {
-        idle: args.idle,
-        gil_only: args.gil,
-    };
-    if args.gil && !session.sampler.walker.has_gil() {
-        bail!(
-            "--gil: Python {} has no GIL to follow (free-threaded build)",
-            session.runtime.version
-        );
-    }
+    let mut session = Session::attach(
+        args.pid,
+        args.sampling.max_depth.max(1),
+        args.sampling.opcodes,
+    )
+    .map_err(anyhow::Error::from)?;
+    args.sampling.apply(&mut session)?;
     let opts = pyprof::top::TopOptions {
-        rate_hz: args.rate,
-        blocking: !args.nonblocking,
-        opcodes: args.opcodes,
+        rate_hz: args.sampling.rate,
+        blocking: !args.sampling.nonblocking,
+        opcodes: args.sampling.opcodes,
         target_label: format!("pid {} ({})", args.pid, short_cmdline(args.pid)),
     };
     pyprof::top::run(session, opts)?;
