@@ -418,7 +418,7 @@ fn corrupted_recordings_of_real_targets_never_panic() {
                     4 => 0,
                     _ => 0x0000_ffff_ffff_f000 + rng.next() % 4096,
                 };
-                mem.write(addr, &word.to_le_bytes());
+                mem.patch(addr, &word.to_le_bytes());
             }
             let start = Instant::now();
             let got = catch_unwind(AssertUnwindSafe(|| thread_names(&mem, &rt.layout, interp)))

@@ -1856,3 +1856,50 @@ fn memory_reads_per_sample_with_opcode_capture_match_the_formula() {
         );
     }
 }
+
+/// Never harm the target: nothing in the crate can write to another process. The
+/// `Memory` trait has only reads, and no source file calls a system call that writes
+/// another process's memory or runs code in it.
+#[test]
+fn no_write_path_to_the_target_exists() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src];
+    let mut texts = Vec::new();
+    while let Some(p) = files.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                files.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                texts.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    for (path, text) in &texts {
+        for banned in [
+            "process_vm_writev",
+            "PTRACE_POKE",
+            "ptrace::write",
+            "PTRACE_SETREGS",
+            "ptrace::setregs",
+            "/mem\", O_RDWR",
+            "OpenOptions::new().write(true).open(format!(\"/proc",
+        ] {
+            assert!(!text.contains(banned), "{} uses {banned}", path.display());
+        }
+    }
+    let memory = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/process/memory.rs"),
+    )
+    .unwrap();
+    let trait_body = &memory[memory.find("pub trait Memory").unwrap()..];
+    let trait_body = &trait_body[..trait_body.find("\n}\n").unwrap()];
+    let methods: Vec<&str> = trait_body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("fn "))
+        .collect();
+    assert!(
+        methods.iter().all(|m| m.starts_with("read")),
+        "Memory has a non-read method: {methods:?}"
+    );
+}

@@ -98,8 +98,9 @@ impl FakeMemory {
         self.regions.insert(addr, data);
     }
 
-    /// Overwrite bytes inside an existing region; false if they are not mapped.
-    pub fn write(&mut self, addr: u64, bytes: &[u8]) -> bool {
+    /// Change bytes of the in-memory image (to build or corrupt it in tests); false if they
+    /// are not mapped. This is the fake, not the target: `Memory` has no way to write.
+    pub fn patch(&mut self, addr: u64, bytes: &[u8]) -> bool {
         if let Some((start, region)) = self.regions.range_mut(..=addr).next_back() {
             let off = (addr - start) as usize;
             if off + bytes.len() <= region.len() {

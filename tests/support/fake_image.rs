@@ -935,7 +935,7 @@ impl FakeImage {
             "write at {addr:#x}: past its region"
         );
         r[off..off + bytes.len()].copy_from_slice(bytes);
-        assert!(self.mem.write(addr, bytes));
+        assert!(self.mem.patch(addr, bytes));
     }
 
     pub fn write_u64(&mut self, addr: u64, v: u64) {
