@@ -171,6 +171,9 @@ pub struct CodeReader {
     /// Sampling tick: a code object validated in this tick is not re-read in it.
     epoch: u64,
     validated: HashMap<u64, u64>,
+    /// Bytes of code objects read this tick (header and, on 3.11+, inline bytecode).
+    live: HashMap<u64, (u64, Vec<u8>)>,
+    live_buf: Vec<u8>,
     /// With opcode capture: the opcode table of the target's version.
     opcodes: Option<&'static opcodes::OpcodeTable>,
     cache: HashMap<u64, Rc<CodeInfo>>,
@@ -204,6 +207,8 @@ impl CodeReader {
             layout: layout.clone(),
             epoch: 1,
             validated: HashMap::new(),
+            live: HashMap::new(),
+            live_buf: Vec::new(),
             opcodes,
             cache: HashMap::new(),
             code_type: None,
@@ -246,6 +251,18 @@ impl CodeReader {
 
     /// Decode (or fetch from cache) the code object at `addr`.
     pub fn code(&mut self, mem: &dyn Memory, addr: u64) -> Result<Rc<CodeInfo>, WalkError> {
+        self.code_upto(mem, addr, 0)
+    }
+
+    /// `code`, and when the object is validated by a read this tick, extend that read up
+    /// to `upto` (3.11+: the bytecode is inline after the header), so the live opcodes of
+    /// its frames come with the same system call (see `live_byte`).
+    pub fn code_upto(
+        &mut self,
+        mem: &dyn Memory,
+        addr: u64,
+        upto: u64,
+    ) -> Result<Rc<CodeInfo>, WalkError> {
         if !plausible_ptr(addr) {
             return Err(WalkError::BadPointer("code object"));
         }
@@ -255,27 +272,72 @@ impl CodeReader {
                 return Ok(info.clone());
             }
         }
-        let mut header = [0u8; 512];
-        let header = header
-            .get_mut(..self.header_len)
-            .ok_or(WalkError::BadCode("layout"))?;
-        mem.read(addr, header)?;
+        // How far to read: the header, or through the instructions wanted (known once the
+        // object has been decoded: never past its bytecode).
+        let mut len = self.header_len;
+        if let Some(info) = self.cache.get(&addr) {
+            let end = info
+                .code_start
+                .saturating_add(info.code_len)
+                .saturating_sub(addr);
+            let want = upto.saturating_sub(addr).min(end).min(MAX_TABLE as u64) as usize;
+            len = len.max(want);
+        }
+        let mut buf = std::mem::take(&mut self.live_buf);
+        buf.clear();
+        buf.resize(len, 0);
+        if let Err(e) = mem.read(addr, &mut buf) {
+            self.live_buf = buf;
+            return Err(e.into());
+        }
+        let header = &buf[..self.header_len];
         let fp = self.fingerprint(header);
         if let Some(info) = self.cache.get(&addr) {
             if info.fingerprint == fp {
                 self.hits += 1;
                 self.validated.insert(addr, self.epoch);
-                return Ok(info.clone());
+                let info = info.clone();
+                self.store_live(addr, &buf);
+                self.live_buf = buf;
+                return Ok(info);
             }
         }
         self.misses += 1;
-        let info = Rc::new(self.decode(mem, addr, header, fp)?);
+        let decoded = self.decode(mem, addr, header, fp);
+        self.live_buf = buf;
+        let info = Rc::new(decoded?);
         self.validated.insert(addr, self.epoch);
+        // Just decoded: its bytecode copy was read now, it is this tick's live bytecode.
+        if !info.bytecode.is_empty() {
+            let off = info.code_start.saturating_sub(addr) as usize;
+            let mut live = vec![0u8; off];
+            live.extend_from_slice(&info.bytecode);
+            self.store_live(addr, &live);
+        }
         if self.cache.len() > 100_000 {
             self.cache.clear();
         }
         self.cache.insert(addr, info.clone());
         Ok(info)
+    }
+
+    fn store_live(&mut self, addr: u64, bytes: &[u8]) {
+        if self.live.len() > 4096 {
+            self.live.clear();
+        }
+        let e = self.live.entry(addr).or_default();
+        e.0 = self.epoch;
+        e.1.clear();
+        e.1.extend_from_slice(bytes);
+    }
+
+    /// The byte at `at` of the code object at `addr`, if it was read this tick.
+    pub fn live_byte(&self, addr: u64, at: u64) -> Option<u8> {
+        let (epoch, bytes) = self.live.get(&addr)?;
+        if *epoch != self.epoch {
+            return None;
+        }
+        bytes.get(at.checked_sub(addr)? as usize).copied()
     }
 
     /// Does the code object at `addr` still match `info` (not freed and reused)?

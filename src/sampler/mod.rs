@@ -72,6 +72,8 @@ pub struct StackSampler {
     infos: Vec<std::rc::Rc<CodeInfo>>,
     ops: Vec<Option<u8>>,
     reqs: Vec<(u64, usize)>,
+    /// Per code object: how far into it this thread's frames execute (for `code_upto`).
+    upto: Vec<(u64, u64)>,
     /// (code object id, instruction, opcode, owner) → frame id in the profile below.
     frame_ids: std::collections::HashMap<FrameKey, u32>,
     frame_ids_profile: u64,
@@ -101,6 +103,7 @@ impl StackSampler {
             names_read: None,
             ids: Vec::new(),
             infos: Vec::new(),
+            upto: Vec::new(),
             ops: Vec::new(),
             reqs: Vec::new(),
             frame_ids: Default::default(),
@@ -209,13 +212,25 @@ impl StackSampler {
         let table = self.code.opcode_table();
         // 1. The code object of every frame (cached, validated once per tick).
         self.infos.clear();
+        // With opcodes on 3.11+, the read that validates a code object also brings the
+        // bytecode through the furthest instruction its frames execute.
+        self.upto.clear();
+        if table.is_some() && layout.code_adaptive.is_some() {
+            for rf in &raw.frames {
+                match self.upto.iter_mut().find(|u| u.0 == rf.code) {
+                    Some(u) => u.1 = u.1.max(rf.instr.saturating_add(2)),
+                    None => self.upto.push((rf.code, rf.instr.saturating_add(2))),
+                }
+            }
+        }
         for (i, rf) in raw.frames.iter().enumerate() {
             // Recursion: the same code object as the frame before costs nothing more.
             if i > 0 && raw.frames[i - 1].code == rf.code {
                 let prev = self.infos[i - 1].clone();
                 self.infos.push(prev);
             } else {
-                self.infos.push(self.code.code(mem, rf.code)?);
+                let upto = self.upto.iter().find(|u| u.0 == rf.code).map_or(0, |u| u.1);
+                self.infos.push(self.code.code_upto(mem, rf.code, upto)?);
             }
         }
         // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
@@ -236,6 +251,12 @@ impl StackSampler {
                 if layout.code_adaptive.is_none() {
                     // ≤3.10: bytecode is immutable; the copy read once is the truth.
                     self.ops[i] = info.bytecode.get(owner as usize).copied();
+                    at.push(None);
+                    continue;
+                }
+                // Read this tick with the code object's validation: no extra system call.
+                if let Some(op) = self.code.live_byte(rf.code, info.code_start + owner as u64) {
+                    self.ops[i] = Some(op);
                     at.push(None);
                     continue;
                 }
