@@ -333,11 +333,15 @@ impl CodeReader {
 
     /// The byte at `at` of the code object at `addr`, if it was read this tick.
     pub fn live_byte(&self, addr: u64, at: u64) -> Option<u8> {
+        self.live_bytes(addr)?
+            .get(at.checked_sub(addr)? as usize)
+            .copied()
+    }
+
+    /// The bytes of the code object at `addr` read this tick (from `addr` on).
+    pub fn live_bytes(&self, addr: u64) -> Option<&[u8]> {
         let (epoch, bytes) = self.live.get(&addr)?;
-        if *epoch != self.epoch {
-            return None;
-        }
-        bytes.get(at.checked_sub(addr)? as usize).copied()
+        (*epoch == self.epoch).then_some(bytes.as_slice())
     }
 
     /// Does the code object at `addr` still match `info` (not freed and reused)?

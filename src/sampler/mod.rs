@@ -242,6 +242,7 @@ impl StackSampler {
             // (code object id, first, last) byte offsets; and per frame (range, offset).
             let mut ranges: Vec<(u64, u64, u32, u32)> = Vec::new(); // (id, code_start, lo, hi)
             let mut at: Vec<Option<(usize, u32)>> = Vec::with_capacity(raw.frames.len());
+            let mut live: (u64, Option<&[u8]>) = (0, None);
             for (i, (rf, info)) in raw.frames.iter().zip(&self.infos).enumerate() {
                 let Some(owner) = instruction_offset(layout, info, rf).and_then(|o| info.owner(o))
                 else {
@@ -255,7 +256,14 @@ impl StackSampler {
                     continue;
                 }
                 // Read this tick with the code object's validation: no extra system call.
-                if let Some(op) = self.code.live_byte(rf.code, info.code_start + owner as u64) {
+                // (One lookup per run of frames of the same code object: recursion.)
+                if live.0 != rf.code {
+                    live = (rf.code, self.code.live_bytes(rf.code));
+                }
+                let byte = live.1.and_then(|b| {
+                    b.get((info.code_start + owner as u64).checked_sub(rf.code)? as usize)
+                });
+                if let Some(&op) = byte {
                     self.ops[i] = Some(op);
                     at.push(None);
                     continue;
