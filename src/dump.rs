@@ -6,6 +6,7 @@ use crate::process::threads::ThreadStates;
 use crate::process::Memory;
 use crate::profile::Frame;
 use crate::runtime::layout::Layout;
+use crate::runtime::objects::Objects;
 use crate::sampler::{resolve_frame, Session};
 use crate::walker::{RawThread, WalkError};
 use anyhow::Result;
@@ -208,12 +209,15 @@ pub fn value_text(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
     let header = l.ob_type as u64 + 8; // sizeof(PyObject)
     let text = match tname.as_str() {
         "NoneType" => Some("None".to_string()),
-        "long" if l.major == 2 => None,
-        "int" | "bool" | "long" => read_int(mem, l, obj).map(|v| match (tname.as_str(), v) {
-            ("bool", 0) => "False".into(),
-            ("bool", _) => "True".into(),
-            _ => v.to_string(),
-        }),
+        "int" | "bool" | "long" => {
+            Objects::new(mem, l)
+                .read_int(obj)
+                .map(|v| match (tname.as_str(), v) {
+                    ("bool", 0) => "False".into(),
+                    ("bool", _) => "True".into(),
+                    _ => v.to_string(),
+                })
+        }
         "float" => mem
             .read_u64(obj + header)
             .ok()
@@ -231,38 +235,6 @@ pub fn value_text(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
     } else {
         text
     }
-}
-
-/// An int's value when it fits in i64 (2.7 `int`; 3.x `PyLongObject`, 30-bit digits;
-/// 3.12+ keeps sign and size in `lv_tag`).
-fn read_int(mem: &dyn Memory, l: &Layout, obj: u64) -> Option<i64> {
-    let header = l.ob_type as u64 + 8;
-    if l.major == 2 && mem.read_u64(obj + l.ob_type as u64).is_ok() {
-        // PyIntObject: a C long after the header (PyLongObject for `long` is rarer: skip).
-        if let Ok(v) = mem.read_u64(obj + header) {
-            return Some(v as i64);
-        }
-    }
-    let (ndigits, negative, digits_at) = if (l.major, l.minor) >= (3, 12) {
-        let tag = mem.read_u64(obj + header).ok()?;
-        ((tag >> 3) as usize, tag & 3 == 2, obj + header + 8)
-    } else {
-        let size = mem.read_u64(obj + l.ob_size as u64).ok()? as i64;
-        (
-            size.unsigned_abs() as usize,
-            size < 0,
-            obj + l.ob_size as u64 + 8,
-        )
-    };
-    if ndigits > 2 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for i in (0..ndigits).rev() {
-        let d = mem.read_u32(digits_at + 4 * i as u64).ok()? as i64;
-        v = (v << 30) | (d & ((1 << 30) - 1));
-    }
-    Some(if negative { -v } else { v })
 }
 
 /// The dump as text, like a traceback per thread (innermost last, as Python prints).

@@ -393,7 +393,10 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
 
     let mut child: Option<Child> = None;
     let (pid, target) = match args.pid {
-        Some(pid) => (pid, format!("pid {pid} ({})", cmdline(pid))),
+        Some(pid) => (
+            pid,
+            format!("pid {pid} ({})", pyprof::process::live::cmdline(pid)),
+        ),
         None => {
             let c = Command::new(&args.command[0])
                 .args(&args.command[1..])
@@ -563,18 +566,6 @@ fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> 
         started_at: timestamp(),
         ..Default::default()
     }
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 /// Wait until a launched child runs an initialised Python; None if it exits first.
@@ -784,7 +775,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
 
 /// The command line with the program's folder left out: "python3.12 app.py --flag".
 fn short_cmdline(pid: i32) -> String {
-    let cmd = cmdline(pid);
+    let cmd = pyprof::process::live::cmdline(pid);
     let (prog, rest) = cmd.split_once(' ').unwrap_or((cmd.as_str(), ""));
     let prog = prog.rsplit('/').next().unwrap_or(prog);
     if rest.is_empty() {

@@ -444,6 +444,12 @@ impl<'a> Objects<'a> {
 
     /// A non-negative int (2.7 `int` or `long`, 3.x `int`) that fits in 64 bits.
     pub fn read_uint(&self, obj: u64) -> Option<u64> {
+        let v = self.read_int(obj)?;
+        (v >= 0).then_some(v as u64)
+    }
+
+    /// An int (2.7 `int` or `long`, 3.x `int`, bools included) that fits in an i64.
+    pub fn read_int(&self, obj: u64) -> Option<i64> {
         let l = self.l;
         if !plausible(obj) {
             return None;
@@ -453,28 +459,27 @@ impl<'a> Objects<'a> {
         let flags = self.flags_of(obj)?;
         if let (Some(bit), Some(off)) = (l.tpflags_int_subclass, l.int_ival) {
             if flags & bit != 0 {
-                let v = self.ptr(obj + off as u64)? as i64;
-                return (v >= 0).then_some(v as u64);
+                return Some(self.ptr(obj + off as u64)? as i64);
             }
         }
         if flags & l.tpflags_long_subclass == 0 {
             return None;
         }
-        let ndigits = match (l.long_lv_tag, l.long_non_size_bits) {
+        // 3.12+: size and sign in lv_tag (sign bits: 0 positive, 1 zero, 2 negative);
+        // before: the signed ob_size.
+        let (ndigits, negative) = match (l.long_lv_tag, l.long_non_size_bits) {
             (Some(off), Some(bits)) => {
                 let tag = self.ptr(obj + off as u64)?;
                 match tag & 3 {
-                    0 => tag >> bits,
+                    0 => (tag >> bits, false),
                     1 => return Some(0),
+                    2 => (tag >> bits, true),
                     _ => return None,
                 }
             }
             _ => {
                 let size = self.ptr(obj + l.ob_size as u64)? as i64;
-                if size < 0 {
-                    return None;
-                }
-                size as u64
+                (size.unsigned_abs(), size < 0)
             }
         };
         let shift = l.long_shift as u32;
@@ -495,7 +500,8 @@ impl<'a> Objects<'a> {
             }
             v |= digit << (shift as usize * i);
         }
-        u64::try_from(v).ok()
+        let v = i64::try_from(v).ok()?;
+        Some(if negative { -v } else { v })
     }
 
     /// A `str` object's text (checked to be a str first).

@@ -791,16 +791,10 @@ impl Targets {
 
 /// "process 1234 (python worker.py)"
 pub fn process_label(pid: i32) -> String {
-    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    let cmd: String = cmd.chars().take(80).collect();
+    let cmd: String = crate::process::live::cmdline(pid)
+        .chars()
+        .take(80)
+        .collect();
     format!("process {pid} ({cmd})")
 }
 
