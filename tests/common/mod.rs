@@ -154,6 +154,9 @@ impl Target {
                 )
             }
         };
+        // "ready" is printed just before the target settles (e.g. flush, then sleep):
+        // give it a moment to get there, so a test never samples the line that printed it.
+        std::thread::sleep(Duration::from_millis(150));
         Target {
             child,
             pid: target_pid(pid),
