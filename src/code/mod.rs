@@ -11,7 +11,7 @@ pub mod opcode_tables;
 pub mod opcodes;
 
 use crate::process::Memory;
-use crate::runtime::layout::{Layout, LineTableKind, StringKind};
+use crate::runtime::layout::{Layout, StringKind};
 use crate::walker::WalkError;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -553,9 +553,4 @@ fn read_bytes_max(
         return Err(WalkError::BadCode("bytes too long"));
     }
     Ok(mem.read_vec(addr + l.bytes_sval as u64, (len as usize).min(max))?)
-}
-
-/// Is `kind` the 3.11+ location table?
-pub fn has_columns(kind: LineTableKind) -> bool {
-    kind == LineTableKind::Pep657
 }

@@ -52,12 +52,6 @@ impl ThreadStates {
         parse_state(&self.buf)
     }
 
-    /// Is the thread running (or in uninterruptible I/O) rather than waiting?
-    /// Unknown threads count as active, so nothing is dropped on a failed read.
-    pub fn active(&mut self, tid: u64) -> bool {
-        is_active(self.state(tid))
-    }
-
     /// The state of every thread of the target now. Taken before pausing it: a thread
     /// paused by ptrace reads as `t` (tracing stop), not as what it was doing.
     pub fn snapshot(&mut self) -> HashMap<u64, char> {

@@ -278,10 +278,6 @@ impl Profile {
         *self.meta.errors.entry(reason).or_insert(0) += 1;
     }
 
-    pub fn distinct_stacks(&self) -> usize {
-        self.stacks.len()
-    }
-
     /// The profile in its file form (stacks sorted for reproducible output).
     pub fn to_data(&self) -> ProfileData {
         let mut stacks: Vec<Stack> = self

@@ -532,25 +532,6 @@ impl Session {
         self.dropped_gil += not_gil;
         errors
     }
-
-    /// The OS thread id of a Python thread (`pthread_t` on ≤3.10; 3.11+ records it).
-    pub fn native_id(&mut self, raw: &RawThread) -> Option<u64> {
-        if raw.native_id.is_some() {
-            return raw.native_id;
-        }
-        let tasks = crate::process::threads::task_ids(self.pid)
-            .into_iter()
-            .collect();
-        if !self.tids.learned() {
-            self.tids.learn(&self.mem, &[raw.thread_id], &tasks);
-        }
-        self.tids.tid(&self.mem, raw.thread_id, &tasks)
-    }
-
-    /// The OS scheduler state of a thread (R running, S sleeping, ...).
-    pub fn os_state(&mut self, tid: u64) -> Option<char> {
-        self.os_threads.state(tid)
-    }
 }
 
 impl Session {
@@ -890,9 +871,4 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) {
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
-}
-
-/// Errors are strings in the profile; this keeps the memory trait in scope for callers.
-pub fn read_ok(mem: &dyn Memory, addr: u64) -> bool {
-    mem.read_u8(addr).is_ok()
 }

@@ -324,19 +324,6 @@ impl Walker {
         Ok(out)
     }
 
-    /// The top frame of a thread state (0 if the thread runs no Python code).
-    pub fn top_frame(&self, mem: &dyn Memory, tstate: u64) -> Result<u64, WalkError> {
-        let l = &self.layout;
-        let f = ptr(mem, at(tstate, l.tstate_frame))?;
-        match l.cframe_current_frame {
-            Some(off) if f != 0 => {
-                check_ptr(f, "cframe")?;
-                Ok(ptr(mem, at(f, off))?)
-            }
-            _ => Ok(f),
-        }
-    }
-
     /// Walk one thread's stack into `out` (leaf first).
     pub fn walk_thread(
         &self,
