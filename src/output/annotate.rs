@@ -2,7 +2,7 @@
 //! order, with the source line above each group of instructions and samples per
 //! instruction. Text for a terminal, or a self-contained HTML page to project.
 
-use super::opcodes::{fit, table_of};
+use super::opcodes::{fit, pct, table_of};
 use super::short_filename;
 use crate::code::linetable;
 use crate::code::opcodes::{self, OpcodeTable};
@@ -182,18 +182,29 @@ fn jump_target(table: &OpcodeTable, ins: &opcodes::Instr) -> Option<u32> {
     (t >= 0).then_some(t as u32)
 }
 
+/// Line `n` (1-based) of a source file's lines, trimmed ("" when unknown).
+fn source_line(src: &Option<Vec<String>>, n: i32) -> String {
+    src.as_ref()
+        .and_then(|s| s.get((n as usize).wrapping_sub(1)))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Row {
+    /// The argument column: a jump's target, else the argument, else nothing.
+    fn arg_text(&self) -> String {
+        match (self.arg, self.target) {
+            (_, Some(t)) => format!("→{t}"),
+            (Some(a), None) => a.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 fn source_lines(file: &str) -> Option<Vec<String>> {
     std::fs::read_to_string(file)
         .ok()
         .map(|t| t.lines().map(String::from).collect())
-}
-
-fn pct(n: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        100.0 * n as f64 / total as f64
-    }
 }
 
 /// Text listing.
@@ -231,19 +242,11 @@ pub fn write_text(data: &ProfileData, listings: &[Listing], w: &mut dyn Write) -
         for r in &l.rows {
             if r.line != last_line && r.line.is_some() {
                 let n = r.line.unwrap_or(0);
-                let text = src
-                    .as_ref()
-                    .and_then(|s| s.get((n as usize).wrapping_sub(1)))
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_default();
+                let text = source_line(&src, n);
                 writeln!(w, "{}", fit(&format!("  {n:>4} │ {text}"), 80))?;
                 last_line = r.line;
             }
-            let arg = match (r.arg, r.target) {
-                (_, Some(t)) => format!("→{t}"),
-                (Some(a), None) => a.to_string(),
-                (None, None) => String::new(),
-            };
+            let arg = r.arg_text();
             let (count, p) = if r.samples > 0 {
                 (
                     r.samples.to_string(),
@@ -329,15 +332,11 @@ pub fn write_html(data: &ProfileData, listings: &[Listing], w: &mut dyn Write) -
         for r in &l.rows {
             if r.line != last_line && r.line.is_some() {
                 let n = r.line.unwrap_or(0);
-                let text = src
-                    .as_ref()
-                    .and_then(|s| s.get((n as usize).wrapping_sub(1)))
-                    .cloned()
-                    .unwrap_or_default();
+                let text = source_line(&src, n);
                 writeln!(
                     w,
                     "<tr class=\"src\"><td class=\"n\">{n}</td><td colspan=\"4\">{}</td></tr>",
-                    esc(text.trim())
+                    esc(&text)
                 )?;
                 last_line = r.line;
             }
@@ -350,11 +349,7 @@ pub fn write_html(data: &ProfileData, listings: &[Listing], w: &mut dyn Write) -
             } else {
                 String::new()
             };
-            let arg = match (r.arg, r.target) {
-                (_, Some(t)) => format!("→{t}"),
-                (Some(a), None) => a.to_string(),
-                (None, None) => String::new(),
-            };
+            let arg = r.arg_text();
             let forms = if r.sampled_as.is_empty() {
                 String::new()
             } else {

@@ -67,19 +67,7 @@ pub struct RenderOptions {
 
 /// Render a profile in `format` to `path` (atomically).
 pub fn write(data: &ProfileData, format: Format, opts: &RenderOptions, path: &Path) -> Result<()> {
-    write_atomic(path, |w| match format {
-        Format::Collapsed => collapsed::write(data, opts, w),
-        Format::Flamegraph => flamegraph::write(data, opts, w),
-        Format::Json => {
-            serde_json::to_writer(&mut *w, data)?;
-            w.write_all(b"\n")?;
-            Ok(())
-        }
-        Format::Opcodes => opcodes::write(data, w, false, 20),
-        Format::Speedscope => speedscope::write(data, opts, w),
-        Format::Chrometrace => chrometrace::write(data, opts, w),
-        Format::Pprof => pprof::write(data, opts, w),
-    })
+    write_atomic(path, |w| render(data, format, opts, w, false))
 }
 
 /// Render to standard output (for terminal formats); colour when it is a terminal.
@@ -87,19 +75,29 @@ pub fn write_stdout(data: &ProfileData, format: Format, opts: &RenderOptions) ->
     use std::io::IsTerminal;
     let stdout = std::io::stdout();
     let color = stdout.is_terminal();
-    let mut w = stdout.lock();
+    render(data, format, opts, &mut stdout.lock(), color)
+}
+
+/// Render a profile in `format` (colour applies to the opcode report only).
+pub fn render(
+    data: &ProfileData,
+    format: Format,
+    opts: &RenderOptions,
+    w: &mut dyn Write,
+    color: bool,
+) -> Result<()> {
     match format {
-        Format::Collapsed => collapsed::write(data, opts, &mut w),
-        Format::Flamegraph => flamegraph::write(data, opts, &mut w),
+        Format::Collapsed => collapsed::write(data, opts, w),
+        Format::Flamegraph => flamegraph::write(data, opts, w),
         Format::Json => {
-            serde_json::to_writer(&mut w, data)?;
+            serde_json::to_writer(&mut *w, data)?;
             w.write_all(b"\n")?;
             Ok(())
         }
-        Format::Opcodes => opcodes::write(data, &mut w, color, 20),
-        Format::Speedscope => speedscope::write(data, opts, &mut w),
-        Format::Chrometrace => chrometrace::write(data, opts, &mut w),
-        Format::Pprof => pprof::write(data, opts, &mut w),
+        Format::Opcodes => opcodes::write(data, w, color, 20),
+        Format::Speedscope => speedscope::write(data, opts, w),
+        Format::Chrometrace => chrometrace::write(data, opts, w),
+        Format::Pprof => pprof::write(data, opts, w),
     }
 }
 

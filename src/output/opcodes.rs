@@ -87,7 +87,8 @@ pub fn fit(s: &str, n: usize) -> String {
     }
 }
 
-fn pct(n: u64, total: u64) -> f64 {
+/// `n` as a percentage of `total` (0 when there is no total).
+pub fn pct(n: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
     } else {
