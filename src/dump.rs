@@ -1,13 +1,14 @@
 //! `pyprof dump`: one consistent snapshot of every thread's stack, with the thread's
 //! OS id, scheduler state and whether it holds the GIL.
 
+use crate::code::resolve::resolve_frame;
 use crate::code::{read_c_string, read_str};
 use crate::process::threads::ThreadStates;
 use crate::process::Memory;
 use crate::profile::Frame;
 use crate::runtime::layout::Layout;
 use crate::runtime::objects::Objects;
-use crate::sampler::{resolve_frame, Session};
+use crate::sampler::Session;
 use crate::walker::{RawThread, WalkError};
 use anyhow::Result;
 use serde::Serialize;

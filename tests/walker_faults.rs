@@ -12,13 +12,14 @@ mod fake_image;
 
 use fake_image::*;
 use pyprof::code::opcodes::{self, OpcodeTable};
+use pyprof::code::resolve::resolve_frame;
 use pyprof::code::{CodeInfo, CodeReader, MAX_STRING, MAX_TABLE};
 use pyprof::process::{Memory, MemoryError};
 use pyprof::profile::Frame;
 use pyprof::profile::{Meta, Profile};
 use pyprof::runtime::layout::{FrameKind, Layout, StringKind};
 use pyprof::runtime::layouts;
-use pyprof::sampler::{resolve_frame, StackSampler, DEFAULT_MAX_DEPTH};
+use pyprof::sampler::{StackSampler, DEFAULT_MAX_DEPTH};
 use pyprof::walker::{RawFrame, RawThread, WalkError, Walker, MAX_INTERPRETERS, MAX_THREADS};
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::cell::Cell;

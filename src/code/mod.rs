@@ -9,6 +9,7 @@
 pub mod linetable;
 pub mod opcode_tables;
 pub mod opcodes;
+pub mod resolve;
 
 use crate::process::Memory;
 use crate::runtime::layout::{Layout, StringKind};

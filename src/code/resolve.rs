@@ -1,0 +1,138 @@
+//! Frame resolution: a raw frame (code object address, instruction) and its decoded code
+//! object → the frame a profile records: function, file, line, and with an opcode table
+//! the instruction executing (specialized name and base).
+
+use crate::code::opcodes::OpcodeTable;
+use crate::code::CodeInfo;
+use crate::process::Memory;
+use crate::profile::Frame;
+use crate::runtime::layout::{FrameKind, Layout};
+use crate::walker::{RawFrame, WalkError};
+
+/// The byte offset (as `dis` numbers it) of the instruction a frame is executing, or
+/// None when the frame has not started.
+pub fn instruction_offset(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Option<u32> {
+    match layout.frame_kind {
+        FrameKind::Object => {
+            let lasti = rf.instr as i64 as i32;
+            if lasti < 0 {
+                return None;
+            }
+            // 3.10 counts code units; earlier versions count bytes.
+            let scale = if (layout.major, layout.minor) >= (3, 10) {
+                2
+            } else {
+                1
+            };
+            Some((lasti as u32).saturating_mul(scale))
+        }
+        FrameKind::Interpreter => {
+            if rf.instr < info.code_start {
+                return None;
+            }
+            let off = rf.instr - info.code_start;
+            if off >= info.code_len.max(2) || off % 2 != 0 {
+                return None;
+            }
+            Some(off as u32)
+        }
+    }
+}
+
+/// Is this 3.11+ frame still being set up (CPython's `_PyFrame_IsIncomplete`)?
+fn incomplete(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> bool {
+    const OWNED_BY_GENERATOR: u8 = 1;
+    layout.frame_kind == FrameKind::Interpreter
+        && rf.owner != OWNED_BY_GENERATOR
+        && rf.instr < info.code_start + 2 * info.first_traceable as u64
+}
+
+/// A raw frame and its code object → the frame a profile records (None for a frame
+/// still being set up). With an opcode table, the instruction executing is read from the
+/// target's live bytecode (3.11+: quickened, so specializations show as they happen).
+pub fn resolve_frame(
+    layout: &Layout,
+    info: &CodeInfo,
+    rf: &RawFrame,
+    table: Option<&OpcodeTable>,
+    mem: &dyn Memory,
+) -> Result<Option<Frame>, WalkError> {
+    resolve_frame_with(layout, info, rf, table, None, mem)
+}
+
+/// `resolve_frame` with the live opcode already read (`live_op`), as the sampler does
+/// for all frames of a thread in one system call.
+pub fn resolve_frame_with(
+    layout: &Layout,
+    info: &CodeInfo,
+    rf: &RawFrame,
+    table: Option<&OpcodeTable>,
+    live_op: Option<u8>,
+    mem: &dyn Memory,
+) -> Result<Option<Frame>, WalkError> {
+    if incomplete(layout, info, rf) {
+        return Ok(None);
+    }
+    let offset = instruction_offset(layout, info, rf);
+    let mut frame = Frame {
+        function: info.name.clone(),
+        file: info.filename.clone(),
+        first_line: info.first_line,
+        line: info.first_line,
+        offset: None,
+        opcode: None,
+        base_opcode: None,
+    };
+    let Some(mut off) = offset else {
+        return Ok(Some(frame));
+    };
+    if let Some(table) = table {
+        // A caller's instruction pointer may sit inside its CALL's inline cache (3.11/3.12)
+        // or on an EXTENDED_ARG prefix: report the instruction that owns it.
+        if let Some(owner) = info.owner(off) {
+            off = owner;
+            let op = if let Some(op) = live_op {
+                op
+            } else if layout.code_adaptive.is_some() {
+                mem.read_u8(info.code_start + off as u64)?
+            } else {
+                info.bytecode.get(off as usize).copied().unwrap_or(0)
+            };
+            let (name, mut base) =
+                opcode_names(table, op, info.bytecode.get(off as usize).copied());
+            if !table.has_static_base(op) {
+                // Instrumented: the real instruction sits in the code object's side tables.
+                if let Some(orig) =
+                    crate::code::original_opcode(mem, layout, table, rf.code, op, off as usize)
+                {
+                    base = table.base_name(orig);
+                }
+            }
+            frame.offset = Some(off);
+            frame.opcode = Some(name.to_string());
+            frame.base_opcode = Some(base.to_string());
+        }
+    }
+    frame.line = info.line_at(layout, off).unwrap_or(0);
+    Ok(Some(frame))
+}
+
+/// The executed opcode's name and its base. An opcode whose real instruction lives in a
+/// side table (`INSTRUMENTED_LINE`, `INSTRUMENTED_INSTRUCTION`, `ENTER_EXECUTOR`) takes
+/// its base from the bytecode as first read, when that had a real instruction there.
+pub fn opcode_names(
+    table: &OpcodeTable,
+    op: u8,
+    first_seen: Option<u8>,
+) -> (&'static str, &'static str) {
+    let name = table.name(op);
+    if table.has_static_base(op) {
+        return (name, table.base_name(op));
+    }
+    match first_seen {
+        Some(orig) if table.has_static_base(orig) && table.is_defined(orig) => {
+            (name, table.base_name(orig))
+        }
+        _ => (name, name),
+    }
+}

@@ -1,0 +1,349 @@
+//! The stack sampler: raw threads (from any backend) → interned frames and stacks of a
+//! profile. It owns the code-object cache, the frame-id cache keyed by (code object,
+//! instruction, opcode, owner), the reuse of each thread's unchanged root side, and
+//! opcode capture. It reads only through `Memory`, so tests drive it over an in-memory
+//! image and count its reads.
+
+use crate::code::opcodes::OpcodeTable;
+use crate::code::resolve::{instruction_offset, resolve_frame_with};
+use crate::code::{CodeInfo, CodeReader};
+use crate::process::Memory;
+use crate::profile::{Profile, ThreadInfo};
+use crate::walker::{RawThread, WalkError, Walker};
+use std::time::{Duration, Instant};
+
+/// Everything that turns a process image into samples: the walker, the code cache, the
+/// frame-id cache. It reads only through `Memory`, so tests drive it over an in-memory
+/// image and count its reads.
+pub struct StackSampler {
+    pub walker: Walker,
+    pub code: CodeReader,
+    /// Frames whose instruction was an `INSTRUMENTED_*` opcode (tracing or
+    /// sys.monitoring active) or `ENTER_EXECUTOR` (tier 2).
+    pub instrumented: u64,
+    pub executor: u64,
+    threads: Vec<Result<RawThread, WalkError>>,
+    tstates: Vec<u64>,
+    /// Read the GIL holder each tick (for a filter that needs it).
+    pub want_gil: bool,
+    /// With `--subprocesses`: "process PID (command)", the root of this process's stacks.
+    pub process_label: Option<String>,
+    /// Python thread names by thread ident, and when they were last read.
+    names: std::collections::HashMap<u64, String>,
+    names_read: Option<Instant>,
+    ids: Vec<u32>,
+    infos: Vec<std::rc::Rc<CodeInfo>>,
+    ops: Vec<Option<u8>>,
+    reqs: Vec<(u64, usize)>,
+    /// Per code object: how far into it this thread's frames execute (for `code_upto`).
+    upto: Vec<(u64, u64)>,
+    /// (code object id, instruction, opcode, owner) → frame id in the profile below.
+    frame_ids: std::collections::HashMap<FrameKey, u32>,
+    frame_ids_profile: u64,
+    /// Per thread state: the previous stack's (key, frame id), leaf first.
+    prev_stacks: std::collections::HashMap<u64, Vec<(FrameKey, u32)>>,
+    keys: Vec<FrameKey>,
+    frame_keys_ids: Vec<(FrameKey, u32)>,
+    /// `ENTER_EXECUTOR`'s number in this version, if it has one.
+    enter_executor: Option<u8>,
+}
+
+/// What identifies a recorded frame: (code object id, instruction, opcode, owner).
+type FrameKey = (u64, u64, u16, u8);
+
+impl StackSampler {
+    pub fn new(walker: Walker, table: Option<&'static OpcodeTable>) -> StackSampler {
+        StackSampler {
+            code: CodeReader::new(&walker.layout, table),
+            walker,
+            instrumented: 0,
+            executor: 0,
+            threads: Vec::new(),
+            tstates: Vec::new(),
+            want_gil: false,
+            process_label: None,
+            names: Default::default(),
+            names_read: None,
+            ids: Vec::new(),
+            infos: Vec::new(),
+            upto: Vec::new(),
+            ops: Vec::new(),
+            reqs: Vec::new(),
+            frame_ids: Default::default(),
+            frame_ids_profile: 0,
+            prev_stacks: Default::default(),
+            keys: Vec::new(),
+            frame_keys_ids: Vec::new(),
+            enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
+        }
+    }
+
+    /// Is the interpreter initialised (a main interpreter with at least one thread)?
+    pub fn ready(&self, mem: &dyn Memory) -> bool {
+        match self.walker.main_interpreter(mem) {
+            Ok(interp) if interp != 0 => self
+                .walker
+                .thread_states(mem, interp)
+                .map(|t| !t.is_empty())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// One sample of every thread into `profile`; per-thread failures are returned.
+    pub fn sample(&mut self, mem: &dyn Memory, profile: &mut Profile) -> Vec<WalkError> {
+        self.sample_with(mem, profile, &mut |_, _| true)
+    }
+
+    /// `sample`, keeping only the threads `keep(thread, gil_holder)` accepts (idle
+    /// threads dropped, only the GIL holder, ...). `gil_holder` is the thread state
+    /// holding the GIL, when known.
+    pub fn sample_with(
+        &mut self,
+        mem: &dyn Memory,
+        profile: &mut Profile,
+        keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
+    ) -> Vec<WalkError> {
+        let mut errors = Vec::new();
+        self.code.begin_tick();
+        let interp = match self.walker.main_interpreter(mem) {
+            Ok(0) => return errors, // not initialised yet, or finalised
+            Ok(i) => i,
+            Err(e) => {
+                errors.push(e);
+                return errors;
+            }
+        };
+        let gil = if self.want_gil {
+            self.walker.gil_holder(mem, interp)
+        } else {
+            None
+        };
+        // Thread names (threading's registry), refreshed about once a second.
+        if self
+            .names_read
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.names_read = Some(Instant::now());
+            // A torn read gives no names: keep the previous ones rather than flicker.
+            let names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
+            if !names.is_empty() {
+                self.names = names;
+            }
+        }
+        let mut threads = std::mem::take(&mut self.threads);
+        if let Err(e) = self
+            .walker
+            .walk_all(mem, interp, &mut threads, &mut self.tstates)
+        {
+            errors.push(e);
+            self.threads = threads;
+            return errors;
+        }
+        for (i, t) in threads.drain(..).enumerate() {
+            // A thread read in the batch may have moved on (or ended) before its chunk was
+            // copied: read it alone once more before counting a failure.
+            let t = t.or_else(|e| {
+                let tstate = *self.tstates.get(i).ok_or(e.clone())?;
+                let mut raw = RawThread::default();
+                self.walker.walk_thread(mem, tstate, &mut raw).map(|()| raw)
+            });
+            let t = match t {
+                Ok(raw) if !keep(&raw, gil) => continue,
+                t => t,
+            };
+            if let Err(e) = t.and_then(|raw| self.record_thread(mem, &raw, profile)) {
+                errors.push(e);
+            }
+        }
+        self.threads = threads;
+        errors
+    }
+
+    fn record_thread(
+        &mut self,
+        mem: &dyn Memory,
+        raw: &RawThread,
+        profile: &mut Profile,
+    ) -> Result<(), WalkError> {
+        if self.frame_ids_profile != profile.id {
+            self.frame_ids.clear();
+            self.prev_stacks.clear();
+            self.frame_ids_profile = profile.id;
+        }
+        let layout = &self.walker.layout;
+        let table = self.code.opcode_table();
+        // 1. The code object of every frame (cached, validated once per tick).
+        self.infos.clear();
+        // With opcodes on 3.11+, the read that validates a code object also brings the
+        // bytecode through the furthest instruction its frames execute.
+        self.upto.clear();
+        if table.is_some() && layout.code_adaptive.is_some() {
+            for rf in &raw.frames {
+                match self.upto.iter_mut().find(|u| u.0 == rf.code) {
+                    Some(u) => u.1 = u.1.max(rf.instr.saturating_add(2)),
+                    None => self.upto.push((rf.code, rf.instr.saturating_add(2))),
+                }
+            }
+        }
+        for (i, rf) in raw.frames.iter().enumerate() {
+            // Recursion: the same code object as the frame before costs nothing more.
+            if i > 0 && raw.frames[i - 1].code == rf.code {
+                let prev = self.infos[i - 1].clone();
+                self.infos.push(prev);
+            } else {
+                let upto = self.upto.iter().find(|u| u.0 == rf.code).map_or(0, |u| u.1);
+                self.infos.push(self.code.code_upto(mem, rf.code, upto)?);
+            }
+        }
+        // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
+        //    per code object, spanning the instructions its frames execute (a recursion
+        //    500 deep in one function is one small range, not 500).
+        self.ops.clear();
+        self.ops.resize(raw.frames.len(), None);
+        if table.is_some() {
+            // (code object id, first, last) byte offsets; and per frame (range, offset).
+            let mut ranges: Vec<(u64, u64, u32, u32)> = Vec::new(); // (id, code_start, lo, hi)
+            let mut at: Vec<Option<(usize, u32)>> = Vec::with_capacity(raw.frames.len());
+            let mut live: (u64, Option<&[u8]>) = (0, None);
+            for (i, (rf, info)) in raw.frames.iter().zip(&self.infos).enumerate() {
+                let Some(owner) = instruction_offset(layout, info, rf).and_then(|o| info.owner(o))
+                else {
+                    at.push(None);
+                    continue;
+                };
+                if layout.code_adaptive.is_none() {
+                    // ≤3.10: bytecode is immutable; the copy read once is the truth.
+                    self.ops[i] = info.bytecode.get(owner as usize).copied();
+                    at.push(None);
+                    continue;
+                }
+                // Read this tick with the code object's validation: no extra system call.
+                // (One lookup per run of frames of the same code object: recursion.)
+                if live.0 != rf.code {
+                    live = (rf.code, self.code.live_bytes(rf.code));
+                }
+                let byte = live.1.and_then(|b| {
+                    b.get((info.code_start + owner as u64).checked_sub(rf.code)? as usize)
+                });
+                if let Some(&op) = byte {
+                    self.ops[i] = Some(op);
+                    at.push(None);
+                    continue;
+                }
+                let r = match ranges.iter().position(|r| r.0 == info.id) {
+                    Some(r) => {
+                        ranges[r].2 = ranges[r].2.min(owner);
+                        ranges[r].3 = ranges[r].3.max(owner);
+                        r
+                    }
+                    None => {
+                        ranges.push((info.id, info.code_start, owner, owner));
+                        ranges.len() - 1
+                    }
+                };
+                at.push(Some((r, owner)));
+            }
+            if !ranges.is_empty() {
+                self.reqs.clear();
+                self.reqs.extend(
+                    ranges
+                        .iter()
+                        .map(|&(_, start, lo, hi)| (start + lo as u64, (hi - lo + 1) as usize)),
+                );
+                let total: usize = self.reqs.iter().map(|r| r.1).sum();
+                let mut buf = vec![0u8; total];
+                let ok = mem.read_scatter(&self.reqs, &mut buf);
+                let mut base = Vec::with_capacity(ranges.len());
+                let mut pos = 0;
+                for r in &self.reqs {
+                    base.push(pos);
+                    pos += r.1;
+                }
+                for (i, a) in at.iter().enumerate() {
+                    if let Some((r, owner)) = *a {
+                        if !ok[r] {
+                            return Err(WalkError::Read);
+                        }
+                        self.ops[i] = buf.get(base[r] + (owner - ranges[r].2) as usize).copied();
+                    }
+                }
+            }
+        }
+        // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame. The
+        //    root side of a stack rarely changes between samples: frames whose keys match
+        //    the thread's previous stack (aligned at the root) reuse its ids.
+        let n = raw.frames.len();
+        let mut prev = self.prev_stacks.remove(&raw.tstate).unwrap_or_default();
+        let mut same = 0;
+        self.keys.clear();
+        for (i, rf) in raw.frames.iter().enumerate() {
+            let op = self.ops[i];
+            self.keys.push((
+                self.infos[i].id,
+                rf.instr,
+                op.map_or(u16::MAX, u16::from),
+                rf.owner,
+            ));
+        }
+        while same < n
+            && same < prev.len()
+            && prev[prev.len() - 1 - same].0 == self.keys[n - 1 - same]
+        {
+            same += 1;
+        }
+        self.ids.clear();
+        self.frame_keys_ids.clear();
+        for i in 0..n {
+            let key = self.keys[i];
+            let id = if i >= n - same {
+                prev[prev.len() - (n - i)].1
+            } else {
+                match self.frame_ids.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let (info, rf, op) = (&self.infos[i], &raw.frames[i], self.ops[i]);
+                        let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
+                            Some(frame) => profile.intern_frame(&frame),
+                            None => u32::MAX,
+                        };
+                        if self.frame_ids.len() > 1_000_000 {
+                            self.frame_ids.clear();
+                        }
+                        self.frame_ids.insert(key, id);
+                        id
+                    }
+                }
+            };
+            self.frame_keys_ids.push((key, id));
+            if id == u32::MAX {
+                continue;
+            }
+            if let (Some(t), Some(op)) = (table, self.ops[i]) {
+                if t.is_instrumented(op) {
+                    self.instrumented += 1;
+                } else if Some(op) == self.enter_executor {
+                    self.executor += 1;
+                }
+            }
+            self.ids.push(id);
+        }
+        // Keep this stack (its keys and ids) for the thread's next sample.
+        prev.clear();
+        prev.append(&mut self.frame_keys_ids);
+        if self.prev_stacks.len() < 100_000 {
+            self.prev_stacks.insert(raw.tstate, prev);
+        }
+        if !self.ids.is_empty() {
+            self.ids.reverse();
+            let thread = profile.intern_thread(&ThreadInfo {
+                thread_id: raw.thread_id,
+                native_id: raw.native_id,
+                name: self.names.get(&raw.thread_id).cloned(),
+                process: self.process_label.clone(),
+            });
+            profile.add(thread, &self.ids, raw.truncated);
+        }
+        Ok(())
+    }
+}
