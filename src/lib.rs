@@ -10,6 +10,7 @@ pub mod dump;
 pub mod output;
 pub mod process;
 pub mod profile;
+pub mod record;
 pub mod runtime;
 pub mod sampler;
 pub mod top;

@@ -3,12 +3,11 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pyprof::output::{self, Format, RenderOptions};
-use pyprof::profile::{Meta, Profile};
-use pyprof::runtime::DiscoverError;
+use pyprof::profile::Profile;
 use pyprof::sampler::{self, Config, Session, StopReason};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,9 +72,17 @@ struct SamplingArgs {
     /// Samples per second
     #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
     rate: f64,
-    /// Never pause the target (samples may be slightly inconsistent)
-    #[arg(long)]
+    /// Never stop the target: the bpf sampler, else plain reads (approximate on hot code)
+    #[arg(long, conflicts_with_all = ["blocking", "sampler"])]
     nonblocking: bool,
+    /// Pause what can move for each sample (the ptrace sampler)
+    #[arg(long, conflicts_with = "sampler")]
+    blocking: bool,
+    /// The sampler: bpf (in the kernel, consistent, never stops the target), ptrace
+    /// (pauses the GIL holder or the threads on a CPU), read (plain reads, approximate).
+    /// Default: bpf where it can run, else ptrace
+    #[arg(long, value_enum, value_name = "SAMPLER")]
+    sampler: Option<SamplerArg>,
     /// Record the bytecode instruction each frame executes (specialized names on 3.11+)
     #[arg(long)]
     opcodes: bool,
@@ -90,20 +97,31 @@ struct SamplingArgs {
     max_depth: usize,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SamplerArg {
+    Bpf,
+    Ptrace,
+    Read,
+}
+
 impl SamplingArgs {
-    /// Set the session's thread filter; refuse --gil where there is no GIL.
-    fn apply(&self, session: &mut Session) -> Result<()> {
-        session.filter = sampler::ThreadFilter {
+    fn filter(&self) -> sampler::ThreadFilter {
+        sampler::ThreadFilter {
             idle: self.idle,
             gil_only: self.gil,
-        };
-        if self.gil && !session.sampler.walker.has_gil() {
-            bail!(
-                "--gil: Python {} has no GIL to follow (free-threaded build)",
-                session.runtime.version
-            );
         }
-        Ok(())
+    }
+
+    fn choice(&self) -> Result<sampler::SamplerChoice> {
+        use sampler::{SamplerChoice, SamplerKind};
+        Ok(match (self.sampler, self.blocking, self.nonblocking) {
+            (Some(SamplerArg::Bpf), ..) => SamplerChoice::Exactly(SamplerKind::Bpf),
+            (Some(SamplerArg::Ptrace), ..) => SamplerChoice::Exactly(SamplerKind::Ptrace),
+            (Some(SamplerArg::Read), ..) => SamplerChoice::Exactly(SamplerKind::Read),
+            (None, true, _) => SamplerChoice::Exactly(SamplerKind::Ptrace),
+            (None, _, true) => SamplerChoice::NonBlocking,
+            (None, false, false) => SamplerChoice::Default,
+        })
     }
 }
 
@@ -343,21 +361,8 @@ fn default_output(args: &RecordArgs) -> PathBuf {
     ))
 }
 
-/// Local time as 2026-11-24T03-10-00 (safe in file names).
 fn timestamp() -> String {
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call.
-    unsafe { libc::localtime_r(&now, &mut tm) };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    pyprof::record::timestamp()
 }
 
 fn record(args: RecordArgs) -> Result<ExitCode> {
@@ -376,119 +381,28 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if let Some(output) = &output {
         output::check_writable(output)?;
     }
-
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("installing the Ctrl-C handler")?;
     }
-    let config = Config {
-        rate_hz: args.sampling.rate,
-        duration: args.duration.map(Duration::from_secs_f64),
-        blocking: !args.sampling.nonblocking,
-        opcodes: args.sampling.opcodes,
-        max_depth: args.sampling.max_depth.max(1),
+    let target = match args.pid {
+        Some(pid) => pyprof::record::Target::Pid(pid),
+        None => pyprof::record::Target::Command(args.command.clone()),
     };
-
-    let mut child: Option<Child> = None;
-    let (pid, target) = match args.pid {
-        Some(pid) => (
-            pid,
-            format!("pid {pid} ({})", pyprof::process::live::cmdline(pid)),
-        ),
-        None => {
-            let c = Command::new(&args.command[0])
-                .args(&args.command[1..])
-                .spawn()
-                .with_context(|| format!("cannot start {}", args.command[0]))?;
-            let pid = c.id() as i32;
-            child = Some(c);
-            // The program's name without its folder: "python3.12 app.py --flag".
-            let mut shown = args.command.clone();
-            shown[0] = shown[0].rsplit('/').next().unwrap_or(&shown[0]).to_string();
-            (pid, shown.join(" "))
-        }
-    };
-
-    let session = match &mut child {
-        None => {
-            Session::attach(pid, config.max_depth, config.opcodes).map_err(anyhow::Error::from)?
-        }
-        Some(c) => match wait_for_python(c, config.max_depth, config.opcodes, &stop)? {
-            Some(s) => s,
-            None => {
-                // Exited before Python started: write an empty profile all the same.
-                let meta = base_meta(&args, pid, &target, None);
-                return finish(
-                    Profile::new(meta),
-                    None,
-                    &args,
-                    output.as_deref(),
-                    StopReason::TargetExited,
-                    child,
-                );
-            }
-        },
-    };
-    let mut session = session;
-    args.sampling.apply(&mut session)?;
-    let meta = base_meta(&args, pid, &target, Some(&session));
-    let mut profile = Profile::new(meta);
-    if args.sampling.opcodes && session.sampler.code.opcode_table().is_none() {
-        let v = &session.runtime.version;
-        let note = format!(
-            "no opcode table for Python {}.{}: instructions are not recorded (regenerate src/code/opcode_tables.rs with scripts/gen_opcodes.py)",
-            v.major, v.minor
-        );
-        eprintln!("pyprof: warning: {note}");
-        profile.meta.notes.push(note);
-        profile.meta.opcodes = false;
-    }
-    for m in &session.runtime.layout_mismatches {
-        profile.meta.notes.push(m.clone());
-    }
-    let mut alive = || match &mut child {
-        Some(c) => matches!(c.try_wait(), Ok(None)),
-        None => pyprof::process::live::is_alive(pid),
-    };
-    let mut targets = sampler::Targets::new(session);
-    targets.follow_children = args.subprocesses;
+    let mut req = pyprof::record::Request::new(target);
+    req.rate_hz = args.sampling.rate;
+    req.duration = args.duration.map(Duration::from_secs_f64);
+    req.sampler = args.sampling.choice()?;
+    req.opcodes = args.sampling.opcodes;
+    req.max_depth = args.sampling.max_depth.max(1);
+    req.filter = args.sampling.filter();
+    req.subprocesses = args.subprocesses;
     let mut progress = Progress::new(!args.quiet, args.sampling.rate);
-    let reason = sampler::record(
-        &mut targets,
-        &config,
-        &stop,
-        &mut alive,
-        &mut profile,
-        &mut |p, t| progress.tick(p, t),
-    );
+    let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();
-    let instrumented: u64 = targets
-        .sessions
-        .iter()
-        .map(|s| s.sampler.instrumented)
-        .sum();
-    let executor: u64 = targets.sessions.iter().map(|s| s.sampler.executor).sum();
-    if instrumented > 0 {
-        profile.meta.notes.push(format!(
-            "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {instrumented} frames executed INSTRUMENTED_* opcodes"
-        ));
-    }
-    if executor > 0 {
-        profile.meta.notes.push(format!(
-            "tier-2 executors were active: {executor} frames executed ENTER_EXECUTOR"
-        ));
-    }
-    let root = targets.sessions.remove(0);
-    finish(
-        profile,
-        Some(&root),
-        &args,
-        output.as_deref(),
-        reason,
-        child,
-    )
+    finish(rec, &args, output.as_deref())
 }
 
 /// A one-line progress display on a terminal: elapsed time, samples, errors, rate.
@@ -535,97 +449,23 @@ impl Progress {
     }
 }
 
-fn base_meta(args: &RecordArgs, pid: i32, target: &str, s: Option<&Session>) -> Meta {
-    Meta {
-        pyprof_version: env!("CARGO_PKG_VERSION").into(),
-        target: target.into(),
-        pid,
-        command: if args.command.is_empty() {
-            None
-        } else {
-            Some(args.command.clone())
-        },
-        python_version: s
-            .map(|s| s.runtime.version.to_string())
-            .unwrap_or_else(|| "unknown".into()),
-        python_binary: s.map(|s| s.runtime.binary.clone()).unwrap_or_default(),
-        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        layout_source: s
-            .map(|s| s.runtime.layout_source.to_string())
-            .unwrap_or_default(),
-        rate_hz: args.sampling.rate,
-        opcodes: args.sampling.opcodes,
-        mode: if args.sampling.nonblocking {
-            "nonblocking"
-        } else {
-            "blocking"
-        }
-        .into(),
-        started_at: timestamp(),
-        ..Default::default()
+impl pyprof::record::Observer for Progress {
+    fn note(&mut self, line: &str) {
+        self.clear();
+        eprintln!("pyprof: {line}");
     }
-}
 
-/// Wait until a launched child runs an initialised Python; None if it exits first.
-fn wait_for_python(
-    child: &mut Child,
-    max_depth: usize,
-    opcodes: bool,
-    stop: &AtomicBool,
-) -> Result<Option<Session>> {
-    let pid = child.id() as i32;
-    let own_exe = std::fs::read_link("/proc/self/exe").ok();
-    let start = Instant::now();
-    let mut exec_seen: Option<Instant> = None;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Ok(None);
-        }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe.is_some() && exe != own_exe {
-            let since = *exec_seen.get_or_insert_with(Instant::now);
-            match Session::attach(pid, max_depth, opcodes) {
-                Ok(s) if s.ready() => return Ok(Some(s)),
-                Ok(_) => {}
-                Err(e @ DiscoverError::NotPython { .. })
-                | Err(e @ DiscoverError::Unsupported { .. }) => {
-                    // Shared libraries are mapped by the loader right after exec.
-                    if since.elapsed() > Duration::from_secs(2) {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(e.into());
-                    }
-                }
-                Err(e @ DiscoverError::PermissionDenied(..)) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the command did not start a Python interpreter within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    fn tick(&mut self, p: &Profile, elapsed: Duration) {
+        Progress::tick(self, p, elapsed);
     }
 }
 
 fn finish(
-    profile: Profile,
-    session: Option<&Session>,
+    rec: pyprof::record::Recording,
     args: &RecordArgs,
     output: Option<&std::path::Path>,
-    reason: StopReason,
-    child: Option<Child>,
 ) -> Result<ExitCode> {
-    let mut data = profile.to_data();
-    if let (Some(s), true) = (session, args.sampling.opcodes) {
-        data.code = s.code_snapshots(&data);
-    }
+    let data = rec.data;
     let opts = args.labels.render_options();
     match output {
         Some(path) => output::write(&data, args.format, &opts, path)?,
@@ -641,33 +481,15 @@ fn finish(
         let why: Vec<String> = m.errors.iter().map(|(k, v)| format!("{v} {k}")).collect();
         format!("{} failed: {}", m.error_count(), why.join(", "))
     };
-    let why = match reason {
+    let why = match rec.reason {
         StopReason::Duration => "duration reached",
         StopReason::Interrupted => "interrupted",
         StopReason::TargetExited => "target exited",
     };
     eprintln!(
-        "pyprof: {} samples in {} ticks over {:.1} s ({why}); {errors}; {} late; wrote {written}",
-        m.samples, m.ticks, m.duration_secs, m.late,
+        "pyprof: {} samples in {} ticks over {:.1} s ({why}, {} sampler); {errors}; {} late; wrote {written}",
+        m.samples, m.ticks, m.duration_secs, m.sampler, m.late,
     );
-    if let Some(mut c) = child {
-        // We launched it: do not leave it running behind us.
-        if let Ok(None) = c.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-        }
-        let _ = c.wait();
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -756,20 +578,37 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn top(args: TopArgs) -> Result<ExitCode> {
-    let mut session = Session::attach(
-        args.pid,
-        args.sampling.max_depth.max(1),
-        args.sampling.opcodes,
-    )
-    .map_err(anyhow::Error::from)?;
-    args.sampling.apply(&mut session)?;
+    let max_depth = args.sampling.max_depth.max(1);
+    let mut session =
+        Session::attach(args.pid, max_depth, args.sampling.opcodes).map_err(anyhow::Error::from)?;
+    session.filter = args.sampling.filter();
+    if args.sampling.gil && !session.sampler.walker.has_gil() {
+        bail!(
+            "--gil: Python {} has no GIL to follow (free-threaded build)",
+            session.runtime.version
+        );
+    }
+    let opened =
+        sampler::open(args.sampling.choice()?, args.sampling.rate).map_err(anyhow::Error::msg)?;
+    if let Some(note) = &opened.note {
+        eprintln!("pyprof: {note}");
+    }
+    let config = Config {
+        rate_hz: args.sampling.rate,
+        duration: None,
+        sampler: opened.kind,
+        opcodes: args.sampling.opcodes,
+        max_depth,
+    };
     let opts = pyprof::top::TopOptions {
         rate_hz: args.sampling.rate,
-        blocking: !args.sampling.nonblocking,
+        sampler: opened.kind,
         opcodes: args.sampling.opcodes,
         target_label: format!("pid {} ({})", args.pid, short_cmdline(args.pid)),
     };
-    pyprof::top::run(session, opts)?;
+    let sampler = sampler::Sampler::new(sampler::Targets::new(session), opened, &config)
+        .map_err(anyhow::Error::msg)?;
+    pyprof::top::run(sampler, opts)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -32,7 +32,7 @@ use crate::output::opcodes::fit;
 use crate::output::short_filename;
 use crate::process::live::is_alive;
 use crate::profile::{Meta, Profile, ProfileData};
-use crate::sampler::Session;
+use crate::sampler::{Sampler, Session};
 use anyhow::{bail, Context, Result};
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -58,8 +58,8 @@ const EXIT_LINGER: Duration = Duration::from_secs(3);
 pub struct TopOptions {
     /// Samples per second.
     pub rate_hz: f64,
-    /// Pause the target for each sample (consistent stacks).
-    pub blocking: bool,
+    /// The sampler backend (bpf, ptrace or read).
+    pub sampler: crate::sampler::SamplerKind,
     /// Capture the executing opcode of every frame (enables the opcode view).
     pub opcodes: bool,
     /// What is profiled, as the header shows it: "pid 1234 (python app.py)".
@@ -344,11 +344,7 @@ impl App {
         App {
             target_label: opts.target_label.clone(),
             python_version,
-            mode: if opts.blocking {
-                "blocking"
-            } else {
-                "nonblocking"
-            },
+            mode: opts.sampler.name(),
             rate_hz: opts.rate_hz,
             opcodes: opts.opcodes,
             cwd,
@@ -939,7 +935,7 @@ enum Outcome {
 
 /// Run the live view on the calling thread until `q`, Ctrl-C (SIGINT/SIGTERM/SIGHUP) or
 /// a few seconds after the target exits. Standard output must be a terminal.
-pub fn run(mut session: Session, opts: TopOptions) -> Result<()> {
+pub fn run(mut sampler: Sampler, opts: TopOptions) -> Result<()> {
     if !(opts.rate_hz.is_finite() && opts.rate_hz > 0.0) {
         bail!("the rate must be more than 0 Hz, not {}", opts.rate_hz);
     }
@@ -947,18 +943,19 @@ pub fn run(mut session: Session, opts: TopOptions) -> Result<()> {
         bail!("pyprof top needs a terminal: standard output is not one (use pyprof record to write a profile)");
     }
     let stop = stop_flag();
-    let pid = session.pid;
+    let pid = sampler.targets.sessions[0].pid;
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut app = App::new(&opts, session.runtime.version.to_string(), cwd);
+    let version = sampler.targets.sessions[0].runtime.version.to_string();
+    let mut app = App::new(&opts, version, cwd);
     let input = Input::open()?;
     let outcome = {
         let _running = Running::start();
         let mut screen = Screen::enter()?;
         let outcome = match screen.terminal.as_mut() {
             Some(terminal) => match terminal.clear() {
-                Ok(()) => event_loop(&mut session, &opts, &mut app, terminal, &input, stop),
+                Ok(()) => event_loop(&mut sampler, &opts, &mut app, terminal, &input, stop),
                 Err(e) => Err(e).context("clearing the terminal"),
             },
             None => Ok(Outcome::TerminalGone),
@@ -1037,18 +1034,18 @@ fn dropped(session: &Session) -> u64 {
 
 /// The clock, the window and the screen: sample at each deadline, wait for keys between.
 fn event_loop(
-    session: &mut Session,
+    sampler: &mut Sampler,
     opts: &TopOptions,
     app: &mut App,
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     input: &Input,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
-    let pid = session.pid;
+    let pid = sampler.targets.sessions[0].pid;
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz);
     let mut clock = Instant::now();
     let mut k: u64 = 0;
-    let mut window = Window::new(opts, session);
+    let mut window = Window::new(opts, &sampler.targets.sessions[0]);
     let mut next_refresh = clock + REFRESH;
     let mut dirty = true;
     loop {
@@ -1067,7 +1064,7 @@ fn event_loop(
                 next_refresh = now + REFRESH;
             }
             if app.sampling() {
-                window.roll(&mut app.stats, opts, session);
+                window.roll(&mut app.stats, opts, &sampler.targets.sessions[0]);
             } else if app.exited.is_none() && !is_alive(pid) {
                 app.exited = Some(now);
             }
@@ -1116,7 +1113,7 @@ fn event_loop(
                     Action::Reset => {
                         let now = Instant::now();
                         app.stats = Stats::default();
-                        window = Window::new(opts, session);
+                        window = Window::new(opts, &sampler.targets.sessions[0]);
                         next_refresh = now + REFRESH;
                         dirty = true;
                     }
@@ -1128,7 +1125,7 @@ fn event_loop(
                             let now = Instant::now();
                             clock = now;
                             k = 0;
-                            window = Window::new(opts, session);
+                            window = Window::new(opts, &sampler.targets.sessions[0]);
                             next_refresh = now + REFRESH;
                         }
                         dirty = true;
@@ -1159,10 +1156,15 @@ fn event_loop(
         }
         k += 1;
         window.ticks += 1;
-        let errors = session.sample(&mut window.profile, opts.blocking);
+        let errors: Vec<_> = sampler
+            .tick(&mut window.profile)
+            .into_iter()
+            .filter(|(i, _)| *i == 0)
+            .flat_map(|(_, e)| e)
+            .collect();
         if (!errors.is_empty() || k.is_multiple_of(16)) && !is_alive(pid) {
             // Reads failed because the target is gone: not the profiler's failure.
-            window.roll(&mut app.stats, opts, session);
+            window.roll(&mut app.stats, opts, &sampler.targets.sessions[0]);
             app.exited = Some(Instant::now());
             dirty = true;
             continue;

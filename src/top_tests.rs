@@ -156,7 +156,7 @@ fn opcodes_and_hotspots() {
 fn opts(opcodes: bool) -> TopOptions {
     TopOptions {
         rate_hz: 100.0,
-        blocking: true,
+        sampler: crate::sampler::SamplerKind::Ptrace,
         opcodes,
         target_label: "pid 4242 (python work.py)".into(),
     }
@@ -286,10 +286,7 @@ fn long_target_labels_keep_pid_script_and_python_version() {
         head.contains("…") && head.contains("top_target.py)"),
         "{head}"
     );
-    assert!(
-        head.contains("· Python 3.12.1 · blocking · 100 Hz"),
-        "{head}"
-    );
+    assert!(head.contains("· Python 3.12.1 · ptrace · 100 Hz"), "{head}");
     assert_eq!(fit_middle("abcdefghij", 7), "ab…ghij");
     assert_eq!(fit_middle("abc", 7), "abc");
 }

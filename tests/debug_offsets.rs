@@ -70,7 +70,7 @@ fn wrong_builtin_table_is_overridden_by_the_targets_debug_offsets() {
             let mut session = Session::with_runtime(target.pid, rt.clone(), 1000, false);
             let mut profile = Profile::new(Meta::default());
             for _ in 0..5 {
-                let errors = session.sample(&mut profile, true);
+                let errors = session.sample(&mut profile, pyprof::sampler::SamplerKind::Ptrace);
                 if !errors.is_empty() {
                     return Err(format!("errors {errors:?}"));
                 }

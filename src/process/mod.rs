@@ -6,6 +6,8 @@ pub mod elf;
 pub mod live;
 pub mod maps;
 pub mod memory;
+pub mod ptrace;
+pub mod snapshot;
 pub mod threads;
 
 pub use live::LiveMemory;

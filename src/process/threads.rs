@@ -1,10 +1,13 @@
-//! OS threads of the target: their scheduler state (`/proc/PID/task/TID/stat`), and the
-//! OS thread id behind a `pthread_t` on interpreters that do not record it (≤3.10).
+//! OS threads of the target: which are running (the `ThreadMonitor`, cheap enough to ask
+//! every tick), their scheduler state (`/proc/PID/task/TID/stat`), and the OS thread id
+//! behind a `pthread_t` on interpreters that do not record it (≤3.10).
 
 use super::Memory;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
 
 /// The state letter of a thread from its stat line: R running, S sleeping, D disk, ...
 pub fn parse_state(stat: &str) -> Option<char> {
@@ -135,5 +138,312 @@ impl TidResolver {
         let off = self.offset?;
         let v = mem.read_u32(pthread.checked_add(off)?).ok()? as u64;
         tasks.contains(&v).then_some(v)
+    }
+}
+
+/// What the monitor believes about one thread.
+struct Watched {
+    /// `/proc/PID/task/TID/schedstat`, kept open (one pread per look).
+    schedstat: File,
+    /// `/proc/PID/task/TID/stat`, opened when its state letter is first needed.
+    stat: Option<File>,
+    /// Nanoseconds on a CPU so far (schedstat's first field), at the last look.
+    runtime: u64,
+    /// Active (running, runnable or in uninterruptible I/O) at the last look.
+    active: bool,
+    /// Looked at in the last full pass or since: watched every tick while it runs.
+    watched: bool,
+    /// The state letter, when it was read.
+    state: Option<char>,
+}
+
+/// Which of the target's threads are active, found at a small, bounded cost per tick:
+///
+/// - threads that ran recently are *watched*: one `pread` of their `schedstat` per tick
+///   (two with the state letter when it is ambiguous);
+/// - every other thread is believed asleep as long as the process's own CPU clock
+///   (`clock_gettime` of the process CPU clock: one system call for all threads) shows
+///   no CPU time beyond the watched threads'. When it does, or once a second, every
+///   thread's `schedstat` is read once and those that ran are watched again.
+///
+/// A thread that ran less than `slack` in a tick (20 µs or 1% of the period, whichever is
+/// more) can be missed for that tick: it was asleep for at least 99% of it.
+pub struct ThreadMonitor {
+    pid: i32,
+    clock: Option<libc::clockid_t>,
+    threads: HashMap<u64, Watched>,
+    last_cpu: Option<u64>,
+    last_tick: Option<Instant>,
+    last_full: Option<Instant>,
+    /// System calls made, for cost accounting (the bench reports them).
+    pub syscalls: u64,
+    /// Full passes made (every thread's schedstat read).
+    pub full_passes: u64,
+    buf: Vec<u8>,
+}
+
+/// How often every thread is looked at even when the process clock shows nothing new
+/// (threads that block in uninterruptible I/O use no CPU but count as active).
+const FULL_PASS_EVERY: Duration = Duration::from_secs(1);
+
+impl ThreadMonitor {
+    pub fn new(pid: i32) -> ThreadMonitor {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: plain libc call with a valid out-pointer.
+        let ok = unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0;
+        ThreadMonitor {
+            pid,
+            clock: ok.then_some(clock),
+            threads: HashMap::new(),
+            last_cpu: None,
+            last_tick: None,
+            last_full: None,
+            syscalls: 0,
+            full_passes: 0,
+            buf: vec![0u8; 512],
+        }
+    }
+
+    /// Total CPU time of the whole process (all its threads), in nanoseconds.
+    pub fn process_cpu(&mut self) -> Option<u64> {
+        let clock = self.clock?;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        self.syscalls += 1;
+        // SAFETY: valid clock id and out-pointer.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            return None;
+        }
+        Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+
+    fn read_runtime(&mut self, tid: u64) -> Option<u64> {
+        let w = self.threads.get(&tid)?;
+        self.syscalls += 1;
+        let n = w.schedstat.read_at(&mut self.buf, 0).ok()?;
+        let text = std::str::from_utf8(&self.buf[..n]).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    fn read_state(&mut self, tid: u64) -> Option<char> {
+        let pid = self.pid;
+        let w = self.threads.get_mut(&tid)?;
+        if w.stat.is_none() {
+            self.syscalls += 1;
+            w.stat = File::open(format!("/proc/{pid}/task/{tid}/stat")).ok();
+        }
+        let f = w.stat.as_ref()?;
+        self.syscalls += 1;
+        let n = f.read_at(&mut self.buf, 0).ok()?;
+        let state = parse_state(std::str::from_utf8(&self.buf[..n]).ok()?);
+        if let Some(w) = self.threads.get_mut(&tid) {
+            w.state = state;
+        }
+        state
+    }
+
+    /// Start watching `tid` (a thread the interpreter knows); false if it is gone.
+    fn add(&mut self, tid: u64) -> bool {
+        self.syscalls += 1;
+        let Ok(f) = File::open(format!("/proc/{}/task/{tid}/schedstat", self.pid)) else {
+            return false;
+        };
+        self.threads.insert(
+            tid,
+            Watched {
+                schedstat: f,
+                stat: None,
+                runtime: 0,
+                active: true,
+                watched: true,
+                state: None,
+            },
+        );
+        match self.read_runtime(tid) {
+            Some(r) => {
+                let state = self.read_state(tid);
+                if let Some(w) = self.threads.get_mut(&tid) {
+                    w.runtime = r;
+                    w.active = is_active(state);
+                }
+                true
+            }
+            None => {
+                self.threads.remove(&tid);
+                false
+            }
+        }
+    }
+
+    /// Update what is known for this tick. `tids` are the OS ids of the interpreter's
+    /// threads (a new one is watched at once); the process's other threads are found by
+    /// listing its tasks in the full passes, so that their CPU time is explained too.
+    pub fn refresh(&mut self, tids: &[u64]) {
+        let now = Instant::now();
+        let period = self
+            .last_tick
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default();
+        self.last_tick = Some(now);
+        for &t in tids {
+            if !self.threads.contains_key(&t) {
+                self.add(t);
+            }
+        }
+        let due = self
+            .last_full
+            .is_none_or(|t| now.duration_since(t) >= FULL_PASS_EVERY);
+        if due {
+            self.syscalls += 4; // openat, getdents64 (twice), close
+            let tasks = task_ids(self.pid);
+            if !tasks.is_empty() {
+                let alive: HashSet<u64> = tasks.iter().copied().collect();
+                self.threads.retain(|t, _| alive.contains(t));
+                for t in tasks {
+                    if !self.threads.contains_key(&t) {
+                        self.add(t);
+                    }
+                }
+            }
+        }
+        let cpu = self.process_cpu();
+        let cpu_delta = match (cpu, self.last_cpu) {
+            (Some(c), Some(l)) => Some(c.saturating_sub(l)),
+            _ => None,
+        };
+        self.last_cpu = cpu;
+        // 1. Watched threads: how much did each run since the last tick?
+        let watched: Vec<u64> = self
+            .threads
+            .iter()
+            .filter(|(_, w)| w.watched)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut explained = 0u64;
+        for tid in watched {
+            self.look(tid, period, &mut explained);
+        }
+        // 2. The rest: asleep, unless the process used CPU the watched ones did not.
+        let slack = (period.as_nanos() as u64 / 100).max(20_000);
+        let unexplained = cpu_delta.map(|d| d.saturating_sub(explained));
+        if due || unexplained.is_none_or(|u| u > slack) {
+            self.full_passes += 1;
+            self.last_full = Some(now);
+            let others: Vec<u64> = self
+                .threads
+                .iter()
+                .filter(|(_, w)| !w.watched)
+                .map(|(t, _)| *t)
+                .collect();
+            for tid in others {
+                self.look(tid, period, &mut explained);
+            }
+        }
+    }
+
+    /// Look at one thread: its run time since the last look, and its state when that
+    /// does not settle it.
+    fn look(&mut self, tid: u64, period: Duration, explained: &mut u64) {
+        let Some(r) = self.read_runtime(tid) else {
+            self.threads.remove(&tid);
+            return;
+        };
+        let Some(w) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let ran = r.saturating_sub(w.runtime);
+        w.runtime = r;
+        *explained += ran;
+        if ran == 0 && w.watched {
+            // Did not run at all since the last look: asleep, stopped, or waiting in
+            // uninterruptible I/O (active, and watched while it lasts).
+            let state = self.read_state(tid);
+            if let Some(w) = self.threads.get_mut(&tid) {
+                w.active = is_active(state);
+                w.watched = w.active;
+            }
+            return;
+        }
+        if ran == 0 {
+            return;
+        }
+        w.watched = true;
+        if period > Duration::ZERO && ran >= period.as_nanos() as u64 * 95 / 100 {
+            // On a CPU for (nearly) the whole tick: running.
+            w.active = true;
+            w.state = Some('R');
+            return;
+        }
+        // Ran part of the tick: the state letter says whether it runs now.
+        let state = self.read_state(tid);
+        if let Some(w) = self.threads.get_mut(&tid) {
+            w.active = is_active(state);
+        }
+    }
+
+    /// CPU time the process used since the last `refresh` beyond what its watched
+    /// threads used: more than `slack()` means a thread believed asleep ran. Reads the
+    /// process clock and the watched threads' run times, and changes nothing.
+    pub fn unexplained_since_refresh(&mut self) -> Option<u64> {
+        let before = self.last_cpu?;
+        let now = self.process_cpu()?;
+        let watched: Vec<(u64, u64)> = self
+            .threads
+            .iter()
+            .filter(|(_, w)| w.watched)
+            .map(|(t, w)| (*t, w.runtime))
+            .collect();
+        let mut explained = 0;
+        for (tid, then) in watched {
+            explained += self.read_runtime(tid).unwrap_or(then).saturating_sub(then);
+        }
+        Some(now.saturating_sub(before).saturating_sub(explained))
+    }
+
+    /// How much unexplained CPU time a check tolerates (see the type's documentation).
+    pub fn slack(&self) -> u64 {
+        20_000
+    }
+
+    /// Is `tid` active (running, runnable or in uninterruptible I/O)? An unknown thread
+    /// counts as active, so that nothing is dropped on a failed read.
+    pub fn is_active(&self, tid: u64) -> bool {
+        self.threads.get(&tid).is_none_or(|w| w.active)
+    }
+
+    /// Threads believed active, for pausing the ones that can move.
+    pub fn active(&self) -> Vec<u64> {
+        self.threads
+            .iter()
+            .filter(|(_, w)| w.active)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// The exact state letter of `tid` now (reads it).
+    pub fn state_now(&mut self, tid: u64) -> Option<char> {
+        if !self.threads.contains_key(&tid) && !self.add(tid) {
+            return None;
+        }
+        self.read_state(tid)
+    }
+
+    /// Run time of `tid` now (reads it), for proving a thread did not run during a read.
+    pub fn runtime_now(&mut self, tid: u64) -> Option<u64> {
+        if !self.threads.contains_key(&tid) && !self.add(tid) {
+            return None;
+        }
+        self.read_runtime(tid)
+    }
+
+    /// Known threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
     }
 }

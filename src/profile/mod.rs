@@ -90,6 +90,10 @@ pub struct Meta {
     pub duration_secs: f64,
     /// "blocking" (target paused for each sample) or "nonblocking".
     pub mode: String,
+    /// The sampler backend: "bpf", "ptrace" or "read" (empty in profiles written before
+    /// there was a choice: those were "ptrace" when blocking, "read" otherwise).
+    #[serde(default)]
+    pub sampler: String,
     pub opcodes: bool,
     /// Sampling ticks attempted (each reads every thread).
     pub ticks: u64,

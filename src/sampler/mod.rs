@@ -1,12 +1,20 @@
 //! The sampler: attach to a target, take samples on a fixed-rate clock, stop on duration,
 //! Ctrl-C/SIGTERM or target exit, and count every failure by reason.
 //!
+//! Three backends produce the same raw threads (`walker::RawThread`), recorded by the
+//! same `StackSampler`:
+//! - **bpf** (`bpf.rs`): a CPU-clock perf event walks the interrupted thread's frames in
+//!   the kernel, at the instant it is interrupted: consistent, and nothing is stopped;
+//! - **ptrace** (`session.rs`): pause what can change a Python stack (the GIL holder, or
+//!   the threads on a CPU of a free-threaded build), read, resume;
+//! - **read**: plain reads of the running target; approximate on hot code.
+//!
 //! The clock is scheduled by absolute deadlines (`start + k * period`), so it does not
 //! drift; a tick that comes too late is counted as late and skipped, never silently
-//! dropped. In blocking mode every thread of the target is paused (ptrace) for the
-//! duration of one tick and always resumed (the lock is released on drop, and the
-//! kernel detaches a tracer that dies).
+//! dropped. A paused thread is always resumed (on drop, and the kernel detaches a
+//! tracer that dies).
 
+pub mod bpf;
 pub mod session;
 pub mod stacks;
 
@@ -20,11 +28,116 @@ use std::time::{Duration, Instant};
 /// Default deepest stack we follow before marking it truncated.
 pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 
+/// The sampler backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SamplerKind {
+    Bpf,
+    Ptrace,
+    Read,
+}
+
+impl SamplerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Bpf => "bpf",
+            SamplerKind::Ptrace => "ptrace",
+            SamplerKind::Read => "read",
+        }
+    }
+
+    /// Does it stop the target?
+    pub fn blocking(self) -> bool {
+        self == SamplerKind::Ptrace
+    }
+
+    /// "blocking" or "nonblocking", as the profile's `meta.mode` says.
+    pub fn mode(self) -> &'static str {
+        if self.blocking() {
+            "blocking"
+        } else {
+            "nonblocking"
+        }
+    }
+}
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SamplerChoice {
+    /// bpf where it can run, else ptrace.
+    #[default]
+    Default,
+    /// Never stop the target: bpf, else plain reads.
+    NonBlocking,
+    /// This one, or fail.
+    Exactly(SamplerKind),
+}
+
+/// What the read sampler's warning says about its accuracy (measured: see README,
+/// "Samplers").
+pub const READ_WARNING: &str = "--sampler read never stops the target: stacks are read while it \
+     runs, so hot short-lived frames are under-counted (leaf distribution off by a total \
+     variation distance of 0.1-0.4 from a frozen profile on pyperformance benchmarks)";
+
+/// The backend chosen, and the line to print about the choice (a fallback, a warning).
+pub struct Opened {
+    pub kind: SamplerKind,
+    pub bpf: Option<bpf::BpfSampler>,
+    pub note: Option<String>,
+}
+
+/// Choose and start the backend: bpf is loaded here (one line says why when it cannot
+/// run, and which sampler is used instead); an explicit `--sampler bpf` that cannot run
+/// is an error.
+pub fn open(choice: SamplerChoice, rate_hz: f64) -> Result<Opened, String> {
+    let try_bpf = || bpf::BpfSampler::open(rate_hz);
+    match choice {
+        SamplerChoice::Exactly(SamplerKind::Bpf) => match try_bpf() {
+            Ok(b) => Ok(Opened {
+                kind: SamplerKind::Bpf,
+                bpf: Some(b),
+                note: None,
+            }),
+            Err(why) => Err(format!("--sampler bpf: cannot run here: {why}")),
+        },
+        SamplerChoice::Exactly(kind) => Ok(Opened {
+            kind,
+            bpf: None,
+            note: (kind == SamplerKind::Read).then(|| READ_WARNING.to_string()),
+        }),
+        SamplerChoice::Default => match try_bpf() {
+            Ok(b) => Ok(Opened {
+                kind: SamplerKind::Bpf,
+                bpf: Some(b),
+                note: None,
+            }),
+            Err(why) => Ok(Opened {
+                kind: SamplerKind::Ptrace,
+                bpf: None,
+                note: Some(format!(
+                    "bpf sampler unavailable ({why}): using ptrace (pauses the target briefly)"
+                )),
+            }),
+        },
+        SamplerChoice::NonBlocking => match try_bpf() {
+            Ok(b) => Ok(Opened {
+                kind: SamplerKind::Bpf,
+                bpf: Some(b),
+                note: None,
+            }),
+            Err(why) => Ok(Opened {
+                kind: SamplerKind::Read,
+                bpf: None,
+                note: Some(format!("bpf sampler unavailable ({why}); {READ_WARNING}")),
+            }),
+        },
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub rate_hz: f64,
     pub duration: Option<Duration>,
-    pub blocking: bool,
+    pub sampler: SamplerKind,
     pub opcodes: bool,
     pub max_depth: usize,
 }
@@ -34,9 +147,112 @@ impl Default for Config {
         Config {
             rate_hz: 100.0,
             duration: None,
-            blocking: true,
+            sampler: SamplerKind::Ptrace,
             opcodes: false,
             max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// The targets and the backend that samples them: one tick at a time.
+pub struct Sampler {
+    pub targets: Targets,
+    pub kind: SamplerKind,
+    bpf: Option<bpf::BpfSampler>,
+    /// bpf: targets registered with the kernel side.
+    registered: std::collections::HashSet<i32>,
+    max_depth: usize,
+    opcodes: bool,
+    /// Memory reads of sessions that ended.
+    pub reads_of_gone: u64,
+}
+
+impl Sampler {
+    pub fn new(targets: Targets, opened: Opened, config: &Config) -> Result<Sampler, String> {
+        let mut s = Sampler {
+            targets,
+            kind: opened.kind,
+            bpf: opened.bpf,
+            registered: Default::default(),
+            max_depth: config.max_depth,
+            opcodes: config.opcodes,
+            reads_of_gone: 0,
+        };
+        s.register_new()?;
+        Ok(s)
+    }
+
+    /// bpf: tell the kernel side about sessions it does not know yet.
+    fn register_new(&mut self) -> Result<(), String> {
+        let Some(bpf) = self.bpf.as_mut() else {
+            return Ok(());
+        };
+        for s in &mut self.targets.sessions {
+            if self.registered.contains(&s.pid) {
+                continue;
+            }
+            s.refresh_bpf_threads(bpf, true);
+            let cfg = s.bpf_config(self.max_depth, self.opcodes);
+            bpf.add_target(s.pid, cfg)?;
+            self.registered.insert(s.pid);
+        }
+        Ok(())
+    }
+
+    /// Kernel-side counters (bpf only).
+    pub fn bpf_counters(&self) -> Option<bpf::BpfCounters> {
+        self.bpf.as_ref().map(|b| b.counters())
+    }
+
+    /// One tick: every session sampled once (ptrace, read), or the kernel's samples since
+    /// the last tick recorded (bpf). Returns the failures of the first session and, per
+    /// other session, whether it has ended.
+    pub fn tick(&mut self, profile: &mut Profile) -> Vec<(usize, Vec<crate::walker::WalkError>)> {
+        self.targets.scan_children();
+        if let Err(e) = self.register_new() {
+            profile.add_error(format!("bpf: {e}"));
+        }
+        let mut out: Vec<(usize, Vec<crate::walker::WalkError>)> = Vec::new();
+        match self.bpf.as_mut() {
+            None => {
+                for (i, s) in self.targets.sessions.iter_mut().enumerate() {
+                    out.push((i, s.sample(profile, self.kind)));
+                }
+            }
+            Some(bpf) => {
+                let sessions = &mut self.targets.sessions;
+                for s in sessions.iter_mut() {
+                    s.begin_bpf_tick();
+                    s.refresh_bpf_threads(bpf, false);
+                }
+                let mut errs: Vec<Vec<crate::walker::WalkError>> = vec![Vec::new(); sessions.len()];
+                bpf.drain(&mut |sample| {
+                    let Some(i) = sessions.iter().position(|s| s.pid == sample.pid) else {
+                        return;
+                    };
+                    if let Err(e) = sessions[i].record_bpf(&sample, profile) {
+                        errs[i].push(e);
+                    }
+                });
+                for (i, s) in sessions.iter_mut().enumerate() {
+                    if s.filter.idle {
+                        errs[i].extend(s.sample_idle(profile));
+                    }
+                }
+                out = errs.into_iter().enumerate().collect();
+            }
+        }
+        out
+    }
+
+    /// Drop session `i` (its process ended); its samples stay in the profile.
+    pub fn remove(&mut self, i: usize) {
+        let mut s = self.targets.sessions.remove(i);
+        self.reads_of_gone += s.mem.read_calls();
+        if let Some(bpf) = self.bpf.as_mut() {
+            bpf.remove_target(s.pid);
+            s.forget_bpf_threads(bpf);
+            self.registered.remove(&s.pid);
         }
     }
 }
@@ -53,7 +269,7 @@ pub enum StopReason {
 /// `alive` tells whether the (first) target still runs (a child we launched is reaped
 /// by it). `on_tick` is called after every tick (progress display).
 pub fn record(
-    targets: &mut Targets,
+    sampler: &mut Sampler,
     config: &Config,
     stop: &AtomicBool,
     alive: &mut dyn FnMut() -> bool,
@@ -63,7 +279,6 @@ pub fn record(
     let period = Duration::from_secs_f64(1.0 / config.rate_hz);
     let start = Instant::now();
     let mut k: u64 = 0;
-    let mut reads_of_gone = 0;
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Interrupted;
@@ -74,6 +289,10 @@ pub fn record(
                 // Sleep out the rest of the duration, so it is honoured exactly.
                 let end = start + d;
                 sleep_until(end, stop);
+                // The kernel's samples of the last period.
+                if sampler.kind == SamplerKind::Bpf {
+                    record_errors(sampler, profile, alive);
+                }
                 break StopReason::Duration;
             }
         }
@@ -95,41 +314,54 @@ pub fn record(
         }
         k += 1;
         profile.meta.ticks += 1;
-        targets.scan_children();
-        let errors = targets.sessions[0].sample(profile, config.blocking);
-        if !errors.is_empty() || k % 16 == 0 {
-            if !alive() {
-                // Reads failed because the target is gone: not the profiler's failure.
-                break StopReason::TargetExited;
-            }
-        }
-        for e in errors {
-            profile.add_error(e.to_string());
-        }
-        // Child processes: one that ends is dropped, its samples kept.
-        let mut i = 1;
-        while i < targets.sessions.len() {
-            let errors = targets.sessions[i].sample(profile, config.blocking);
-            if !errors.is_empty() && !crate::process::live::is_alive(targets.sessions[i].pid) {
-                reads_of_gone += targets.sessions[i].mem.read_calls();
-                targets.sessions.remove(i);
-                continue;
-            }
-            for e in errors {
-                profile.add_error(e.to_string());
-            }
-            i += 1;
+        if record_errors(sampler, profile, alive) {
+            break StopReason::TargetExited;
         }
         on_tick(profile, start.elapsed());
     };
     profile.meta.duration_secs = start.elapsed().as_secs_f64();
-    profile.meta.memory_reads = reads_of_gone
-        + targets
+    profile.meta.memory_reads = sampler.reads_of_gone
+        + sampler
+            .targets
             .sessions
             .iter()
             .map(|s| s.mem.read_calls())
             .sum::<u64>();
     reason
+}
+
+/// One tick and its failures: counted, unless they come from a target that is gone.
+/// True when the first target has exited.
+fn record_errors(
+    sampler: &mut Sampler,
+    profile: &mut Profile,
+    alive: &mut dyn FnMut() -> bool,
+) -> bool {
+    let results = sampler.tick(profile);
+    let mut gone = Vec::new();
+    for (i, errors) in results {
+        if i == 0 {
+            if !errors.is_empty() || profile.meta.ticks % 16 == 0 {
+                if !alive() {
+                    // Reads failed because the target is gone: not the profiler's failure.
+                    return true;
+                }
+            }
+        } else if (!errors.is_empty() || profile.meta.ticks % 16 == 0)
+            && !crate::process::live::is_alive(sampler.targets.sessions[i].pid)
+        {
+            // A child that ended is dropped, its samples kept.
+            gone.push(i);
+            continue;
+        }
+        for e in errors {
+            profile.add_error(e.to_string());
+        }
+    }
+    for i in gone.into_iter().rev() {
+        sampler.remove(i);
+    }
+    false
 }
 
 /// Sleep until `deadline`, waking early (within 50 ms) when `stop` is set.

@@ -1,14 +1,30 @@
 //! Sessions: an attached target (its memory, interpreter, stack sampler and thread
-//! filter), and the set of targets a recording samples (the process and, with
-//! `--subprocesses`, its Python descendants).
+//! filter) and how one tick samples it with the ptrace and read samplers; and the set of
+//! targets a recording samples (the process and, with `--subprocesses`, its Python
+//! descendants).
+//!
+//! A tick, ptrace or read:
+//! 1. the thread monitor updates which OS threads are active (a few system calls, not
+//!    one per thread: see `process::threads::ThreadMonitor`);
+//! 2. ptrace pauses what can change a Python stack while we read: on GIL builds the GIL
+//!    holder (the one of the last tick first, re-checked once paused), on free-threaded
+//!    builds the threads that are active; read pauses nothing;
+//! 3. the snapshot of what the last tick read is taken in one batched read, and the walk
+//!    reads from it (`process::snapshot`);
+//! 4. the threads are resumed, and with read a thread whose walk failed is walked again.
 
-use super::stacks::StackSampler;
+use super::stacks::{Failed, StackSampler};
+use super::SamplerKind;
 use crate::code::opcodes;
+use crate::process::ptrace::{self, Paused};
+use crate::process::snapshot::Snapshot;
+use crate::process::threads::{ThreadMonitor, TidResolver};
 use crate::process::{LiveMemory, Memory};
 use crate::profile::Profile;
 use crate::runtime::layout::Layout;
 use crate::runtime::{self, DiscoverError, PythonRuntime};
-use crate::walker::{WalkError, Walker};
+use crate::walker::{RawThread, WalkError, Walker};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Which threads a sample keeps.
@@ -20,6 +36,27 @@ pub struct ThreadFilter {
     pub gil_only: bool,
 }
 
+/// How many times a failed walk is retried at once by the read sampler.
+pub const READ_RETRIES: usize = 2;
+/// How many times the ptrace sampler pauses a new GIL holder before pausing all.
+const HOLDER_ATTEMPTS: usize = 3;
+
+/// What sampling cost and did, for the summary and the bench.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Ticks that paused only the GIL holder (or the active threads), and ticks that
+    /// had to pause every thread.
+    pub paused_few: u64,
+    pub paused_all: u64,
+    /// Ticks where the paused thread no longer held the GIL and another was paused.
+    pub holder_changes: u64,
+    /// Walks retried (read sampler), and retries that succeeded.
+    pub retries: u64,
+    pub retries_ok: u64,
+    /// System calls made by pausing and by the thread monitor.
+    pub ptrace_syscalls: u64,
+}
+
 /// An attached target: its memory, its interpreter and the sampler over them.
 pub struct Session {
     pub pid: i32,
@@ -27,11 +64,29 @@ pub struct Session {
     pub runtime: PythonRuntime,
     pub sampler: StackSampler,
     pub filter: ThreadFilter,
-    os_threads: crate::process::threads::ThreadStates,
-    tids: crate::process::threads::TidResolver,
+    pub monitor: ThreadMonitor,
+    tids: TidResolver,
+    /// What ticks read, read again in one batch at the next (`process::snapshot`): one
+    /// for the walks, one for the bpf thread-list refresh, one for the code objects of
+    /// the kernel's samples.
+    snapshot: Snapshot,
+    list_snapshot: Snapshot,
+    code_snapshot: Snapshot,
+    /// OS thread id of each thread state seen (from the interpreter, or ≤3.10 learned
+    /// from glibc's `struct pthread`).
+    os_tids: HashMap<u64, u64>,
+    /// The OS thread that held the GIL at the last tick: paused first at the next.
+    last_holder: Option<u64>,
+    /// bpf: what the kernel's thread map holds for this process (OS tid → tstate), the
+    /// ids of each thread state, and when the map was last brought up to date.
+    bpf_threads: HashMap<u32, u64>,
+    ids_by_tstate: HashMap<u64, RawThreadIds>,
+    bpf_refreshed: Option<Instant>,
+    bpf_refresh_wanted: bool,
     /// Threads dropped as idle / not holding the GIL (not failures).
     pub dropped_idle: u64,
     pub dropped_gil: u64,
+    pub stats: SessionStats,
 }
 
 impl Session {
@@ -69,10 +124,20 @@ impl Session {
                 idle: true,
                 gil_only: false,
             },
-            os_threads: crate::process::threads::ThreadStates::new(pid),
+            monitor: ThreadMonitor::new(pid),
             tids: Default::default(),
+            snapshot: Snapshot::new(),
+            list_snapshot: Snapshot::new(),
+            code_snapshot: Snapshot::new(),
+            os_tids: HashMap::new(),
+            last_holder: None,
+            bpf_threads: HashMap::new(),
+            ids_by_tstate: HashMap::new(),
+            bpf_refreshed: None,
+            bpf_refresh_wanted: false,
             dropped_idle: 0,
             dropped_gil: 0,
+            stats: SessionStats::default(),
         }
     }
 
@@ -85,77 +150,416 @@ impl Session {
         self.sampler.ready(&self.mem)
     }
 
-    /// Take one sample of every thread into `profile`, pausing the target in blocking
-    /// mode. Per-thread failures are returned (not yet counted: the caller decides,
-    /// knowing whether the target still lives).
-    pub fn sample(&mut self, profile: &mut Profile, blocking: bool) -> Vec<WalkError> {
-        let filter = self.filter;
-        // The OS states are read before pausing: a paused thread reads as stopped.
-        let states = if filter.idle || filter.gil_only {
-            Default::default()
-        } else {
-            self.os_threads.snapshot()
-        };
-        let _lock = if blocking {
-            match remoteprocess::Process::new(self.pid).and_then(|p| p.lock()) {
-                Ok(lock) => Some(lock),
-                Err(_) => return vec![WalkError::Pause],
+    /// Learn the OS thread ids of threads seen for the first time: the interpreter's
+    /// `native_thread_id` (3.11+), else found in glibc's `struct pthread` (≤3.10).
+    fn learn_os_tids(&mut self, seen: &[(u64, RawThreadIds)]) {
+        let new: Vec<&(u64, RawThreadIds)> = seen
+            .iter()
+            .filter(|(ts, _)| !self.os_tids.contains_key(ts))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let mut tasks: Option<HashSet<u64>> = None;
+        for &&(tstate, ids) in &new {
+            let tid = match ids.native_id {
+                Some(n) => Some(n),
+                None => {
+                    let tasks = tasks.get_or_insert_with(|| {
+                        crate::process::threads::task_ids(self.pid)
+                            .into_iter()
+                            .collect()
+                    });
+                    if !self.tids.learned() {
+                        let pthreads: Vec<u64> = seen.iter().map(|s| s.1.thread_id).collect();
+                        self.tids.learn(&self.mem, &pthreads, tasks);
+                    }
+                    self.tids.tid(&self.mem, ids.thread_id, tasks)
+                }
+            };
+            if let Some(t) = tid {
+                self.os_tids.insert(tstate, t);
             }
+        }
+        if self.os_tids.len() > 2 * seen.len() + 64 {
+            let alive: HashSet<u64> = seen.iter().map(|s| s.0).collect();
+            self.os_tids.retain(|t, _| alive.contains(t));
+        }
+    }
+
+    /// OS thread ids of the thread states seen at the last tick (learned lazily).
+    pub fn python_tids(&self) -> Vec<u64> {
+        self.os_tids.values().copied().collect()
+    }
+
+    /// Take one sample of every thread into `profile` with the ptrace or read sampler.
+    /// Per-thread failures are returned (not yet counted: the caller decides, knowing
+    /// whether the target still lives).
+    pub fn sample(&mut self, profile: &mut Profile, kind: SamplerKind) -> Vec<WalkError> {
+        let filter = self.filter;
+        let tids = self.python_tids();
+        if !filter.idle {
+            self.monitor.refresh(&tids);
+        }
+        let mut paused = Paused::default();
+        let mut errors = Vec::new();
+        if kind == SamplerKind::Ptrace {
+            if let Err(e) = self.pause_movers(&mut paused) {
+                errors.push(e);
+                return errors;
+            }
+        } else {
+            self.snapshot.take(&self.mem);
+        }
+        let interp = self.sampler.walker.main_interpreter(&self.mem).unwrap_or(0);
+        if interp != 0 {
+            self.sampler.refresh_names(&self.mem, interp, false);
+        }
+        let view = self.snapshot.view(&self.mem);
+        let gil = if interp != 0 && (filter.gil_only || kind == SamplerKind::Ptrace) {
+            self.sampler.walker.gil_holder(&view, interp)
         } else {
             None
         };
-        self.sampler.want_gil = filter.gil_only;
-        if filter.idle && !filter.gil_only {
-            return self.sampler.sample(&self.mem, profile);
-        }
-        let mem = &self.mem;
-        if !filter.idle
-            && !self.tids.learned()
-            && self.runtime.layout.tstate_native_thread_id.is_none()
-        {
-            // ≤3.10: learn where glibc keeps the OS id, from every thread at once.
-            let walker = &self.sampler.walker;
-            if let Ok(interp) = walker.main_interpreter(mem) {
-                let off = self.runtime.layout.tstate_thread_id as u64;
-                let pthreads: Vec<u64> = walker
-                    .thread_states(mem, interp)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|&t| mem.read_u64(t.wrapping_add(off)).ok())
-                    .collect();
-                let tasks = states.keys().copied().collect();
-                self.tids.learn(mem, &pthreads, &tasks);
-            }
-        }
-        let tids = &mut self.tids;
-        // ≤3.10 records no OS thread id: map pthread_t to it through the task list.
-        let tasks: std::collections::HashSet<u64> =
-            if !filter.idle && self.runtime.layout.tstate_native_thread_id.is_none() {
-                states.keys().copied().collect()
-            } else {
-                Default::default()
-            };
         let (mut idle, mut not_gil) = (0, 0);
-        let errors = self.sampler.sample_with(mem, profile, &mut |raw, gil| {
+        let monitor = &self.monitor;
+        let os_tids = &self.os_tids;
+        let mut seen: Vec<(u64, RawThreadIds)> = Vec::new();
+        let mut keep = |raw: &RawThread, gil: Option<u64>| {
+            seen.push((
+                raw.tstate,
+                RawThreadIds {
+                    thread_id: raw.thread_id,
+                    native_id: raw.native_id,
+                },
+            ));
             if filter.gil_only && gil != Some(raw.tstate) {
                 not_gil += 1;
                 return false;
             }
             if !filter.idle {
-                let tid = raw
-                    .native_id
-                    .or_else(|| tids.tid(mem, raw.thread_id, &tasks));
-                if let Some(tid) = tid {
-                    if !crate::process::threads::is_active(states.get(&tid).copied()) {
+                if let Some(tid) = raw.native_id.or_else(|| os_tids.get(&raw.tstate).copied()) {
+                    if !monitor.is_active(tid) {
                         idle += 1;
                         return false;
                     }
                 }
             }
             true
-        });
+        };
+        let failed = self.sampler.sample_with(&view, profile, gil, &mut keep);
+        drop(view);
+        // Retry failed walks at once, live (read), or while still paused (ptrace).
+        let mut retried = Vec::new();
+        for Failed { tstate, error } in failed {
+            let Some(ts) = tstate else {
+                errors.push(error);
+                continue;
+            };
+            let mut result = Err(error);
+            let tries = if kind == SamplerKind::Read {
+                READ_RETRIES
+            } else {
+                1
+            };
+            for _ in 0..tries {
+                self.stats.retries += 1;
+                let mem: &dyn Memory = &self.mem;
+                match self
+                    .sampler
+                    .resample_thread(mem, ts, profile, gil, &mut keep)
+                {
+                    Ok(_) => {
+                        self.stats.retries_ok += 1;
+                        result = Ok(());
+                        break;
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            if let Err(e) = result {
+                retried.push(e);
+            }
+        }
+        errors.extend(retried);
+        self.stats.ptrace_syscalls += paused.syscalls;
+        drop(paused);
         self.dropped_idle += idle;
         self.dropped_gil += not_gil;
+        self.learn_os_tids(&seen);
+        self.last_holder = gil.and_then(|g| self.os_tids.get(&g).copied());
+        errors
+    }
+
+    /// ptrace: pause what can change a Python stack, then take the snapshot.
+    fn pause_movers(&mut self, paused: &mut Paused) -> Result<(), WalkError> {
+        let free_threaded = !self.sampler.walker.has_gil();
+        if free_threaded {
+            // Every thread on a CPU can run Python: pause those.
+            let active = self.monitor.active();
+            for t in active {
+                paused.add(t).map_err(|_| WalkError::Pause)?;
+            }
+            self.stats.paused_few += 1;
+            self.snapshot.take(&self.mem);
+            return Ok(());
+        }
+        // GIL builds: only the GIL holder can change a Python stack. Pause the last
+        // tick's holder, check that it still holds the GIL, else pause the new one.
+        let interp = self.sampler.walker.main_interpreter(&self.mem).unwrap_or(0);
+        let mut candidate = self.last_holder;
+        for attempt in 0..HOLDER_ATTEMPTS {
+            if let Some(t) = candidate {
+                match paused.add(t) {
+                    Ok(true) => {}
+                    Ok(false) => {} // gone
+                    Err(_) => return Err(WalkError::Pause),
+                }
+            }
+            self.snapshot.take(&self.mem);
+            if interp == 0 {
+                return Ok(());
+            }
+            let holder = self
+                .sampler
+                .walker
+                .gil_holder(&self.snapshot.view(&self.mem), interp);
+            let Some(holder) = holder else {
+                // Nobody holds the GIL: nobody can run Python until one takes it.
+                self.stats.paused_few += 1;
+                return Ok(());
+            };
+            match self.os_tids.get(&holder).copied() {
+                Some(t) if paused.contains(t) => {
+                    self.stats.paused_few += 1;
+                    return Ok(());
+                }
+                Some(t) => {
+                    if attempt > 0 || candidate.is_some() {
+                        self.stats.holder_changes += 1;
+                    }
+                    candidate = Some(t);
+                }
+                None => break, // a thread we do not know yet: pause everything
+            }
+        }
+        paused.resume();
+        *paused = ptrace::pause_all(self.pid).map_err(|_| WalkError::Pause)?;
+        self.stats.paused_all += 1;
+        self.snapshot.take(&self.mem);
+        Ok(())
+    }
+}
+
+/// The ids of a walked thread, kept to learn its OS thread id after the tick.
+#[derive(Clone, Copy, Debug)]
+struct RawThreadIds {
+    thread_id: u64,
+    native_id: Option<u64>,
+}
+
+/// How often the bpf sampler's thread map is brought up to date when nothing asks for it.
+const BPF_THREADS_EVERY: Duration = Duration::from_millis(250);
+
+impl Session {
+    /// What the kernel side needs to walk this target.
+    pub fn bpf_config(&self, max_depth: usize, opcodes: bool) -> super::bpf::BpfConfig {
+        let walker = &self.sampler.walker;
+        let interp = walker.main_interpreter(&self.mem).unwrap_or(0);
+        let gil = (interp != 0)
+            .then(|| walker.gil_addresses(&self.mem, interp))
+            .flatten();
+        super::bpf::BpfConfig::new(&self.runtime.layout, gil, max_depth, opcodes)
+    }
+
+    /// Bring the kernel's map of this process's threads (OS tid → thread state) up to
+    /// date: at once with `force` or when a sample named an unknown thread, else every
+    /// 250 ms. One batched read of the thread list in steady state.
+    pub fn refresh_bpf_threads(&mut self, bpf: &mut super::bpf::BpfSampler, force: bool) {
+        if !force
+            && !self.bpf_refresh_wanted
+            && self
+                .bpf_refreshed
+                .is_some_and(|t| t.elapsed() < BPF_THREADS_EVERY)
+        {
+            return;
+        }
+        self.bpf_refreshed = Some(Instant::now());
+        self.bpf_refresh_wanted = false;
+        self.list_snapshot.take(&self.mem);
+        let view = self.list_snapshot.view(&self.mem);
+        let walker = &self.sampler.walker;
+        let Ok(interp) = walker.main_interpreter(&view) else {
+            return;
+        };
+        if interp == 0 {
+            return;
+        }
+        let Ok(list) = walker.thread_ids(&view, interp) else {
+            return;
+        };
+        drop(view);
+        self.sampler.refresh_names(&self.mem, interp, false);
+        let seen: Vec<(u64, RawThreadIds)> = list
+            .iter()
+            .map(|&(tstate, thread_id, native_id)| {
+                (
+                    tstate,
+                    RawThreadIds {
+                        thread_id,
+                        native_id,
+                    },
+                )
+            })
+            .collect();
+        self.learn_os_tids(&seen);
+        self.ids_by_tstate = seen.iter().copied().collect();
+        let want: HashMap<u32, u64> = seen
+            .iter()
+            .filter_map(|(ts, _)| Some((*self.os_tids.get(ts)? as u32, *ts)))
+            .collect();
+        for (tid, ts) in &want {
+            if self.bpf_threads.get(tid) != Some(ts) {
+                bpf.set_thread(*tid, *ts);
+            }
+        }
+        for tid in self.bpf_threads.keys() {
+            if !want.contains_key(tid) {
+                bpf.remove_thread(*tid);
+            }
+        }
+        self.bpf_threads = want;
+    }
+
+    /// Forget this process's threads in the kernel's map (the process ended).
+    pub fn forget_bpf_threads(&mut self, bpf: &mut super::bpf::BpfSampler) {
+        for tid in self.bpf_threads.keys() {
+            bpf.remove_thread(*tid);
+        }
+        self.bpf_threads.clear();
+    }
+
+    /// Record one sample the kernel took. Ok(false) when the filter drops it.
+    pub fn record_bpf(
+        &mut self,
+        s: &super::bpf::BpfSample,
+        profile: &mut Profile,
+    ) -> Result<bool, WalkError> {
+        use super::bpf::{FLAG_HOLDS_GIL, FLAG_READ_ERROR, FLAG_UNKNOWN_THREAD};
+        if s.flags & FLAG_UNKNOWN_THREAD != 0 {
+            self.bpf_refresh_wanted = true;
+            return Err(WalkError::UnknownThread);
+        }
+        if s.flags & FLAG_READ_ERROR != 0 {
+            return Err(WalkError::Read);
+        }
+        let frames: Vec<u64> = s.raw.frames.iter().map(|f| f.frame).collect();
+        if frames.len() > 1 && crate::walker::has_duplicates(&frames) {
+            return Err(WalkError::Cycle("frame"));
+        }
+        if self.filter.gil_only && s.flags & FLAG_HOLDS_GIL == 0 {
+            self.dropped_gil += 1;
+            return Ok(false);
+        }
+        let mut raw = s.raw.clone();
+        if let Some(ids) = self.ids_by_tstate.get(&raw.tstate) {
+            raw.thread_id = ids.thread_id;
+            raw.native_id = ids.native_id;
+        } else {
+            // A thread state we have not listed yet: its ids come with the next refresh.
+            self.bpf_refresh_wanted = true;
+        }
+        let frame_kind = self.runtime.layout.frame_kind;
+        if frame_kind == crate::runtime::layout::FrameKind::Object {
+            // f_lasti is a 4-byte int; the kernel copied 8 bytes.
+            for f in &mut raw.frames {
+                f.instr = f.instr as u32 as i32 as i64 as u64;
+            }
+        }
+        let opcodes = |i: usize, at: u64| s.opcode_at(i, at);
+        let view = self.code_snapshot.view(&self.mem);
+        self.sampler
+            .record_thread(&view, &raw, profile, Some(&opcodes))?;
+        Ok(true)
+    }
+
+    /// Start a bpf tick: code objects are validated once in it, from one batched read
+    /// of the ones the last tick used.
+    pub fn begin_bpf_tick(&mut self) {
+        self.sampler.code.begin_tick();
+        self.code_snapshot.take(&self.mem);
+    }
+
+    /// With `--idle` under bpf: the threads that are not on a CPU (the kernel samples the
+    /// others), read from userspace. A read is kept only if no idle thread ran during it
+    /// (the process used no CPU time beyond the running threads'); else it is retried
+    /// once, then counted.
+    pub fn sample_idle(&mut self, profile: &mut Profile) -> Vec<WalkError> {
+        let mut errors = Vec::new();
+        let tids = self.python_tids();
+        self.monitor.refresh(&tids);
+        for attempt in 0..2 {
+            self.snapshot.take(&self.mem);
+            let view = self.snapshot.view(&self.mem);
+            let walker = &self.sampler.walker;
+            let interp = match walker.main_interpreter(&view) {
+                Ok(0) => return errors,
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(e);
+                    return errors;
+                }
+            };
+            let gil = self
+                .filter
+                .gil_only
+                .then(|| walker.gil_holder(&view, interp))
+                .flatten();
+            let mut threads = Vec::new();
+            let mut tstates = Vec::new();
+            if let Err(e) = walker.walk_all(&view, interp, &mut threads, &mut tstates) {
+                errors.push(e);
+                return errors;
+            }
+            drop(view);
+            let quiet = self
+                .monitor
+                .unexplained_since_refresh()
+                .is_some_and(|u| u <= self.monitor.slack());
+            if !quiet && attempt == 0 {
+                self.monitor.refresh(&tids);
+                continue; // a thread we believed asleep ran: read again
+            }
+            let ran = !quiet;
+            for t in threads {
+                let raw = match t {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                let tid = raw
+                    .native_id
+                    .or_else(|| self.os_tids.get(&raw.tstate).copied());
+                if tid.is_none_or(|t| self.monitor.is_active(t)) {
+                    continue; // on a CPU: the kernel samples it
+                }
+                if self.filter.gil_only && gil != Some(raw.tstate) {
+                    self.dropped_gil += 1;
+                    continue;
+                }
+                if ran {
+                    errors.push(WalkError::RanDuringRead);
+                    continue;
+                }
+                let view = self.code_snapshot.view(&self.mem);
+                if let Err(e) = self.sampler.record_thread(&view, &raw, profile, None) {
+                    errors.push(e);
+                }
+            }
+            break;
+        }
         errors
     }
 }

@@ -24,8 +24,6 @@ pub struct StackSampler {
     pub executor: u64,
     threads: Vec<Result<RawThread, WalkError>>,
     tstates: Vec<u64>,
-    /// Read the GIL holder each tick (for a filter that needs it).
-    pub want_gil: bool,
     /// With `--subprocesses`: "process PID (command)", the root of this process's stacks.
     pub process_label: Option<String>,
     /// Python thread names by thread ident, and when they were last read.
@@ -48,6 +46,14 @@ pub struct StackSampler {
     enter_executor: Option<u8>,
 }
 
+/// A thread that could not be sampled, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    /// Its thread state, when the thread list could be read.
+    pub tstate: Option<u64>,
+    pub error: WalkError,
+}
+
 /// What identifies a recorded frame: (code object id, instruction, opcode, owner).
 type FrameKey = (u64, u64, u16, u8);
 
@@ -60,7 +66,6 @@ impl StackSampler {
             executor: 0,
             threads: Vec::new(),
             tstates: Vec::new(),
-            want_gil: false,
             process_label: None,
             names: Default::default(),
             names_read: None,
@@ -90,81 +95,119 @@ impl StackSampler {
         }
     }
 
-    /// One sample of every thread into `profile`; per-thread failures are returned.
+    /// One sample of every thread into `profile` (thread names refreshed about once a
+    /// second); per-thread failures are returned.
     pub fn sample(&mut self, mem: &dyn Memory, profile: &mut Profile) -> Vec<WalkError> {
-        self.sample_with(mem, profile, &mut |_, _| true)
+        if let Ok(interp) = self.walker.main_interpreter(mem) {
+            self.refresh_names(mem, interp, false);
+        }
+        self.sample_with(mem, profile, None, &mut |_, _| true)
+            .into_iter()
+            .map(|f| f.error)
+            .collect()
     }
 
-    /// `sample`, keeping only the threads `keep(thread, gil_holder)` accepts (idle
-    /// threads dropped, only the GIL holder, ...). `gil_holder` is the thread state
-    /// holding the GIL, when known.
+    /// Read the threads' Python names (threading's registry) if a second has passed
+    /// since the last time, or now with `force`.
+    pub fn refresh_names(&mut self, mem: &dyn Memory, interp: u64, force: bool) {
+        if !force
+            && self
+                .names_read
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.names_read = Some(Instant::now());
+        // A torn read gives no names: keep the previous ones rather than flicker.
+        let names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
+        if !names.is_empty() {
+            self.names = names;
+        }
+    }
+
+    /// The Python name of the thread with `threading.get_ident()` `ident`, if known.
+    pub fn thread_name(&self, ident: u64) -> Option<&str> {
+        self.names.get(&ident).map(|s| s.as_str())
+    }
+
+    /// Walk every thread and record the ones `keep(thread, gil_holder)` accepts (idle
+    /// threads dropped, only the GIL holder, ...). `gil` is the thread state holding the
+    /// GIL, when the caller knows it. Failures are returned per thread, with the thread
+    /// state when the thread list could be read, so that the caller can retry them.
     pub fn sample_with(
         &mut self,
         mem: &dyn Memory,
         profile: &mut Profile,
+        gil: Option<u64>,
         keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
-    ) -> Vec<WalkError> {
-        let mut errors = Vec::new();
+    ) -> Vec<Failed> {
+        let mut failed = Vec::new();
         self.code.begin_tick();
         let interp = match self.walker.main_interpreter(mem) {
-            Ok(0) => return errors, // not initialised yet, or finalised
+            Ok(0) => return failed, // not initialised yet, or finalised
             Ok(i) => i,
-            Err(e) => {
-                errors.push(e);
-                return errors;
+            Err(error) => {
+                failed.push(Failed {
+                    tstate: None,
+                    error,
+                });
+                return failed;
             }
         };
-        let gil = if self.want_gil {
-            self.walker.gil_holder(mem, interp)
-        } else {
-            None
-        };
-        // Thread names (threading's registry), refreshed about once a second.
-        if self
-            .names_read
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            self.names_read = Some(Instant::now());
-            // A torn read gives no names: keep the previous ones rather than flicker.
-            let names = crate::runtime::objects::thread_names(mem, &self.walker.layout, interp);
-            if !names.is_empty() {
-                self.names = names;
-            }
-        }
         let mut threads = std::mem::take(&mut self.threads);
-        if let Err(e) = self
+        if let Err(error) = self
             .walker
             .walk_all(mem, interp, &mut threads, &mut self.tstates)
         {
-            errors.push(e);
+            failed.push(Failed {
+                tstate: None,
+                error,
+            });
             self.threads = threads;
-            return errors;
+            return failed;
         }
         for (i, t) in threads.drain(..).enumerate() {
-            // A thread read in the batch may have moved on (or ended) before its chunk was
-            // copied: read it alone once more before counting a failure.
-            let t = t.or_else(|e| {
-                let tstate = *self.tstates.get(i).ok_or(e.clone())?;
-                let mut raw = RawThread::default();
-                self.walker.walk_thread(mem, tstate, &mut raw).map(|()| raw)
-            });
+            let tstate = self.tstates.get(i).copied();
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
                 t => t,
             };
-            if let Err(e) = t.and_then(|raw| self.record_thread(mem, &raw, profile)) {
-                errors.push(e);
+            if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {
+                failed.push(Failed { tstate, error });
             }
         }
         self.threads = threads;
-        errors
+        failed
     }
 
-    fn record_thread(
+    /// Walk one thread again (a retry after a failure) and record it if `keep` says so.
+    /// Ok(false) when the thread is not kept.
+    pub fn resample_thread(
+        &mut self,
+        mem: &dyn Memory,
+        tstate: u64,
+        profile: &mut Profile,
+        gil: Option<u64>,
+        keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
+    ) -> Result<bool, WalkError> {
+        let mut raw = RawThread::default();
+        self.walker.walk_thread(mem, tstate, &mut raw)?;
+        if !keep(&raw, gil) {
+            return Ok(false);
+        }
+        self.record_thread(mem, &raw, profile, None)?;
+        Ok(true)
+    }
+
+    /// Record one walked thread into `profile`. `live_op(frame index, address)`, when
+    /// given, supplies the live opcode bytes that were copied with the stack (the bpf
+    /// sampler copies them in the kernel); bytes it does not have are read from `mem`.
+    pub fn record_thread(
         &mut self,
         mem: &dyn Memory,
         raw: &RawThread,
         profile: &mut Profile,
+        live_op: Option<&dyn Fn(usize, u64) -> Option<u8>>,
     ) -> Result<(), WalkError> {
         if self.frame_ids_profile != profile.id {
             self.frame_ids.clear();
@@ -215,6 +258,12 @@ impl StackSampler {
                 if layout.code_adaptive.is_none() {
                     // ≤3.10: bytecode is immutable; the copy read once is the truth.
                     self.ops[i] = info.bytecode.get(owner as usize).copied();
+                    at.push(None);
+                    continue;
+                }
+                // Copied with the stack (bpf): the byte as it was at the sample.
+                if let Some(op) = live_op.and_then(|f| f(i, info.code_start + owner as u64)) {
+                    self.ops[i] = Some(op);
                     at.push(None);
                     continue;
                 }

@@ -54,6 +54,13 @@ pub enum WalkError {
     BadCode(&'static str),
     /// Blocking mode could not pause the target (ptrace failed).
     Pause,
+    /// bpf: the kernel sampled a thread not yet in its thread map (a thread that just
+    /// started; the map is updated at the next tick).
+    UnknownThread,
+    /// bpf: the ring buffer was full and the kernel dropped the sample.
+    RingBufferFull,
+    /// A thread not on a CPU ran while it was read, again on the retry.
+    RanDuringRead,
 }
 
 impl fmt::Display for WalkError {
@@ -65,6 +72,9 @@ impl fmt::Display for WalkError {
             WalkError::TooManyThreads => write!(f, "too many threads"),
             WalkError::BadCode(what) => write!(f, "invalid code object ({what})"),
             WalkError::Pause => write!(f, "could not pause the target"),
+            WalkError::UnknownThread => write!(f, "thread not yet known to the bpf sampler"),
+            WalkError::RingBufferFull => write!(f, "lost: bpf ring buffer full"),
+            WalkError::RanDuringRead => write!(f, "idle thread ran while it was read"),
         }
     }
 }
@@ -247,6 +257,46 @@ impl Walker {
             return None;
         }
         ptr_ok(mem, holder)
+    }
+
+    /// Where the GIL's `locked` flag and `last_holder` pointer are, for a reader that
+    /// checks them itself (the bpf sampler). None when there is no GIL to observe. On
+    /// 2.7/3.6 the holder is `_PyThreadState_Current` (null when nobody holds the GIL):
+    /// `locked` is then 0.
+    pub fn gil_addresses(&self, mem: &dyn Memory, interp: u64) -> Option<(u64, u64)> {
+        match self.gil {
+            GilSource::Runtime { locked, holder } => Some((locked, holder)),
+            GilSource::Interp {
+                ptr,
+                locked,
+                holder,
+            } => {
+                let gil = ptr_ok(mem, at(interp, ptr))?;
+                Some((at(gil, locked), at(gil, holder)))
+            }
+            GilSource::Current(a) => Some((0, a)),
+            GilSource::None => None,
+        }
+    }
+
+    /// Every thread state of an interpreter with its ids, `(tstate, thread_id,
+    /// native_thread_id)`, in list order, without walking frames.
+    pub fn thread_ids(
+        &self,
+        mem: &dyn Memory,
+        interp: u64,
+    ) -> Result<Vec<(u64, u64, Option<u64>)>, WalkError> {
+        let l = &self.layout;
+        let tstates = self.thread_states(mem, interp)?;
+        let mut out = Vec::with_capacity(tstates.len());
+        let span = self.tstate_span;
+        let mut buf = vec![0u8; span.len as usize];
+        for t in tstates {
+            mem.read(at(t, span.start), &mut buf)?;
+            let f = |off: u32| field_u64(&buf, (off - span.start) as usize).unwrap_or(0);
+            out.push((t, f(l.tstate_thread_id), l.tstate_native_thread_id.map(f)));
+        }
+        Ok(out)
     }
 
     /// Does this runtime have a GIL we can observe?
@@ -642,7 +692,7 @@ impl Walker {
     }
 }
 
-fn has_duplicates(v: &[u64]) -> bool {
+pub fn has_duplicates(v: &[u64]) -> bool {
     let mut s = v.to_vec();
     s.sort_unstable();
     s.windows(2).any(|w| w[0] == w[1])

@@ -1,0 +1,428 @@
+//! The bpf sampler: a CPU-clock perf event on every CPU runs `bpf/pyprof.bpf.c` in the
+//! interrupted thread's context. If the thread belongs to a target, the program walks
+//! its Python frames there and then (the thread cannot change its own stack while the
+//! program runs, so the sample is consistent, and nothing is stopped) and pushes the raw
+//! frames to a ring buffer, which this module drains into the same `RawThread`s the
+//! other samplers produce.
+//!
+//! Why per-CPU events with a pid filter rather than one event per thread: threads and
+//! child processes that start later are covered without opening anything for them (a
+//! new child is one map entry), and 1,000 threads cost 2 file descriptors, not 1,000.
+//! The price is that the program also runs, for one map lookup, when another process is
+//! on the CPU.
+//!
+//! Versions are data here too: the program reads the offsets of the target's `Layout`
+//! from the `configs` map. Userspace tells it which PyThreadState belongs to which OS
+//! thread (`threads` map), from the interpreter's thread list.
+
+use crate::runtime::layout::{FrameKind, Layout};
+use crate::walker::{RawFrame, RawThread};
+
+/// Most frames the kernel side copies per sample (`MAX_FRAMES` in the C program).
+pub const MAX_FRAMES: usize = 10_000;
+
+/// What the kernel side needs to walk one target (`struct config` in the C program).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfConfig {
+    pub gil_locked: u64,
+    pub gil_holder: u64,
+    pub code_tag_mask: u64,
+    pub frame_kind: u32,
+    pub tstate_frame: u32,
+    pub cframe_current: i32,
+    pub frame_back: u32,
+    pub frame_code: u32,
+    pub frame_instr: u32,
+    pub frame_owner: i32,
+    pub owner_cstack: i32,
+    pub owner_interp: i32,
+    pub max_depth: u32,
+    pub opcodes: u32,
+}
+
+impl BpfConfig {
+    /// The walk of `layout`, with the GIL's `locked`/`last_holder` addresses when known.
+    pub fn new(layout: &Layout, gil: Option<(u64, u64)>, max_depth: usize, opcodes: bool) -> Self {
+        let opt = |v: Option<u32>| v.map_or(-1, |v| v as i32);
+        BpfConfig {
+            gil_locked: gil.map_or(0, |g| g.0),
+            gil_holder: gil.map_or(0, |g| g.1),
+            code_tag_mask: layout.frame_code_tag_mask as u64,
+            frame_kind: match layout.frame_kind {
+                FrameKind::Object => 0,
+                FrameKind::Interpreter => 1,
+            },
+            tstate_frame: layout.tstate_frame,
+            cframe_current: opt(layout.cframe_current_frame),
+            frame_back: layout.frame_back,
+            frame_code: layout.frame_code,
+            frame_instr: layout.frame_instr,
+            frame_owner: opt(layout.frame_owner),
+            owner_cstack: layout.owner_cstack.map_or(-1, |o| o as i32),
+            owner_interp: layout.owner_interpreter.map_or(-1, |o| o as i32),
+            max_depth: max_depth.clamp(1, MAX_FRAMES) as u32,
+            opcodes: opcodes as u32,
+        }
+    }
+}
+
+/// One sample's header (`struct header`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BpfHeader {
+    pub ktime: u64,
+    pub tstate: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub nframes: u32,
+    pub flags: u32,
+    pub fault_addr: u64,
+    pub cursor: u64,
+}
+
+/// One frame (`struct frame`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BpfFrame {
+    pub code: u64,
+    pub instr: u64,
+    pub frame: u64,
+    /// Bytes `[instr - 14, instr + 2)` of the executing bytecode (with opcodes, 3.11+).
+    pub window: [u8; 16],
+    pub owner: u32,
+    pub pad: u32,
+}
+
+pub const FLAG_TRUNCATED: u32 = 1;
+pub const FLAG_HOLDS_GIL: u32 = 2;
+pub const FLAG_UNKNOWN_THREAD: u32 = 4;
+pub const FLAG_READ_ERROR: u32 = 8;
+
+/// Kernel-side counters (`C_*` in the C program).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfCounters {
+    /// Perf events that fired in a target thread.
+    pub events: u64,
+    /// Samples pushed to the ring buffer.
+    pub emitted: u64,
+    /// Samples lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Events in a thread not yet in the thread map.
+    pub unknown_thread: u64,
+    /// Samples cut short by a failed read.
+    pub read_errors: u64,
+}
+
+/// A sample as drained from the ring buffer.
+#[derive(Clone, Debug, Default)]
+pub struct BpfSample {
+    pub pid: i32,
+    pub tid: u32,
+    pub ktime: u64,
+    pub flags: u32,
+    pub fault_addr: u64,
+    /// The stack, leaf first (tstate and frames; ids are filled in by the session).
+    pub raw: RawThread,
+    /// Per frame, the bytes around its instruction (with opcodes).
+    pub windows: Vec<[u8; 16]>,
+}
+
+impl BpfSample {
+    /// The live opcode of frame `i` at byte `at` of the target (from the copied window).
+    pub fn opcode_at(&self, i: usize, at: u64) -> Option<u8> {
+        let f = self.raw.frames.get(i)?;
+        let start = f.instr.checked_sub(14)?;
+        let off = at.checked_sub(start)? as usize;
+        self.windows.get(i)?.get(off).copied()
+    }
+}
+
+/// Parse one ring-buffer record (header, then `nframes` frames).
+pub fn parse_record(bytes: &[u8]) -> Option<BpfSample> {
+    let hlen = std::mem::size_of::<BpfHeader>();
+    let flen = std::mem::size_of::<BpfFrame>();
+    let h: BpfHeader = read_pod(bytes.get(..hlen)?)?;
+    let n = (h.nframes as usize).min(MAX_FRAMES);
+    let mut s = BpfSample {
+        pid: h.pid as i32,
+        tid: h.tid,
+        ktime: h.ktime,
+        flags: h.flags,
+        fault_addr: h.fault_addr,
+        raw: RawThread {
+            tstate: h.tstate,
+            truncated: h.flags & FLAG_TRUNCATED != 0,
+            ..Default::default()
+        },
+        windows: Vec::with_capacity(n),
+    };
+    s.raw.frames.reserve(n);
+    for i in 0..n {
+        let at = hlen + i * flen;
+        let f: BpfFrame = read_pod(bytes.get(at..at + flen)?)?;
+        s.raw.frames.push(RawFrame {
+            frame: f.frame,
+            code: f.code,
+            instr: f.instr,
+            owner: f.owner as u8,
+        });
+        s.windows.push(f.window);
+    }
+    Some(s)
+}
+
+fn read_pod<T: Copy + Default>(b: &[u8]) -> Option<T> {
+    if b.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    let mut v = T::default();
+    // SAFETY: T is a #[repr(C)] struct of plain integers (every bit pattern is valid),
+    // and `b` holds at least size_of::<T>() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            b.as_ptr(),
+            &mut v as *mut T as *mut u8,
+            std::mem::size_of::<T>(),
+        );
+    }
+    Some(v)
+}
+
+#[cfg(pyprof_bpf)]
+mod imp {
+    use super::*;
+    use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+    use aya::programs::perf_event::{
+        perf_sw_ids::PERF_COUNT_SW_CPU_CLOCK, PerfEventScope, PerfTypeId, SamplePolicy,
+    };
+    use aya::programs::PerfEvent;
+    use aya::{Ebpf, EbpfLoader, Pod};
+
+    // SAFETY: plain #[repr(C)] integer structs, as the C program lays them out.
+    unsafe impl Pod for BpfConfig {}
+
+    /// The compiled program, aligned as the ELF parser needs (include_bytes! is not).
+    #[repr(C, align(32))]
+    struct Aligned<T: ?Sized>(T);
+    static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("PYPROF_BPF_OBJ")));
+
+    /// The loaded program, its perf events and maps.
+    pub struct BpfSampler {
+        _ebpf: Ebpf,
+        configs: BpfHashMap<MapData, u32, BpfConfig>,
+        threads: BpfHashMap<MapData, u32, u64>,
+        counters: PerCpuArray<MapData, u64>,
+        ring: RingBuf<MapData>,
+    }
+
+    impl BpfSampler {
+        /// Load the program and start a CPU-clock event at `rate_hz` on every CPU.
+        /// The error is one line saying why bpf cannot run here.
+        pub fn open(rate_hz: f64) -> Result<BpfSampler, String> {
+            let cpus = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+            let possible = aya::util::nr_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+            let mut ebpf = EbpfLoader::new()
+                .set_max_entries("scratch", possible as u32)
+                .load(&OBJECT.0)
+                .map_err(|e| explain(&format!("{e}"), &e))?;
+            let prog: &mut PerfEvent = ebpf
+                .program_mut("pyprof_sample")
+                .ok_or("the program pyprof_sample is missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            prog.load().map_err(|e| explain_load(&e))?;
+            let period = (1e9 / rate_hz).round().max(1.0) as u64;
+            for cpu in cpus {
+                prog.attach(
+                    PerfTypeId::Software,
+                    PERF_COUNT_SW_CPU_CLOCK as u64,
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Period(period),
+                    false,
+                )
+                .map_err(|e| explain(&format!("perf_event_open on CPU {cpu}: {e}"), &e))?;
+            }
+            let take = |ebpf: &mut Ebpf, name: &str| {
+                ebpf.take_map(name)
+                    .ok_or_else(|| format!("map {name} missing from the object"))
+            };
+            let configs = BpfHashMap::try_from(take(&mut ebpf, "configs")?)
+                .map_err(|e| format!("configs: {e}"))?;
+            let threads = BpfHashMap::try_from(take(&mut ebpf, "threads")?)
+                .map_err(|e| format!("threads: {e}"))?;
+            let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?)
+                .map_err(|e| format!("counters: {e}"))?;
+            let ring = RingBuf::try_from(take(&mut ebpf, "events")?)
+                .map_err(|e| format!("events: {e}"))?;
+            Ok(BpfSampler {
+                _ebpf: ebpf,
+                configs,
+                threads,
+                counters,
+                ring,
+            })
+        }
+
+        pub fn add_target(&mut self, pid: i32, cfg: BpfConfig) -> Result<(), String> {
+            self.configs
+                .insert(pid as u32, cfg, 0)
+                .map_err(|e| format!("adding target {pid}: {e}"))
+        }
+
+        pub fn remove_target(&mut self, pid: i32) {
+            let _ = self.configs.remove(&(pid as u32));
+        }
+
+        /// Tell the kernel side which thread state OS thread `tid` runs.
+        pub fn set_thread(&mut self, tid: u32, tstate: u64) -> bool {
+            self.threads.insert(tid, tstate, 0).is_ok()
+        }
+
+        pub fn remove_thread(&mut self, tid: u32) {
+            let _ = self.threads.remove(&tid);
+        }
+
+        /// Every sample waiting in the ring buffer, oldest first. No system call: the
+        /// ring buffer is memory shared with the kernel.
+        pub fn drain(&mut self, f: &mut dyn FnMut(BpfSample)) -> u64 {
+            let mut bad = 0;
+            while let Some(item) = self.ring.next() {
+                match parse_record(&item) {
+                    Some(s) => f(s),
+                    None => bad += 1,
+                }
+            }
+            bad
+        }
+
+        pub fn counters(&self) -> BpfCounters {
+            let get = |i: u32| {
+                self.counters
+                    .get(&i, 0)
+                    .map(|v| v.iter().sum::<u64>())
+                    .unwrap_or(0)
+            };
+            BpfCounters {
+                events: get(0),
+                emitted: get(1),
+                ringbuf_full: get(2),
+                unknown_thread: get(3),
+                read_errors: get(4),
+            }
+        }
+    }
+
+    fn explain_load(e: &aya::programs::ProgramError) -> String {
+        if let aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } = e
+        {
+            if std::env::var_os("PYPROF_BPF_DEBUG").is_some() {
+                eprintln!("{verifier_log}");
+            }
+            return explain(&format!("loading the program: {io_error}"), io_error);
+        }
+        explain(&format!("loading the program: {e}"), e)
+    }
+
+    /// One line: what failed and, for permission errors, what grants it.
+    fn explain(msg: &str, e: &(dyn std::error::Error + 'static)) -> String {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut errno = None;
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                errno = io.raw_os_error();
+                break;
+            }
+            src = s.source();
+        }
+        let msg = msg.replace('\n', " ");
+        match errno {
+            Some(libc::EPERM) | Some(libc::EACCES) => format!(
+                "{msg}: not permitted (needs CAP_BPF and CAP_PERFMON, or root; \
+                 kernel.unprivileged_bpf_disabled, lockdown or a seccomp filter may forbid it)"
+            ),
+            Some(libc::ENOSYS) => format!("{msg}: the kernel has no bpf() system call"),
+            Some(libc::EINVAL) | Some(libc::E2BIG) => {
+                format!("{msg}: the kernel rejected the program (needs Linux 5.17 or newer)")
+            }
+            _ => msg,
+        }
+    }
+}
+
+#[cfg(not(pyprof_bpf))]
+mod imp {
+    use super::*;
+
+    /// Built without clang: bpf is never available.
+    pub struct BpfSampler;
+
+    impl BpfSampler {
+        pub fn open(_rate_hz: f64) -> Result<BpfSampler, String> {
+            Err(format!(
+                "this pyprof was built without the bpf sampler ({})",
+                env!("PYPROF_BPF_MISSING")
+            ))
+        }
+        pub fn add_target(&mut self, _pid: i32, _cfg: BpfConfig) -> Result<(), String> {
+            Err("bpf unavailable".into())
+        }
+        pub fn remove_target(&mut self, _pid: i32) {}
+        pub fn set_thread(&mut self, _tid: u32, _tstate: u64) -> bool {
+            false
+        }
+        pub fn remove_thread(&mut self, _tid: u32) {}
+        pub fn drain(&mut self, _f: &mut dyn FnMut(BpfSample)) -> u64 {
+            0
+        }
+        pub fn counters(&self) -> BpfCounters {
+            BpfCounters::default()
+        }
+    }
+}
+
+pub use imp::BpfSampler;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structs_have_the_c_sizes() {
+        // struct config: 3 u64 + 11 u32 (+ 4 bytes of tail padding).
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 72);
+        assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
+        assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
+    }
+
+    #[test]
+    fn records_parse_and_truncated_ones_are_refused() {
+        let h = BpfHeader {
+            tstate: 0x1000,
+            pid: 7,
+            tid: 8,
+            nframes: 2,
+            flags: FLAG_TRUNCATED,
+            ..Default::default()
+        };
+        let mut bytes = vec![0u8; 48 + 2 * 48];
+        // SAFETY: plain integer structs written into a buffer of their size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), 48);
+        }
+        bytes[48..56].copy_from_slice(&0xabcdu64.to_le_bytes());
+        bytes[56..64].copy_from_slice(&0x5000u64.to_le_bytes());
+        bytes[72 + 13] = 0x7f; // window[13]: the byte at instr - 1
+        let s = parse_record(&bytes).unwrap();
+        assert_eq!((s.pid, s.tid, s.raw.tstate), (7, 8, 0x1000));
+        assert!(s.raw.truncated);
+        assert_eq!(s.raw.frames.len(), 2);
+        assert_eq!(s.raw.frames[0].code, 0xabcd);
+        assert_eq!(s.opcode_at(0, 0x4fff), Some(0x7f));
+        assert_eq!(s.opcode_at(0, 0x5002), None);
+        assert!(parse_record(&bytes[..48 + 48]).is_none());
+    }
+}

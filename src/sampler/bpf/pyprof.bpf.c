@@ -1,0 +1,273 @@
+// pyprof's in-kernel sampler: on each CPU-clock perf event, if the interrupted thread
+// belongs to a target, walk its Python frames with the version's offsets (passed by
+// userspace in `configs`: versions are data, there is no per-version code here) and
+// push the raw frames (code object, instruction, frame address, and with opcodes the
+// bytes around the instruction) to the `events` ring buffer. Userspace keeps all the
+// meaning: code objects, line tables, opcode names.
+//
+// Self-contained on purpose: no kernel or libbpf headers are needed, only clang with
+// the BPF target. Helper numbers are the kernel's stable UAPI numbering.
+//
+// Every loop is bounded: the frame walk is a bpf_loop (kernel >= 5.17) of at most
+// `max_depth` kept frames and 2 * max_depth visited ones.
+
+typedef unsigned char u8;
+typedef unsigned int u32;
+typedef int s32;
+typedef unsigned long long u64;
+typedef long long s64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+
+// Map types (enum bpf_map_type).
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_RINGBUF 27
+
+// Helpers (enum bpf_func_id).
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
+static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_probe_read_user)(void *dst, u32 size, const void *unsafe_ptr) = (void *)112;
+static long (*bpf_ringbuf_output)(void *ringbuf, void *data, u64 size, u64 flags) = (void *)130;
+static long (*bpf_loop)(u32 nr_loops, void *callback_fn, void *callback_ctx, u64 flags) = (void *)181;
+
+// Most frames one sample carries (userspace's --max-depth is capped to this).
+#define MAX_FRAMES 10000
+#define MAX_TARGETS 4096
+#define MAX_THREADS 131072
+
+// Layout and addresses of one target process (struct BpfConfig in sampler/bpf.rs).
+struct config {
+    u64 gil_locked;      // address of the GIL's `locked` int (0: held when the holder
+                         // pointer is not null, as `_PyThreadState_Current` on 2.7/3.6)
+    u64 gil_holder;      // address of the GIL's holder pointer, 0 if unknown
+    u64 code_tag_mask;   // low bits of the frame's code pointer that are tags (3.14+)
+    u32 frame_kind;      // 0: PyFrameObject (<= 3.10), 1: _PyInterpreterFrame (3.11+)
+    u32 tstate_frame;    // tstate->frame / cframe / current_frame
+    s32 cframe_current;  // cframe->current_frame (3.11/3.12), -1 otherwise
+    u32 frame_back;
+    u32 frame_code;
+    u32 frame_instr;
+    s32 frame_owner;     // -1 where frames have no owner
+    s32 owner_cstack;    // owner values of frames that are not Python code, -1 if none
+    s32 owner_interp;
+    u32 max_depth;
+    u32 opcodes;         // copy the bytes around each frame's instruction
+};
+
+// One frame (struct BpfFrame in sampler/bpf.rs).
+struct frame {
+    u64 code;
+    u64 instr;
+    u64 frame;
+    u8 window[16];       // bytes [instr - 14, instr + 2) with opcodes, else zeros
+    u32 owner;
+    u32 pad;
+};
+
+#define FLAG_TRUNCATED 1
+#define FLAG_HOLDS_GIL 2
+#define FLAG_UNKNOWN_THREAD 4
+#define FLAG_READ_ERROR 8
+
+// One sample's header (struct BpfHeader in sampler/bpf.rs).
+struct header {
+    u64 ktime;
+    u64 tstate;
+    u32 pid;
+    u32 tid;
+    u32 nframes;
+    u32 flags;
+    u64 fault_addr;      // the address whose read failed (FLAG_READ_ERROR)
+    u64 cursor;          // the next frame to read (the walk's state, kept in the map
+                         // so that the verifier sees an unknown value and converges)
+};
+
+struct sample {
+    struct header h;
+    struct frame frames[MAX_FRAMES];
+};
+
+// Counters (index → meaning in sampler/bpf.rs).
+#define C_EVENTS 0       // perf events in a target thread
+#define C_EMITTED 1      // samples pushed to the ring buffer
+#define C_RINGBUF_FULL 2 // samples lost: ring buffer full
+#define C_UNKNOWN 3      // thread not (yet) in `threads`
+#define C_READ_ERROR 4   // a frame read failed
+#define N_COUNTERS 8
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_TARGETS);
+    __type(key, u32);
+    __type(value, struct config);
+} configs SEC(".maps");
+
+// OS thread id (as the kernel numbers it) → PyThreadState address, kept by userspace.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, u32);
+    __type(value, u64);
+} threads SEC(".maps");
+
+// Scratch space for one sample per CPU, indexed by CPU number (userspace sets
+// max_entries to the number of possible CPUs). Not a per-CPU map: those are limited
+// to 32 KiB values. Programs do not nest on one CPU, so a CPU's slot is its own.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct sample);
+} scratch SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, N_COUNTERS);
+    __type(key, u32);
+    __type(value, u64);
+} counters SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 32 << 20);
+} events SEC(".maps");
+
+static __attribute__((always_inline)) void count(u32 which) {
+    u64 *c = bpf_map_lookup_elem(&counters, &which);
+    if (c)
+        *c += 1;
+}
+
+struct walk {
+    struct config *cfg;
+    struct sample *s;
+};
+
+// One step of the walk: read the frame at s->h.cursor, keep it unless it is a shim.
+static long walk_one(u32 index, struct walk *w) {
+    struct config *cfg = w->cfg;
+    struct sample *s = w->s;
+    u64 f = s->h.cursor;
+    if (f == 0)
+        return 1;
+    u32 n = s->h.nframes;
+    if (n >= cfg->max_depth || n >= MAX_FRAMES) {
+        s->h.flags |= FLAG_TRUNCATED;
+        return 1;
+    }
+    u64 back = 0, code = 0, instr = 0, owner = 0;
+    if (bpf_probe_read_user(&back, 8, (void *)(f + cfg->frame_back)) ||
+        bpf_probe_read_user(&code, 8, (void *)(f + cfg->frame_code)) ||
+        bpf_probe_read_user(&instr, 8, (void *)(f + cfg->frame_instr))) {
+        s->h.flags |= FLAG_READ_ERROR;
+        s->h.fault_addr = f;
+        return 1;
+    }
+    if (cfg->frame_owner >= 0) {
+        if (bpf_probe_read_user(&owner, 1, (void *)(f + cfg->frame_owner))) {
+            s->h.flags |= FLAG_READ_ERROR;
+            s->h.fault_addr = f;
+            return 1;
+        }
+        owner &= 0xff;
+    }
+    // A frame pointing at itself is kept and the walk ends: userspace reports the cycle.
+    s->h.cursor = back == f ? 0 : back;
+    if ((s32)owner == cfg->owner_cstack || (s32)owner == cfg->owner_interp)
+        return 0;
+    struct frame *out = &s->frames[n];
+    out->code = code & ~cfg->code_tag_mask;
+    out->instr = instr;
+    out->frame = f;
+    out->owner = (u32)owner;
+    out->pad = 0;
+    __builtin_memset(out->window, 0, sizeof(out->window));
+    if (cfg->opcodes && cfg->frame_kind == 1 && instr > 14)
+        bpf_probe_read_user(out->window, sizeof(out->window), (void *)(instr - 14));
+    s->h.nframes = n + 1;
+    return 0;
+}
+
+SEC("perf_event")
+int pyprof_sample(void *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 pid = id >> 32;
+    u32 tid = (u32)id;
+    struct config *cfg = bpf_map_lookup_elem(&configs, &pid);
+    if (!cfg)
+        return 0;
+    count(C_EVENTS);
+    u32 cpu = bpf_get_smp_processor_id();
+    struct sample *s = bpf_map_lookup_elem(&scratch, &cpu);
+    if (!s)
+        return 0;
+    s->h.ktime = bpf_ktime_get_ns();
+    s->h.pid = pid;
+    s->h.tid = tid;
+    s->h.nframes = 0;
+    s->h.flags = 0;
+    s->h.fault_addr = 0;
+    s->h.cursor = 0;
+    u64 *tsp = bpf_map_lookup_elem(&threads, &tid);
+    if (!tsp) {
+        count(C_UNKNOWN);
+        s->h.tstate = 0;
+        s->h.flags = FLAG_UNKNOWN_THREAD;
+        if (bpf_ringbuf_output(&events, s, sizeof(struct header), 0))
+            count(C_RINGBUF_FULL);
+        return 0;
+    }
+    u64 tstate = *tsp;
+    s->h.tstate = tstate;
+    if (cfg->gil_holder) {
+        u32 locked = 1;
+        u64 holder = 0;
+        if (cfg->gil_locked && bpf_probe_read_user(&locked, 4, (void *)cfg->gil_locked))
+            locked = 0;
+        if (!bpf_probe_read_user(&holder, 8, (void *)cfg->gil_holder) && locked &&
+            holder == tstate)
+            s->h.flags |= FLAG_HOLDS_GIL;
+    }
+    u64 frame = 0;
+    if (bpf_probe_read_user(&frame, 8, (void *)(tstate + cfg->tstate_frame))) {
+        s->h.flags |= FLAG_READ_ERROR;
+        s->h.fault_addr = tstate;
+    } else if (cfg->cframe_current >= 0 && frame) {
+        u64 cf = frame;
+        frame = 0;
+        if (bpf_probe_read_user(&frame, 8, (void *)(cf + cfg->cframe_current))) {
+            s->h.flags |= FLAG_READ_ERROR;
+            s->h.fault_addr = cf;
+        }
+    }
+    s->h.cursor = frame;
+    struct walk w = {.cfg = cfg, .s = s};
+    if (!(s->h.flags & FLAG_READ_ERROR)) {
+        u32 visits = cfg->max_depth;
+        if (visits > MAX_FRAMES)
+            visits = MAX_FRAMES;
+        bpf_loop(2 * visits + 1, walk_one, &w, 0);
+    }
+    if (s->h.flags & FLAG_READ_ERROR)
+        count(C_READ_ERROR);
+    u32 n = s->h.nframes;
+    if (n > MAX_FRAMES)
+        n = MAX_FRAMES;
+    s->h.nframes = n;
+    u64 size = sizeof(struct header) + (u64)n * sizeof(struct frame);
+    if (size > sizeof(struct sample))
+        size = sizeof(struct sample);
+    if (bpf_ringbuf_output(&events, s, size, 0))
+        count(C_RINGBUF_FULL);
+    else
+        count(C_EMITTED);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
