@@ -12,6 +12,10 @@ the target's table by these names.
 Headers: 3.13 `internal/pycore_runtime.h`, 3.14+ `internal/pycore_debug_offsets.h`, from
 the pyenv 3.13 build and the interpreters scripts/install-pythons.sh installs. A missing
 header is reported (SKIP) and the committed schema for it is kept.
+
+A free-threaded build (3.13t, 3.14t, 3.15t) has the same struct as the default build of
+its version (`free_threaded` is a field; the thread-local bytecode offsets are 0 in a
+default build): its header is listed with the default build's, and the two must agree.
 """
 import argparse
 import os
@@ -24,9 +28,12 @@ PYENV = os.environ.get("PYENV_ROOT", "/root/.pyenv")
 
 SOURCES = [
     ("3.13", [PYENV + "/versions/3.13.0/include/python3.13/internal/pycore_runtime.h",
-              "/opt/pythons/3.13/include/python3.13/internal/pycore_runtime.h"]),
-    ("3.14", ["/opt/sid/usr/include/python3.14/internal/pycore_debug_offsets.h"]),
-    ("3.15", ["/opt/sid/usr/include/python3.15/internal/pycore_debug_offsets.h"]),
+              "/opt/pythons/3.13/include/python3.13/internal/pycore_runtime.h",
+              "/opt/pythons/3.13t/include/python3.13t/internal/pycore_runtime.h"]),
+    ("3.14", ["/opt/sid/usr/include/python3.14/internal/pycore_debug_offsets.h",
+              "/opt/pythons/3.14t/include/python3.14t/internal/pycore_debug_offsets.h"]),
+    ("3.15", ["/opt/sid/usr/include/python3.15/internal/pycore_debug_offsets.h",
+              "/opt/pythons/3.15t/include/python3.15t/internal/pycore_debug_offsets.h"]),
 ]
 
 

@@ -276,13 +276,29 @@ EXTRA_DEFAULTS = [
     ("3.13t", "/opt/pythons/3.13t/include/python3.13t"),
     ("3.14", "/opt/sid/usr/include/python3.14"),
     ("3.15", "/opt/sid/usr/include/python3.15"),
+    ("3.14t", "/opt/pythons/3.14t/include/python3.14t"),
+    ("3.15t", "/opt/pythons/3.15t/include/python3.15t"),
 ]
 
+# Where a free-threaded build's own headers are absent, the same version's default-build
+# headers compiled with Py_GIL_DISABLED defined: the header files of a free-threaded
+# install are the same files, and its pyconfig.h differs by that define. Used only when
+# the build's own headers are not there (a free-threaded install's headers always win),
+# and said so in the table's doc comment and in the --check output.
+DERIVED_FREE_THREADED = {
+    "3.14t": "/opt/sid/usr/include/python3.14",
+    "3.15t": "/opt/sid/usr/include/python3.15",
+}
+DERIVED_DEFINES = ["-DPy_GIL_DISABLED=1"]
+# The derivation is itself checked (--check) where a free-threaded build's own headers
+# and its default build's headers are both at hand: both must give the same layout.
+DERIVATION_CHECKS = [("3.13t", "/opt/pythons/3.13/include/python3.13")]
 
-def run_probe(include_dir, tmp, tag):
+
+def run_probe(include_dir, tmp, tag, defines=()):
     cc = os.environ.get("CC", "gcc")
     exe = os.path.join(tmp, "probe_" + re.sub(r"\W", "_", tag))
-    cmd = [cc, "-std=gnu11", "-O0", "-w", "-I", include_dir]
+    cmd = [cc, "-std=gnu11", "-O0", "-w"] + list(defines) + ["-I", include_dir]
     # Debian's multiarch pyconfig.h is included as <x86_64-linux-gnu/pythonX.Y/pyconfig.h>,
     # relative to the folder above the include dir.
     cmd += ["-idirafter", os.path.dirname(os.path.abspath(include_dir))]
@@ -318,9 +334,9 @@ def run_probe(include_dir, tmp, tag):
     return raw
 
 
-def probe_layout(key, include_dir, fields, tmp):
+def probe_layout(key, include_dir, fields, tmp, defines=()):
     """(full version string, {field: value}) for one interpreter."""
-    raw = run_probe(include_dir, tmp, key_name(key))
+    raw = run_probe(include_dir, tmp, key_name(key), defines)
     version = raw.pop("version", "?")
     names = [n for n, _ in fields]
     missing = [n for n in names if n not in raw]
@@ -376,7 +392,13 @@ def render(layouts, fields):
     return "\n".join(out) + "\n"
 
 
-def doc_for(key, version):
+def doc_for(key, version, derived=False):
+    if derived:
+        return [
+            "/// CPython %s (headers of %s configured free-threaded: the default build's headers"
+            % (key_name(key), version),
+            "/// with Py_GIL_DISABLED defined; no free-threaded build's own headers were at hand).",
+        ]
     build = "free-threaded " if key[2] else ""
     return ["/// CPython %s (%sheaders of %s)." % (key_name(key), build, version)]
 
@@ -435,10 +457,17 @@ def main(argv=None):
         for key, label, inc, why in find_default_interpreters(args.pyenv_root):
             targets[key] = (label, inc, why)
         # Interpreters the project's install script provides (scripts/install-pythons.sh).
+        derived = {}  # key -> defines, for tables from configured default-build headers
         for name, path in EXTRA_DEFAULTS:
             key = parse_key(name)
+            alt = DERIVED_FREE_THREADED.get(name)
             if os.path.exists(os.path.join(path, "Python.h")):
                 targets[key] = (path, path, None)
+            elif alt and os.path.exists(os.path.join(alt, "Python.h")):
+                out("NOTE %s: no headers at %s; using %s with %s (NOT a free-threaded build's own headers)"
+                    % (name, path, alt, " ".join(DERIVED_DEFINES)))
+                targets[key] = ("%s %s" % (alt, " ".join(DERIVED_DEFINES)), alt, None)
+                derived[key] = DERIVED_DEFINES
             elif key not in targets:
                 targets[key] = (path, None, "no headers at %s (run scripts/install-pythons.sh)" % path)
         for spec in args.include_dir:
@@ -447,6 +476,7 @@ def main(argv=None):
                 raise GenError("--include-dir wants X.Y=PATH, got %r" % spec)
             key = parse_key(name)
             targets[key] = (path, resolve_include_dir(key, path), None)
+            derived.pop(key, None)
 
         probed = {}
         skipped = []
@@ -458,8 +488,25 @@ def main(argv=None):
                     kept = "committed layout kept, NOT verified" if key in existing else "not in generated.rs"
                     out("SKIP %s: %s; %s" % (key_name(key), why, kept))
                     continue
-                version, values = probe_layout(key, inc, fields, tmp)
-                probed[key] = (doc_for(key, version), values, inc)
+                defines = derived.get(key, ())
+                version, values = probe_layout(key, inc, fields, tmp, defines)
+                probed[key] = (doc_for(key, version, bool(defines)), values, label if defines else inc)
+            derivation_failures = 0
+            for name, alt in DERIVATION_CHECKS:
+                key = parse_key(name)
+                if key not in probed or key in derived or not os.path.exists(os.path.join(alt, "Python.h")):
+                    out("SKIP derivation check %s: needs its own headers and %s" % (name, alt))
+                    continue
+                _, values = probe_layout(key, alt, fields, tmp, DERIVED_DEFINES)
+                own = probed[key][1]
+                diffs = [n for n, _ in fields if own[n] != values[n]]
+                if diffs:
+                    derivation_failures += 1
+                    out("DIFF derivation %s: %s with %s differs from the build's own headers in %s"
+                        % (name, alt, " ".join(DERIVED_DEFINES), ", ".join(diffs)))
+                else:
+                    out("OK   derivation %s: %s with %s gives the build's own layout (%d fields)"
+                        % (name, alt, " ".join(DERIVED_DEFINES), len(fields)))
         for key in sorted(existing):
             if key not in targets:
                 skipped.append(key)
@@ -499,6 +546,9 @@ def main(argv=None):
         if skipped:
             out("WARNING: %d version(s) skipped and NOT verified: %s"
                 % (len(skipped), ", ".join(key_name(k) for k in sorted(skipped))))
+        if derivation_failures:
+            out("FAILED: deriving free-threaded layouts from default-build headers is not exact")
+            return 1
         if failures:
             out("FAILED: %d version(s) differ from %s; regenerate with `python3 scripts/gen_layouts.py`"
                 % (failures, os.path.relpath(args.output, ROOT)))

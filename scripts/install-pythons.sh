@@ -4,6 +4,9 @@
 #   3.13  / 3.13t  built from the upstream source tarball shipped in Debian's
 #                  `python3.13` source package, into /opt/pythons/3.13 and
 #                  /opt/pythons/3.13t (free-threaded, --disable-gil).
+#   3.14t / 3.15t  the same route from sid's `python3.14` and `python3.15`
+#                  source packages: free-threaded, shared libpython, headers,
+#                  into /opt/pythons/3.14t and /opt/pythons/3.15t.
 #   3.14 / 3.15 / 3.14 debug build
 #                  Debian sid packages inside a debootstrap chroot at /opt/sid
 #                  (run as `chroot /opt/sid python3.14`).
@@ -14,7 +17,8 @@
 # Environment:
 #   PYPROF_SKIP_INSTALL=1        do nothing, exit 0
 #   PYPROF_PYTHONS_REQUIRED="…"  interpreters whose absence makes the script
-#                                fail (default: all of them)
+#                                fail (default: all but 3.14t and 3.15t, whose
+#                                source tarballs a mirror may not serve)
 #   PYPROF_DEBIAN_MIRROR=URL     Debian mirror to use instead of the one read
 #                                from the machine's apt sources
 #
@@ -33,8 +37,17 @@ ENVFILE=$ROOT/pythons.env
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 JOBS=2
 
-ALL_KEYS=(3.13 3.13t 3.14 3.15 3.14-dbg)
-REQUIRED=${PYPROF_PYTHONS_REQUIRED:-${ALL_KEYS[*]}}
+ALL_KEYS=(3.13 3.13t 3.14 3.15 3.14-dbg 3.14t 3.15t)
+# Interpreters built from source here: KEY is X.Y (default build) or X.Yt
+# (free-threaded); the source is Debian's pythonX.Y source package.
+LOCAL_KEYS=(3.13 3.13t 3.14t 3.15t)
+# 3.14t/3.15t are optional by default: the mirror this project reaches lists the
+# python3.14/python3.15 source packages but may answer 404 for their tarballs. Their
+# absence is reported in the summary (and the test suite skips them by name).
+REQUIRED=${PYPROF_PYTHONS_REQUIRED:-3.13 3.13t 3.14 3.15 3.14-dbg}
+# A source build that failed for want of a downloadable source is retried after a day
+# (or at once after removing its stamp), so a second run stays quick.
+RETRY_SECS=86400
 
 SID_PKGS=(python3.14 python3.15 libpython3.14 libpython3.15 python3.14-dbg libpython3.14-dev libpython3.15-dev)
 BUILD_DEPS=(build-essential pkg-config xz-utils libssl-dev zlib1g-dev libbz2-dev libffi-dev
@@ -68,9 +81,12 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # ---------------------------------------------------------------------------
 # Presence checks (cheap: these make up the whole of a second run)
 
-local_python_ok() {  # KEY: 3.13 or 3.13t
+is_ft_key() { [ "${1%t}" != "$1" ]; }   # 3.14t -> free-threaded
+src_pkg_of() { echo "python${1%t}"; }   # 3.14t -> python3.14
+
+local_python_ok() {  # KEY: 3.13, 3.13t, 3.14t, ...
     local key=$1 bin=$ROOT/$1/bin/python$1 check='pass'
-    [ "$key" = 3.13t ] && check='import sys, sysconfig; sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'
+    is_ft_key "$key" && check='import sys, sysconfig; sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'
     [ -x "$bin" ] && run_py "$bin" -c "$check" >/dev/null 2>&1
 }
 
@@ -262,28 +278,32 @@ version_sort_desc() {  # reads versions on stdin, prints newest first (dpkg orde
     for j in "${sorted[@]}"; do echo "$j"; done
 }
 
-SRC_DIR=""        # extracted upstream source tree
-SRC_ERROR=""
-fetch_python_source() {
-    [ -n "$SRC_DIR" ] && return 0
-    [ -n "$SRC_ERROR" ] && return 1
-    if ! private_apt; then SRC_ERROR="private apt setup failed"; return 1; fi
-    local versions v up tarball why log=$LOGDIR/apt-source.log
-    mapfile -t versions < <(apt-cache "${APTO[@]}" showsrc python3.13 2>/dev/null |
-        awk '/^Package:/ { p = $2 } /^Version:/ { if (p == "python3.13") print $2 }' | sort -u | version_sort_desc)
+declare -A SRC_DIRS=() SRC_ERRORS=()   # source package -> extracted upstream tree / error
+fetch_python_source() {  # PKG: python3.13, python3.14, ...
+    local pkg=$1
+    [ -n "${SRC_DIRS[$pkg]:-}" ] && return 0
+    [ -n "${SRC_ERRORS[$pkg]:-}" ] && return 1
+    if ! private_apt; then SRC_ERRORS[$pkg]="private apt setup failed"; return 1; fi
+    local versions v up tarball why log=$LOGDIR/apt-source-$pkg.log
+    mapfile -t versions < <(apt-cache "${APTO[@]}" showsrc "$pkg" 2>/dev/null |
+        awk -v want="$pkg" '/^Package:/ { p = $2 } /^Version:/ { if (p == want) print $2 }' | sort -u | version_sort_desc)
     if [ ${#versions[@]} = 0 ]; then
-        SRC_ERROR="no python3.13 source package listed in sid/testing"
-        say "$SRC_ERROR"
+        SRC_ERRORS[$pkg]="no $pkg source package listed in sid/testing"
+        say "${SRC_ERRORS[$pkg]}"
         return 1
     fi
-    say "python3.13 source versions listed (newest first): ${versions[*]}"
+    say "$pkg source versions listed (newest first): ${versions[*]}"
     mkdir -p "$ROOT/src"
     : > "$log"
     for v in "${versions[@]}"; do
         up=${v#*:}; up=${up%-*}
-        tarball=$ROOT/src/python3.13_$up.orig.tar.xz
-        say "downloading python3.13=$v orig tarball"
-        if (cd "$ROOT/src" && apt-get "${APTO[@]}" source --download-only --tar-only "python3.13=$v") > "$log.try" 2>&1 \
+        tarball=$ROOT/src/${pkg}_$up.orig.tar.xz
+        if [ -s "$tarball" ] && xz -t "$tarball" 2>/dev/null; then
+            say "reusing $tarball"
+            break
+        fi
+        say "downloading $pkg=$v orig tarball"
+        if (cd "$ROOT/src" && apt-get "${APTO[@]}" source --download-only --tar-only "$pkg=$v") > "$log.try" 2>&1 \
                 && [ -s "$tarball" ]; then
             cat "$log.try" >> "$log"; rm -f "$log.try"
             say "got $tarball"
@@ -291,46 +311,60 @@ fetch_python_source() {
         fi
         why=$(grep -m1 -oE ' [1-5][0-9]{2} +[A-Z][A-Za-z ]*[a-z]' "$log.try" | sed 's/^ *//; s/  */ /g' || true)
         cat "$log.try" >> "$log"; rm -f "$log.try"
-        say "python3.13=$v is listed but could not be downloaded (${why:-see $log}); trying the next version"
+        say "$pkg=$v is listed but could not be downloaded (${why:-see $log}); trying the next version"
         rm -f "$tarball"
         tarball=""
     done
     if [ -z "${tarball:-}" ]; then
         show_tail "$log"
-        SRC_ERROR="no listed python3.13 source version could be downloaded (${versions[*]})"
+        SRC_ERRORS[$pkg]="no listed $pkg source version could be downloaded (${versions[*]})"
         return 1
     fi
     local top
     top=$(tar -tJf "$tarball" | head -n1 | cut -d/ -f1) || true
-    if [ -z "$top" ]; then SRC_ERROR="cannot read $tarball"; return 1; fi
+    if [ -z "$top" ]; then SRC_ERRORS[$pkg]="cannot read $tarball"; return 1; fi
     mkdir -p "$ROOT/build"
     rm -rf "${ROOT:?}/build/$top"
     say "extracting $tarball into $ROOT/build/$top"
     if ! tar -xJf "$tarball" -C "$ROOT/build"; then
-        SRC_ERROR="extracting $tarball failed"; return 1
+        SRC_ERRORS[$pkg]="extracting $tarball failed"; return 1
     fi
     if [ ! -x "$ROOT/build/$top/configure" ]; then
-        SRC_ERROR="$tarball has no configure script"; return 1
+        SRC_ERRORS[$pkg]="$tarball has no configure script"; return 1
     fi
-    SRC_DIR=$ROOT/build/$top
+    SRC_DIRS[$pkg]=$ROOT/build/$top
 }
 
-build_python() {  # KEY: 3.13 or 3.13t
+build_python() {  # KEY: 3.13, 3.13t, 3.14t, 3.15t
     local key=$1 prefix=$ROOT/$1 log=$LOGDIR/build-$1.log bdir=$ROOT/build/obj-$1
+    local pkg; pkg=$(src_pkg_of "$key")
     local extra=()
-    [ "$key" = 3.13t ] && extra=(--disable-gil)
+    is_ft_key "$key" && extra=(--disable-gil)
     if ! is_root; then STATUS[$key]=FAILED; DETAIL[$key]="needs root to install"; return 1; fi
     if ! apt_install_host builddeps "${BUILD_DEPS[@]}"; then
         STATUS[$key]=FAILED; DETAIL[$key]="could not install build dependencies"; return 1
     fi
-    if ! fetch_python_source; then
-        STATUS[$key]=FAILED; DETAIL[$key]=$SRC_ERROR; return 1
+    local stamp=$ROOT/.unavailable-$pkg
+    if [ -f "$stamp" ] && [ $(( $(date +%s) - $(stat -c %Y "$stamp") )) -lt "$RETRY_SECS" ]; then
+        STATUS[$key]=FAILED
+        DETAIL[$key]="$(cat "$stamp") (at $(date -r "$stamp" '+%F %T'); retried a day later, or now after rm $stamp)"
+        return 1
     fi
+    if ! fetch_python_source "$pkg"; then
+        STATUS[$key]=FAILED; DETAIL[$key]=${SRC_ERRORS[$pkg]}
+        case ${SRC_ERRORS[$pkg]} in
+            *"could be downloaded"*|*"no $pkg source package listed"*)
+                printf '%s\n' "${SRC_ERRORS[$pkg]}" > "$stamp" ;;
+        esac
+        return 1
+    fi
+    rm -f "$stamp"
+    local srcdir=${SRC_DIRS[$pkg]}
     rm -rf "$bdir"; mkdir -p "$bdir"
     : > "$log"
     local t0; t0=$(date +%s)
     say "$key: configure (out of tree in $bdir, log: $log)"
-    if ! (cd "$bdir" && nice -n 19 "$SRC_DIR/configure" --prefix="$prefix" --enable-shared "${extra[@]}" \
+    if ! (cd "$bdir" && nice -n 19 "$srcdir/configure" --prefix="$prefix" --enable-shared "${extra[@]}" \
             LDFLAGS="-Wl,-rpath,$prefix/lib") >> "$log" 2>&1; then
         show_tail "$log"; STATUS[$key]=FAILED; DETAIL[$key]="configure failed, see $log"; return 1
     fi
@@ -443,20 +477,22 @@ else
     mkdir -p "$LOGDIR" 2>/dev/null || LOGDIR=$(mktemp -d)
 fi
 
-# 1. CPython 3.13 and 3.13t
-for key in 3.13 3.13t; do
+# 1. Source builds: 3.13, 3.13t, 3.14t, 3.15t
+declare -A SRC_FAILED=()   # source package -> 1 if a build from it failed (keep its tree)
+for key in "${LOCAL_KEYS[@]}"; do
+    pkg=$(src_pkg_of "$key")
     if local_python_ok "$key"; then
         say "$key: already present at $ROOT/$key/bin/python$key"
         STATUS[$key]="already present"
     else
-        say "$key: not present; building from the python3.13 Debian source package"
-        build_python "$key" || true
+        say "$key: not present; building from the $pkg Debian source package"
+        build_python "$key" || SRC_FAILED[$pkg]=1
     fi
     if local_python_ok "$key"; then CMD[$key]=$ROOT/$key/bin/python$key; fi
 done
-if [ -n "$SRC_DIR" ] && [ "${STATUS[3.13]:-}" != FAILED ] && [ "${STATUS[3.13t]:-}" != FAILED ]; then
-    rm -rf "$SRC_DIR"
-fi
+for pkg in "${!SRC_DIRS[@]}"; do
+    [ -n "${SRC_FAILED[$pkg]:-}" ] || rm -rf "${SRC_DIRS[$pkg]}"
+done
 
 # 2. sid chroot: 3.14, 3.15, 3.14 debug
 if sid_python_ok python3.14 && sid_python_ok python3.15; then

@@ -272,9 +272,14 @@ int main(void)
     P("code_varnames", offsetof(PyCodeObject, co_varnames));
 #endif
 #if PY_VERSION_HEX >= 0x030E0000 && defined(Py_GIL_DISABLED)
+    /* Thread-local bytecode: frame->instr_ptr points into co_tlbc->entries[tlbc_index]. */
     P("code_tlbc", offsetof(PyCodeObject, co_tlbc));
+    P("code_array_size", offsetof(_PyCodeArray, size));
+    P("code_array_entries", offsetof(_PyCodeArray, entries));
 #else
     NONE("code_tlbc");
+    NONE("code_array_size");
+    NONE("code_array_entries");
 #endif
     P("code_flags", offsetof(PyCodeObject, co_flags));
 #if PY_VERSION_HEX >= 0x030C0000

@@ -59,6 +59,9 @@ fn builtin_covers_every_version() {
     }
     assert!(builtin(3, 5, false).is_none());
     assert!(builtin(3, 12, true).is_none());
+    for minor in [13, 14, 15] {
+        assert!(builtin(3, minor, true).is_some(), "3.{minor}t");
+    }
     assert!(builtin(4, 0, false).is_none());
 }
 
@@ -191,4 +194,57 @@ fn sanity_of_offsets() {
         py313.cframe_current_frame, None,
         "3.13 has current_frame in the tstate"
     );
+}
+
+/// Free-threaded tables: a bigger object header, no GIL fields read, and from 3.14 on the
+/// thread-local bytecode fields (each thread executes its own copy of the bytecode).
+#[test]
+fn free_threaded_tables() {
+    for minor in [13u8, 14, 15] {
+        let ft =
+            builtin(3, minor, true).unwrap_or_else(|| panic!("no builtin layout for 3.{minor}t"));
+        let default =
+            builtin(3, minor, false).unwrap_or_else(|| panic!("no builtin layout for 3.{minor}"));
+        let name = format!("3.{minor}t");
+        assert_eq!(
+            (ft.major, ft.minor, ft.free_threaded),
+            (3, minor, true),
+            "{name}"
+        );
+        // { ob_tid, ob_flags/mutex/gc_bits/ref_local, ob_ref_shared, ob_type }
+        assert_eq!(ft.ob_type, 24, "{name} ob_type");
+        assert!(ft.ob_size > ft.ob_type, "{name} ob_size");
+        // The frame does not change its shape with the build, but for tlbc_index.
+        assert_eq!(ft.frame_back, default.frame_back, "{name} frame_back");
+        assert_eq!(ft.frame_code, default.frame_code, "{name} frame_code");
+        assert_eq!(ft.frame_instr, default.frame_instr, "{name} frame_instr");
+        assert_eq!(
+            ft.frame_code_tag_mask, default.frame_code_tag_mask,
+            "{name} tag mask"
+        );
+        assert_eq!(ft.owner_cstack, default.owner_cstack, "{name} owner_cstack");
+        assert_eq!(default.frame_tlbc_index, None, "3.{minor} tlbc_index");
+        assert_eq!(default.code_tlbc, None, "3.{minor} co_tlbc");
+        let tlbc = minor >= 14;
+        assert_eq!(ft.frame_tlbc_index.is_some(), tlbc, "{name} tlbc_index");
+        assert_eq!(ft.code_tlbc.is_some(), tlbc, "{name} co_tlbc");
+        assert_eq!(ft.code_array_size.is_some(), tlbc, "{name} _PyCodeArray");
+        assert_eq!(ft.code_array_entries.is_some(), tlbc, "{name} _PyCodeArray");
+        if let (Some(idx), Some(owner)) = (ft.frame_tlbc_index, ft.frame_owner) {
+            assert!(
+                idx > ft.frame_instr && idx < owner,
+                "{name}: tlbc_index sits between instr_ptr and owner"
+            );
+        }
+        if let Some(co_tlbc) = ft.code_tlbc {
+            assert_eq!(co_tlbc % 8, 0, "{name} co_tlbc is a pointer");
+            assert!(co_tlbc < ft.code_adaptive.unwrap_or(0), "{name} co_tlbc");
+            assert_eq!(ft.code_array_size, Some(0), "{name} _PyCodeArray.size");
+            assert_eq!(
+                ft.code_array_entries,
+                Some(8),
+                "{name} _PyCodeArray.entries"
+            );
+        }
+    }
 }

@@ -9,6 +9,17 @@ use crate::profile::Frame;
 use crate::runtime::layout::{FrameKind, Layout};
 use crate::walker::{RawFrame, WalkError};
 
+/// Where the bytecode the frame executes starts: the code object's own (`co_code_adaptive`
+/// 3.11+, `co_code` before), or on 3.14+ free-threaded builds the executing thread's copy
+/// (`co_tlbc[tlbc_index]`, found by the walker).
+pub fn bytecode_start(info: &CodeInfo, rf: &RawFrame) -> u64 {
+    if rf.bytecode != 0 {
+        rf.bytecode
+    } else {
+        info.code_start
+    }
+}
+
 /// The byte offset (as `dis` numbers it) of the instruction a frame is executing, or
 /// None when the frame has not started.
 pub fn instruction_offset(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Option<u32> {
@@ -27,10 +38,11 @@ pub fn instruction_offset(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Op
             Some((lasti as u32).saturating_mul(scale))
         }
         FrameKind::Interpreter => {
-            if rf.instr < info.code_start {
+            let start = bytecode_start(info, rf);
+            if rf.instr < start {
                 return None;
             }
-            let off = rf.instr - info.code_start;
+            let off = rf.instr - start;
             if off >= info.code_len.max(2) || off % 2 != 0 {
                 return None;
             }
@@ -44,7 +56,7 @@ fn incomplete(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> bool {
     const OWNED_BY_GENERATOR: u8 = 1;
     layout.frame_kind == FrameKind::Interpreter
         && rf.owner != OWNED_BY_GENERATOR
-        && rf.instr < info.code_start + 2 * info.first_traceable as u64
+        && rf.instr < bytecode_start(info, rf) + 2 * info.first_traceable as u64
 }
 
 /// A raw frame and its code object → the frame a profile records (None for a frame
@@ -60,8 +72,8 @@ pub fn resolve_frame(
     resolve_frame_with(layout, info, rf, table, None, mem)
 }
 
-/// `resolve_frame` with the live opcode already read (`live_op`), as the sampler does
-/// for all frames of a thread in one system call.
+/// `resolve_frame` with the live opcode already read (`live_op`, from the bytecode at
+/// [`bytecode_start`]), as the sampler does for all frames of a thread in one system call.
 pub fn resolve_frame_with(
     layout: &Layout,
     info: &CodeInfo,
@@ -94,7 +106,7 @@ pub fn resolve_frame_with(
             let op = if let Some(op) = live_op {
                 op
             } else if layout.code_adaptive.is_some() {
-                mem.read_u8(info.code_start + off as u64)?
+                mem.read_u8(bytecode_start(info, rf) + off as u64)?
             } else {
                 info.bytecode.get(off as usize).copied().unwrap_or(0)
             };
@@ -134,5 +146,44 @@ pub fn opcode_names(
             (name, table.base_name(orig))
         }
         _ => (name, name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::layouts::builtin;
+
+    /// On 3.14t+ the offset counts from the executing thread's copy of the bytecode.
+    #[test]
+    fn offset_counts_from_the_threads_copy() {
+        let l = builtin(3, 14, true).expect("3.14t table");
+        let info = CodeInfo {
+            id: 1,
+            name: "f".into(),
+            filename: "f.py".into(),
+            first_line: 1,
+            line_table: Vec::new(),
+            code_start: 0x1000_0000,
+            code_len: 64,
+            first_traceable: 0,
+            bytecode: Vec::new(),
+            owners: Vec::new(),
+            fingerprint: [0; 4],
+        };
+        let mut rf = RawFrame {
+            frame: 0,
+            code: 0x1000_0000 - 200,
+            instr: 0x2000_0000 + 10,
+            owner: 0,
+            tlbc_index: 1,
+            bytecode: 0x2000_0000,
+        };
+        assert_eq!(instruction_offset(l, &info, &rf), Some(10));
+        // Unresolved copy: the pointer is not in the code object's own bytecode.
+        rf.bytecode = 0;
+        assert_eq!(instruction_offset(l, &info, &rf), None);
+        rf.instr = info.code_start + 12;
+        assert_eq!(instruction_offset(l, &info, &rf), Some(12));
     }
 }

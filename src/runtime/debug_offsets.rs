@@ -257,6 +257,17 @@ impl DebugOffsets {
                 g("dict_object.ma_values"),
             ),
             (&mut l.long_lv_tag, "long_lv_tag", g("long_object.lv_tag")),
+            // 3.14+ free-threaded: thread-local bytecode (0 in a default build's table).
+            (
+                &mut l.frame_tlbc_index,
+                "frame_tlbc_index",
+                g("interpreter_frame.tlbc_index").filter(|&v| v != 0),
+            ),
+            (
+                &mut l.code_tlbc,
+                "code_tlbc",
+                g("code_object.co_tlbc").filter(|&v| v != 0),
+            ),
         ] {
             if value.is_some() {
                 let mut v = field.unwrap_or(0);

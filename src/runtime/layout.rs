@@ -100,7 +100,8 @@ pub struct Layout {
     pub frame_owner: Option<u32>,
     /// `f_localsplus` or `localsplus`
     pub frame_localsplus: u32,
-    /// 3.14+ free-threaded: `tlbc_index`
+    /// 3.14+ free-threaded: `tlbc_index` (int32), the index in `co_tlbc` of the bytecode
+    /// copy `instr_ptr` points into
     pub frame_tlbc_index: Option<u32>,
     /// Low bits of the frame's code pointer that are tags, not address (3.14+
     /// `_PyStackRef`); 0 where it is a plain pointer
@@ -124,8 +125,13 @@ pub struct Layout {
     pub code_adaptive: Option<u32>,
     /// 3.11+: `_co_firsttraceable`
     pub code_firsttraceable: Option<u32>,
-    /// 3.14+ free-threaded: `co_tlbc`
+    /// 3.14+ free-threaded: `co_tlbc`, a `_PyCodeArray *` of each thread's copy of the
+    /// bytecode (entry 0 is `co_code_adaptive` itself)
     pub code_tlbc: Option<u32>,
+    /// 3.14+ free-threaded: `size` and `entries` (a `char *` per thread-local copy) in
+    /// `_PyCodeArray`
+    pub code_array_size: Option<u32>,
+    pub code_array_entries: Option<u32>,
     /// `co_nlocalsplus` (3.11+) or `co_nlocals` (≤3.10)
     pub code_nlocals: u32,
     /// `co_localsplusnames` (3.11+) or `co_varnames` (≤3.10): a tuple of the local names

@@ -5,7 +5,7 @@
 //! image and count its reads.
 
 use crate::code::opcodes::OpcodeTable;
-use crate::code::resolve::{instruction_offset, resolve_frame_with};
+use crate::code::resolve::{bytecode_start, instruction_offset, resolve_frame_with};
 use crate::code::{CodeInfo, CodeReader};
 use crate::process::Memory;
 use crate::profile::{Profile, ThreadInfo};
@@ -222,7 +222,8 @@ impl StackSampler {
         // bytecode through the furthest instruction its frames execute.
         self.upto.clear();
         if table.is_some() && layout.code_adaptive.is_some() {
-            for rf in &raw.frames {
+            // (Not for a frame executing a thread's own copy of the bytecode: 3.14t+.)
+            for rf in raw.frames.iter().filter(|rf| rf.bytecode == 0) {
                 match self.upto.iter_mut().find(|u| u.0 == rf.code) {
                     Some(u) => u.1 = u.1.max(rf.instr.saturating_add(2)),
                     None => self.upto.push((rf.code, rf.instr.saturating_add(2))),
@@ -269,10 +270,12 @@ impl StackSampler {
                 }
                 // Read this tick with the code object's validation: no extra system call.
                 // (One lookup per run of frames of the same code object: recursion.)
+                // A frame executing its thread's own copy (3.14t+) reads from that copy.
+                let start = bytecode_start(info, rf);
                 if live.0 != rf.code {
                     live = (rf.code, self.code.live_bytes(rf.code));
                 }
-                let byte = live.1.and_then(|b| {
+                let byte = live.1.filter(|_| rf.bytecode == 0).and_then(|b| {
                     b.get((info.code_start + owner as u64).checked_sub(rf.code)? as usize)
                 });
                 if let Some(&op) = byte {
@@ -280,14 +283,14 @@ impl StackSampler {
                     at.push(None);
                     continue;
                 }
-                let r = match ranges.iter().position(|r| r.0 == info.id) {
+                let r = match ranges.iter().position(|r| r.0 == info.id && r.1 == start) {
                     Some(r) => {
                         ranges[r].2 = ranges[r].2.min(owner);
                         ranges[r].3 = ranges[r].3.max(owner);
                         r
                     }
                     None => {
-                        ranges.push((info.id, info.code_start, owner, owner));
+                        ranges.push((info.id, start, owner, owner));
                         ranges.len() - 1
                     }
                 };

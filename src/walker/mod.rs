@@ -24,6 +24,13 @@ pub struct RawFrame {
     pub instr: u64,
     /// 3.11+: the frame's owner (0 thread, 1 generator, 2 frame object, ...).
     pub owner: u8,
+    /// 3.14+ free-threaded: the frame's `tlbc_index`, which copy of the code object's
+    /// bytecode it executes (0: the code object's own `co_code_adaptive`).
+    pub tlbc_index: u32,
+    /// Where that copy starts (`co_tlbc->entries[tlbc_index]`), filled in by
+    /// [`Walker::resolve_bytecode`] for a non-zero `tlbc_index`; 0 means the code object's
+    /// own bytecode. The instruction pointer points into this copy.
+    pub bytecode: u64,
 }
 
 /// One thread's stack, leaf first.
@@ -314,6 +321,7 @@ impl Walker {
             .collect();
         let mut frame_fields = vec![l.frame_back, l.frame_code, l.frame_instr];
         frame_fields.extend(l.frame_owner);
+        frame_fields.extend(l.frame_tlbc_index);
         Walker {
             gil: GilSource::None,
             tstate_span: Span::of(&tstate_fields, 8),
@@ -397,7 +405,12 @@ impl Walker {
                 chunks.add(chunk, buf);
             }
         }
-        self.walk_frames(mem, &state, &mut chunks, out)
+        self.walk_frames(mem, &state, &mut chunks, out)?;
+        let mut one = [Ok(std::mem::take(out))];
+        self.resolve_bytecode(mem, &mut one);
+        let [result] = one;
+        *out = result?;
+        Ok(())
     }
 
     /// Walk every thread of an interpreter, batching what can be batched: one read per
@@ -511,7 +524,83 @@ impl Walker {
             });
             out.push(result);
         }
+        drop(chunks);
+        // 5. 3.14+ free-threaded: where each thread's copy of the bytecode is.
+        self.resolve_bytecode(mem, out);
         Ok(())
+    }
+
+    /// 3.14+ free-threaded builds: each thread executes its own copy of a code object's
+    /// bytecode, `co_tlbc->entries[frame->tlbc_index]` (CPython's `_PyFrame_GetBytecode`).
+    /// Fill in `RawFrame::bytecode` for every frame with a non-zero `tlbc_index`, in two
+    /// batched reads for all threads: the `co_tlbc` pointers, then each array's size and
+    /// entry. A thread whose copy cannot be found (a torn read: the array grew or the copy
+    /// was freed while we read) fails with `WalkError::Read`, as any torn read does.
+    /// Any backend that copied `tlbc_index` into its raw frames can call this.
+    pub fn resolve_bytecode(&self, mem: &dyn Memory, threads: &mut [Result<RawThread, WalkError>]) {
+        let l = &self.layout;
+        let (Some(tlbc_off), Some(size_off), Some(entries_off)) =
+            (l.code_tlbc, l.code_array_size, l.code_array_entries)
+        else {
+            return;
+        };
+        // Distinct (code object, index) pairs.
+        let mut pairs: Vec<(u64, u32)> = Vec::new();
+        for t in threads.iter().flatten() {
+            for f in &t.frames {
+                if f.tlbc_index != 0 && !pairs.contains(&(f.code, f.tlbc_index)) {
+                    pairs.push((f.code, f.tlbc_index));
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return;
+        }
+        // 1. Every code object's co_tlbc pointer.
+        let reqs: Vec<(u64, usize)> = pairs.iter().map(|&(c, _)| (at(c, tlbc_off), 8)).collect();
+        let mut vals = vec![0u8; reqs.len() * 8];
+        let ok = mem.read_scatter(&reqs, &mut vals);
+        // 2. Each array's size and the entry at the index.
+        let mut reqs: Vec<(u64, usize)> = Vec::with_capacity(pairs.len() * 2);
+        let mut asked: Vec<usize> = Vec::with_capacity(pairs.len());
+        for (k, &(_, idx)) in pairs.iter().enumerate() {
+            let array = field_u64(&vals, k * 8).unwrap_or(0);
+            if !ok[k] || check_ptr(array, "co_tlbc").is_err() || idx as usize >= MAX_THREADS {
+                continue;
+            }
+            asked.push(k);
+            reqs.push((at(array, size_off), 8));
+            reqs.push((at(array, entries_off).wrapping_add(8 * idx as u64), 8));
+        }
+        let mut base: Vec<u64> = vec![0; pairs.len()];
+        if !reqs.is_empty() {
+            let mut got = vec![0u8; reqs.len() * 8];
+            let ok = mem.read_scatter(&reqs, &mut got);
+            for (j, &k) in asked.iter().enumerate() {
+                if !(ok[2 * j] && ok[2 * j + 1]) {
+                    continue;
+                }
+                let size = field_u64(&got, 16 * j).unwrap_or(0);
+                let entry = field_u64(&got, 16 * j + 8).unwrap_or(0);
+                // The bytecode is 2-aligned inside its allocation; no stronger claim.
+                if (pairs[k].1 as u64) < size && (0x1000..=MAX_USER_ADDR).contains(&entry) {
+                    base[k] = entry;
+                }
+            }
+        }
+        for t in threads.iter_mut() {
+            let Ok(raw) = t else { continue };
+            let mut failed = false;
+            for f in raw.frames.iter_mut().filter(|f| f.tlbc_index != 0) {
+                match pairs.iter().position(|&p| p == (f.code, f.tlbc_index)) {
+                    Some(k) if base[k] != 0 => f.bytecode = base[k],
+                    _ => failed = true,
+                }
+            }
+            if failed {
+                *t = Err(WalkError::Read);
+            }
+        }
     }
 
     /// What a thread state's fields say: ids, top frame (or the cframe to follow), chunk.
@@ -672,6 +761,8 @@ impl Walker {
                 code: f(l.frame_code),
                 instr: f(l.frame_instr) as u32 as i32 as i64 as u64,
                 owner: 0,
+                tlbc_index: 0,
+                bytecode: 0,
             }),
             FrameKind::Interpreter => {
                 let owner = l.frame_owner.map(|o| f(o) as u8).unwrap_or(0);
@@ -684,6 +775,9 @@ impl Walker {
                         code: f(l.frame_code) & !(l.frame_code_tag_mask as u64),
                         instr: f(l.frame_instr),
                         owner,
+                        // An int32 (its low 4 bytes, little-endian).
+                        tlbc_index: l.frame_tlbc_index.map_or(0, |o| f(o) as u32),
+                        bytecode: 0,
                     })
                 }
             }
@@ -696,4 +790,90 @@ pub fn has_duplicates(v: &[u64]) -> bool {
     let mut s = v.to_vec();
     s.sort_unstable();
     s.windows(2).any(|w| w[0] == w[1])
+}
+
+#[cfg(test)]
+mod tlbc_tests {
+    //! Thread-local bytecode (3.14t+) over an in-memory image: which copy a frame runs,
+    //! and clean failures on target data that cannot be right.
+    use super::*;
+    use crate::process::FakeMemory;
+    use crate::runtime::layouts::builtin;
+
+    const CODE: u64 = 0x7f00_0000_0000;
+    const ARRAY: u64 = 0x7f00_0001_0000;
+    const COPY: u64 = 0x7f00_0002_0000;
+
+    fn image(l: &Layout, size: u64, entry1: u64) -> FakeMemory {
+        let mut mem = FakeMemory::new();
+        let mut code = vec![0u8; 4096];
+        let off = l.code_tlbc.unwrap() as usize;
+        code[off..off + 8].copy_from_slice(&ARRAY.to_le_bytes());
+        mem.map(CODE, code);
+        let mut array = vec![0u8; 64];
+        let (s, e) = (
+            l.code_array_size.unwrap() as usize,
+            l.code_array_entries.unwrap() as usize,
+        );
+        array[s..s + 8].copy_from_slice(&size.to_le_bytes());
+        let main = CODE + l.code_adaptive.unwrap() as u64;
+        array[e..e + 8].copy_from_slice(&main.to_le_bytes());
+        array[e + 8..e + 16].copy_from_slice(&entry1.to_le_bytes());
+        mem.map(ARRAY, array);
+        mem
+    }
+
+    fn thread(tlbc_index: u32) -> Result<RawThread, WalkError> {
+        Ok(RawThread {
+            frames: vec![RawFrame {
+                frame: 0x7f00_0003_0000,
+                code: CODE,
+                instr: COPY + 6,
+                owner: 0,
+                tlbc_index,
+                bytecode: 0,
+            }],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn each_thread_runs_its_own_copy() {
+        for minor in [14, 15] {
+            let l = builtin(3, minor, true).expect("3.14t+ table").clone();
+            let w = Walker::from_layout(l.clone(), 0, 100);
+            let mem = image(&l, 2, COPY);
+            let mut threads = vec![thread(1), thread(0)];
+            w.resolve_bytecode(&mem, &mut threads);
+            let t1 = threads[0].as_ref().expect("index 1 resolves");
+            assert_eq!(t1.frames[0].bytecode, COPY, "3.{minor}t: entries[1]");
+            let t0 = threads[1]
+                .as_ref()
+                .expect("index 0 is the code object's own");
+            assert_eq!(t0.frames[0].bytecode, 0, "3.{minor}t: co_code_adaptive");
+        }
+    }
+
+    #[test]
+    fn bad_target_data_fails_the_thread_cleanly() {
+        let l = builtin(3, 14, true).expect("3.14t table").clone();
+        let w = Walker::from_layout(l.clone(), 0, 100);
+        for (what, mem, idx) in [
+            ("index past the array", image(&l, 2, COPY), 2),
+            ("garbage index", image(&l, 2, COPY), u32::MAX),
+            ("null entry", image(&l, 2, 0), 1),
+            ("kernel address", image(&l, 2, u64::MAX), 1),
+            ("unmapped array", FakeMemory::new(), 1),
+        ] {
+            let mut threads = vec![thread(idx)];
+            w.resolve_bytecode(&mem, &mut threads);
+            assert_eq!(threads[0].as_ref().err(), Some(&WalkError::Read), "{what}");
+        }
+        // A default build's layout has no thread-local bytecode: nothing is read.
+        let gil = builtin(3, 14, false).expect("3.14 table").clone();
+        let w = Walker::from_layout(gil, 0, 100);
+        let mut threads = vec![thread(1)];
+        w.resolve_bytecode(&FakeMemory::new(), &mut threads);
+        assert!(threads[0].is_ok());
+    }
 }

@@ -66,6 +66,14 @@ pub fn pythons() -> Vec<Python> {
             cands.push((label, cmd.split_whitespace().map(String::from).collect()));
         }
     }
+    // The free-threaded builds scripts/install-pythons.sh makes (when it can): looked for
+    // even without PYPROF_PYTHONS, so that their absence is reported by name.
+    for label in ["3.14t", "3.15t"] {
+        if !cands.iter().any(|c| c.0 == label) {
+            let path = format!("/opt/pythons/{label}/bin/python{label}");
+            cands.push((label.to_string(), vec![path]));
+        }
+    }
     let mut out = Vec::new();
     for (label, cmd) in cands {
         match probe(&cmd) {
