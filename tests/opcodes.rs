@@ -8,6 +8,8 @@
 //! Interpreters behind a command prefix get the warm-up script on stdin.
 //! A missing interpreter is skipped with a loud message, never silently.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ fn generated_tables_match_interpreters() {
         "src/code/opcode_tables.rs drifted from the interpreters \
          (regenerate with `python3 scripts/gen_opcodes.py`):\n{stderr}"
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    common::check_drift_output("gen_opcodes.py --check", &format!("{stdout}\n{stderr}"));
 }
 
 // ---------------------------------------------------------------------------

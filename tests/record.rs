@@ -7,27 +7,6 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Run `check` for every interpreter; report all failures at the end, by name.
-fn for_each_python(name: &str, mut check: impl FnMut(&Python) -> Result<String, String>) {
-    let pythons = pythons();
-    assert!(!pythons.is_empty(), "no interpreter found at all");
-    let mut failures = Vec::new();
-    for py in &pythons {
-        match check(py) {
-            Ok(note) => eprintln!("{name} {}: ok {note}", py.label),
-            Err(e) => {
-                eprintln!("{name} {}: FAILED {e}", py.label);
-                failures.push(format!("{}: {e}", py.label));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{name} failed on:\n{}",
-        failures.join("\n")
-    );
-}
-
 fn qualname(py: &Python, class: &str, func: &str) -> String {
     if py.at_least(3, 11) {
         format!("{class}.{func}")
@@ -36,76 +15,229 @@ fn qualname(py: &Python, class: &str, func: &str) -> String {
     }
 }
 
+/// The stack blocked.py prints the truth for: (function, line, dis offset of the call
+/// it is blocked in), root first.
+fn blocked_truth(t: &Target) -> Vec<(String, i32, u32)> {
+    t.lines
+        .iter()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("truth ")?.split_whitespace();
+            let (f, off, line) = (it.next()?, it.next()?, it.next()?);
+            Some((f.to_string(), line.parse().ok()?, off.parse().ok()?))
+        })
+        .collect()
+}
+
 #[test]
-fn known_blocked_stack_has_exact_names_and_lines() {
+fn known_blocked_stack_has_exact_names_lines_and_call_offsets() {
     for_each_python("blocked stack", |py| {
-        let target = Target::spawn(py, "blocked.py", &[]);
-        for mode in [&[][..], &["--nonblocking"][..]] {
-            let (p, _) = record_json(target.pid, 0.3, mode);
-            let want = vec![
-                (
-                    "<module>".to_string(),
-                    marker_line("blocked.py", "module_call"),
-                ),
-                ("main".to_string(), marker_line("blocked.py", "main_call")),
-                (
-                    qualname(py, "Worker", "run"),
-                    marker_line("blocked.py", "run_call"),
-                ),
-                ("leaf".to_string(), marker_line("blocked.py", "sleep")),
-            ];
-            let all = stacks(&p);
-            if all.is_empty() {
-                return Err(format!("no stacks recorded {mode:?}"));
+        let _cpu = exclusive();
+        let mut seen = Vec::new();
+        // Blocked off the CPU (read with --idle), and in a C call on the CPU (where the
+        // bpf sampler walks it in the kernel).
+        for spin in [false, true] {
+            let target = Target::spawn(py, "blocked.py", if spin { &["spin"] } else { &[] });
+            let truth = blocked_truth(&target);
+            if truth.len() != 4 || truth.iter().any(|t| t.2 > 100_000) {
+                return Err(format!("the target's truth lines: {:?}", target.lines));
             }
-            for (_, frames, _) in &all {
-                if frames != &want {
-                    return Err(format!("{mode:?}: got {frames:?}, want {want:?}"));
+            let want: Vec<(String, i32)> = truth.iter().map(|t| (t.0.clone(), t.1)).collect();
+            for sampler in samplers() {
+                for opcodes in [false, true] {
+                    let mut args = vec!["--sampler", sampler, "-r", "200"];
+                    if opcodes {
+                        args.push("--opcodes");
+                    }
+                    if spin {
+                        args.push("--no-idle");
+                    }
+                    let (p, _) = record_json(target.pid, 0.3, &args);
+                    let what = format!(
+                        "{sampler}{}{}",
+                        if opcodes { " --opcodes" } else { "" },
+                        if spin { " spinning" } else { " sleeping" }
+                    );
+                    let all = stacks(&p);
+                    // 200 Hz for 0.3 s: one sample per tick of the one thread (asleep and
+                    // kept by --idle, or on a CPU).
+                    if p.meta.samples * 10 < p.meta.ticks * 9 || p.meta.ticks < 40 {
+                        return Err(format!(
+                            "{what}: {} samples in {} ticks",
+                            p.meta.samples, p.meta.ticks
+                        ));
+                    }
+                    for (_, frames, _) in &all {
+                        if frames != &want {
+                            return Err(format!("{what}: got {frames:?}, want {want:?}"));
+                        }
+                    }
+                    if p.meta.sampler != sampler {
+                        return Err(format!("{what}: meta.sampler is {:?}", p.meta.sampler));
+                    }
+                    let file = &p.frames[p.stacks[0].frames[0] as usize].file;
+                    if !file.ends_with("blocked.py") {
+                        return Err(format!("file name {file}"));
+                    }
+                    if p.meta.error_count() != 0 {
+                        return Err(format!("{what}: errors: {:?}", p.meta.errors));
+                    }
+                    if opcodes {
+                        // Each frame sits exactly at the call dis gives for its line.
+                        for st in &p.stacks {
+                            for (k, &id) in st.frames.iter().enumerate() {
+                                let f = &p.frames[id as usize];
+                                if f.offset != Some(truth[k].2) {
+                                    return Err(format!(
+                                        "{what}: {} at offset {:?} ({:?}), dis says {}",
+                                        f.function, f.offset, f.opcode, truth[k].2
+                                    ));
+                                }
+                                let base = f.base_opcode.as_deref().unwrap_or("");
+                                if !base.starts_with("CALL") {
+                                    return Err(format!("{what}: {} executes {base}", f.function));
+                                }
+                            }
+                        }
+                    }
                 }
-            }
-            let file = &p.frames[p.stacks[0].frames[0] as usize].file;
-            if !file.ends_with("blocked.py") {
-                return Err(format!("file name {file}"));
-            }
-            if p.meta.error_count() != 0 {
-                return Err(format!("errors: {:?}", p.meta.errors));
+                seen.push(format!(
+                    "{sampler}{}",
+                    if spin { "/spin" } else { "/sleep" }
+                ));
             }
         }
-        Ok(String::new())
+        Ok(format!("{seen:?}"))
+    });
+}
+
+/// The stacks split.py can have, root first, as (function, allowed lines): anything else
+/// is a torn or wrong stack. A prefix of a possible stack is possible (main between its
+/// calls, the module before main's frame is set up).
+struct SplitStacks {
+    module: i32,
+    main: std::ops::RangeInclusive<i32>,
+    call70: i32,
+    call30: i32,
+    hot70: std::ops::RangeInclusive<i32>,
+    hot30: std::ops::RangeInclusive<i32>,
+}
+
+impl SplitStacks {
+    fn new() -> SplitStacks {
+        let m = |k| marker_line("split.py", k);
+        SplitStacks {
+            module: m("module_call"),
+            main: m("main_loop")..=m("call30"),
+            call70: m("call70"),
+            call30: m("call30"),
+            hot70: m("hot70_def")..=m("hot70_end"),
+            hot30: m("hot30_def")..=m("hot30_end"),
+        }
+    }
+
+    /// Is this stack (root first) one split.py can have?
+    fn valid(&self, frames: &[(String, i32)]) -> bool {
+        let at = |i: usize, f: &str| frames.get(i).map(|x| x.0.as_str()) == Some(f);
+        match frames.len() {
+            1 => at(0, "<module>") && frames[0].1 == self.module,
+            2 => {
+                at(0, "<module>")
+                    && frames[0].1 == self.module
+                    && at(1, "main")
+                    && self.main.contains(&frames[1].1)
+            }
+            3 => {
+                let (f, line) = (&frames[2].0, frames[2].1);
+                at(0, "<module>")
+                    && frames[0].1 == self.module
+                    && at(1, "main")
+                    && ((f == "hot70" && frames[1].1 == self.call70 && self.hot70.contains(&line))
+                        || (f == "hot30"
+                            && frames[1].1 == self.call30
+                            && self.hot30.contains(&line)))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Every sampler: 1 kHz for 3 s of split.py. Every stack must be one the program can have
+/// (at most 0.1% otherwise), hot70 must get 70% ± 3 points of hot70 + hot30, and the
+/// samples must be at least 90% of the ticks.
+#[test]
+fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
+    let shape = SplitStacks::new();
+    for_each_python("70/30 split", |py| {
+        let _cpu = exclusive();
+        let target = Target::spawn(py, "split.py", &[]);
+        let mut notes = Vec::new();
+        for sampler in samplers() {
+            let (p, _) = record_json(
+                target.pid,
+                3.0,
+                &["-r", "1000", "--sampler", sampler, "--no-idle"],
+            );
+            let (mut hot70, mut hot30, mut invalid, mut total) = (0u64, 0u64, 0u64, 0u64);
+            let mut examples = Vec::new();
+            for (_, frames, count) in stacks(&p) {
+                total += count;
+                if !shape.valid(&frames) {
+                    invalid += count;
+                    if examples.len() < 3 {
+                        examples.push(frames.clone());
+                    }
+                    continue;
+                }
+                match frames.last().map(|f| f.0.as_str()) {
+                    Some("hot70") => hot70 += count,
+                    Some("hot30") => hot30 += count,
+                    _ => {}
+                }
+            }
+            let n = hot70 + hot30;
+            if (total as f64) < 0.9 * 3000.0 || (n as f64) < 0.85 * 3000.0 {
+                return Err(format!(
+                    "{sampler}: {total} samples, {n} in hot70/hot30, in 3 s at 1 kHz ({} ticks, {} late, errors {:?})",
+                    p.meta.ticks, p.meta.late, p.meta.errors
+                ));
+            }
+            if invalid * 1000 > total {
+                return Err(format!(
+                    "{sampler}: {invalid} of {total} stacks impossible, e.g. {examples:?}"
+                ));
+            }
+            let share = 100.0 * hot70 as f64 / n as f64;
+            if (share - 70.0).abs() > 3.0 {
+                return Err(format!("{sampler}: hot70 share {share:.1}% of {n} samples"));
+            }
+            if p.meta.error_count() * 1000 > p.meta.ticks {
+                return Err(format!("{sampler}: failed samples {:?}", p.meta.errors));
+            }
+            notes.push(format!(
+                "{sampler} {share:.1}% of {n} ({invalid} impossible, {} failed)",
+                p.meta.error_count()
+            ));
+        }
+        Ok(notes.join("; "))
     });
 }
 
 #[test]
-fn cpu_split_70_30_within_3_points() {
-    for_each_python("70/30 split", |py| {
-        let target = Target::spawn(py, "split.py", &[]);
-        let (p, _) = record_json(target.pid, 3.0, &["-r", "1000", "--nonblocking"]);
-        let mut hot70 = 0u64;
-        let mut hot30 = 0u64;
-        for s in &p.stacks {
-            let leaf = &p.frames[*s.frames.last().unwrap() as usize].function;
-            match leaf.as_str() {
-                "hot70" => hot70 += s.count,
-                "hot30" => hot30 += s.count,
-                _ => {}
-            }
-        }
-        let n = hot70 + hot30;
-        if n < 1000 {
-            return Err(format!(
-                "only {n} samples in hot70/hot30 (of {})",
-                p.meta.samples
-            ));
-        }
-        let share = 100.0 * hot70 as f64 / n as f64;
-        if (share - 70.0).abs() > 3.0 {
-            return Err(format!("hot70 share {share:.1}% of {n} samples"));
-        }
-        Ok(format!(
-            "hot70 {share:.1}% of {n} samples, {} errors",
-            p.meta.error_count()
-        ))
-    });
+fn split_stack_shape_refuses_torn_stacks() {
+    let s = SplitStacks::new();
+    let f = |v: &[(&str, i32)]| -> Vec<(String, i32)> {
+        v.iter().map(|(a, b)| (a.to_string(), *b)).collect()
+    };
+    let (m, c70, c30) = (s.module, s.call70, s.call30);
+    let h70 = *s.hot70.start() + 1;
+    assert!(s.valid(&f(&[("<module>", m), ("main", c70), ("hot70", h70)])));
+    assert!(s.valid(&f(&[("<module>", m), ("main", c30)])));
+    // hot70 under main's call of hot30: torn.
+    assert!(!s.valid(&f(&[("<module>", m), ("main", c30), ("hot70", h70)])));
+    // A frame missing in the middle, a wrong line, a wrong module line.
+    assert!(!s.valid(&f(&[("<module>", m), ("hot70", h70)])));
+    assert!(!s.valid(&f(&[("<module>", m), ("main", c70), ("hot70", c70)])));
+    assert!(!s.valid(&f(&[("<module>", m + 1), ("main", c70), ("hot70", h70)])));
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub struct BpfConfig {
     pub owner_interp: i32,
     pub max_depth: u32,
     pub opcodes: u32,
+    pub frame_tlbc: i32,
 }
 
 impl BpfConfig {
@@ -63,6 +64,7 @@ impl BpfConfig {
             owner_interp: layout.owner_interpreter.map_or(-1, |o| o as i32),
             max_depth: max_depth.clamp(1, MAX_FRAMES) as u32,
             opcodes: opcodes as u32,
+            frame_tlbc: opt(layout.frame_tlbc_index),
         }
     }
 }
@@ -91,7 +93,7 @@ pub struct BpfFrame {
     /// Bytes `[instr - 14, instr + 2)` of the executing bytecode (with opcodes, 3.11+).
     pub window: [u8; 16],
     pub owner: u32,
-    pub pad: u32,
+    pub tlbc_index: u32,
 }
 
 pub const FLAG_TRUNCATED: u32 = 1;
@@ -166,6 +168,8 @@ pub fn parse_record(bytes: &[u8]) -> Option<BpfSample> {
             code: f.code,
             instr: f.instr,
             owner: f.owner as u8,
+            tlbc_index: f.tlbc_index,
+            bytecode: 0,
         });
         s.windows.push(f.window);
     }
@@ -392,7 +396,7 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 11 u32 (+ 4 bytes of tail padding).
+        // struct config: 3 u64 + 12 u32.
         assert_eq!(std::mem::size_of::<BpfConfig>(), 72);
         assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);

@@ -476,8 +476,15 @@ impl Session {
                 f.instr = f.instr as u32 as i32 as i64 as u64;
             }
         }
-        let opcodes = |i: usize, at: u64| s.opcode_at(i, at);
         let view = self.code_snapshot.view(&self.mem);
+        if raw.frames.iter().any(|f| f.tlbc_index != 0) {
+            // Free-threaded: where each frame's own copy of the bytecode starts.
+            let mut one = [Ok(raw)];
+            self.sampler.walker.resolve_bytecode(&view, &mut one);
+            let [r] = one;
+            raw = r?;
+        }
+        let opcodes = |i: usize, at: u64| s.opcode_at(i, at);
         self.sampler
             .record_thread(&view, &raw, profile, Some(&opcodes))?;
         Ok(true)

@@ -19,6 +19,9 @@ pub struct Python {
     pub minor: u8,
     /// Directory the target sees as `/` (for chroot targets), to place scripts in.
     pub root: Option<PathBuf>,
+    /// The interpreter's own full version and build: "3.12.1", "3.13.15t" (free-threaded),
+    /// "3.14.10 debug": how the README's version table names it.
+    pub key: String,
 }
 
 impl Python {
@@ -31,21 +34,67 @@ const PYENV_VERSIONS: &[&str] = &[
     "2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0",
 ];
 
-fn probe(cmd: &[String]) -> Option<(u8, u8)> {
+/// (major, minor, key) of an interpreter, from the interpreter itself.
+fn probe(cmd: &[String]) -> Option<(u8, u8, String)> {
+    let script = "import sys, sysconfig\n\
+        v = sys.version_info\n\
+        t = 't' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''\n\
+        d = ' debug' if hasattr(sys, 'gettotalrefcount') else ''\n\
+        print('%d %d %d.%d.%d%s%s' % (v[0], v[1], v[0], v[1], v[2], t, d))";
     let out = Command::new(&cmd[0])
         .args(&cmd[1..])
-        .args(["-c", "import sys; print('%d %d' % sys.version_info[:2])"])
+        .args(["-c", script])
         .output()
         .ok()?;
     let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace();
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    let mut it = s.trim().splitn(3, ' ');
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.to_string(),
+    ))
+}
+
+/// Where notices that must be seen go: skipped interpreters and tests, waivers. The
+/// test command prints this file at the end of the run (libtest hides what passing
+/// tests print).
+pub fn notices_file() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-notices.txt")
+}
+
+/// Say something the person reading the run must see (a SKIP, a waiver): on stderr at
+/// once, and in the notices file.
+pub fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(notices_file())
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Interpreter keys or labels waived by PYPROF_WAIVE_PYTHONS (comma-separated): their
+/// absence does not fail the suite, and each waiver is a notice.
+pub fn waived(py_key_or_label: &str) -> bool {
+    std::env::var("PYPROF_WAIVE_PYTHONS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .any(|w| !w.is_empty() && w == py_key_or_label)
 }
 
 /// Every interpreter to test: the pyenv builds, Debian's /usr/bin/python3.11, and
 /// PYPROF_PYTHONS (colon-separated paths, or `label=command with args`). A missing one
 /// is reported by name on stderr, never silently dropped.
 pub fn pythons() -> Vec<Python> {
+    static ALL: std::sync::OnceLock<Vec<Python>> = std::sync::OnceLock::new();
+    ALL.get_or_init(find_pythons).clone()
+}
+
+fn find_pythons() -> Vec<Python> {
     let root = std::env::var("PYENV_ROOT").unwrap_or_else(|_| "/root/.pyenv".into());
     let mut cands: Vec<(String, Vec<String>)> = PYENV_VERSIONS
         .iter()
@@ -77,7 +126,7 @@ pub fn pythons() -> Vec<Python> {
     let mut out = Vec::new();
     for (label, cmd) in cands {
         match probe(&cmd) {
-            Some((major, minor)) => {
+            Some((major, minor, key)) => {
                 let root = if cmd[0] == "chroot" {
                     cmd.get(1).map(PathBuf::from)
                 } else {
@@ -89,12 +138,13 @@ pub fn pythons() -> Vec<Python> {
                     major,
                     minor,
                     root,
+                    key,
                 })
             }
-            None => eprintln!(
+            None => notice(&format!(
                 "SKIP python {label}: not found or not runnable ({})",
                 cmd.join(" ")
-            ),
+            )),
         }
     }
     out
@@ -306,4 +356,124 @@ pub fn assert_one_line_error(o: &Output, what: &str) -> String {
         "{what}: {err}"
     );
     err
+}
+
+/// The sampler backends to test: bpf where it can run here, ptrace, read. Each test that
+/// iterates them says which ran.
+pub fn samplers() -> Vec<&'static str> {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut v = Vec::new();
+        match pyprof::sampler::bpf::BpfSampler::open(10.0) {
+            Ok(_) => v.push("bpf"),
+            Err(why) => {
+                if std::env::var("PYPROF_REQUIRE_BPF").as_deref() == Ok("1") {
+                    panic!("PYPROF_REQUIRE_BPF=1 but the bpf sampler cannot run: {why}");
+                }
+                notice(&format!("SKIP sampler bpf: {why}"));
+            }
+        }
+        v.push("ptrace");
+        v.push("read");
+        v
+    })
+    .clone()
+}
+
+/// Tests whose figures depend on having the CPU to themselves (rates, shares) take this
+/// lock, so that the harness's parallel threads do not run two of them at once.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run `check` for every interpreter; report all failures at the end, by name.
+pub fn for_each_python(name: &str, mut check: impl FnMut(&Python) -> Result<String, String>) {
+    let pythons = pythons();
+    assert!(!pythons.is_empty(), "no interpreter found at all");
+    let mut failures = Vec::new();
+    for py in &pythons {
+        match check(py) {
+            Ok(note) => eprintln!("{name} {}: ok {note}", py.label),
+            Err(e) => {
+                eprintln!("{name} {}: FAILED {e}", py.label);
+                failures.push(format!("{}: {e}", py.label));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} failed on:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Version keys the README lists but does not mark verified (✓), and their short forms
+/// ("3.14.10t" → "3.14t"): the only interpreters whose absence a drift check may skip.
+pub fn unverified_versions() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap_or_default();
+    let section = text.split("## Supported versions").nth(1).unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut out = Vec::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 6 || !cells[1].starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        if cells[3].contains('✓') {
+            continue;
+        }
+        for v in cells[1].split(',').map(str::trim) {
+            out.push(v.to_string());
+            let parts: Vec<&str> = v.split('.').collect();
+            if parts.len() == 3 {
+                let flags: String = parts[2]
+                    .chars()
+                    .skip_while(|c| c.is_ascii_digit())
+                    .collect();
+                out.push(format!("{}.{}{}", parts[0], parts[1], flags));
+            }
+        }
+    }
+    out
+}
+
+/// A drift check's output (the generator run with --check) may skip only interpreters
+/// the README does not mark verified, or that PYPROF_WAIVE_PYTHONS waives. Every other
+/// SKIP or WARNING line fails `what`; the allowed ones become notices.
+pub fn check_drift_output(what: &str, output: &str) {
+    let allowed = unverified_versions();
+    let waivers: Vec<String> = std::env::var("PYPROF_WAIVE_PYTHONS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mentions = |line: &str, token: &str| {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+            .any(|w| w == token)
+    };
+    let mut bad = Vec::new();
+    for line in output.lines() {
+        let t = line.trim_start_matches(['!', ' ']).trim();
+        if !(t.starts_with("SKIP") || t.starts_with("WARNING")) {
+            continue;
+        }
+        if let Some(w) = waivers.iter().find(|w| mentions(t, w)) {
+            notice(&format!("WAIVED in {what} ({w}): {t}"));
+        } else if allowed.iter().any(|a| mentions(t, a)) {
+            notice(&format!(
+                "SKIP in {what} (not marked verified in README.md): {t}"
+            ));
+        } else {
+            bad.push(t.to_string());
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what} skipped or warned about interpreters the README marks verified \
+         (install them, or waive with PYPROF_WAIVE_PYTHONS):\n{}",
+        bad.join("\n")
+    );
 }

@@ -58,6 +58,7 @@ struct config {
     s32 owner_interp;
     u32 max_depth;
     u32 opcodes;         // copy the bytes around each frame's instruction
+    s32 frame_tlbc;      // 3.14+ free-threaded: the frame's tlbc_index (int32), else -1
 };
 
 // One frame (struct BpfFrame in sampler/bpf.rs).
@@ -67,7 +68,7 @@ struct frame {
     u64 frame;
     u8 window[16];       // bytes [instr - 14, instr + 2) with opcodes, else zeros
     u32 owner;
-    u32 pad;
+    u32 tlbc_index;      // which copy of the bytecode the frame runs (free-threaded)
 };
 
 #define FLAG_TRUNCATED 1
@@ -162,6 +163,7 @@ static long walk_one(u32 index, struct walk *w) {
         return 1;
     }
     u64 back = 0, code = 0, instr = 0, owner = 0;
+    u32 tlbc = 0;
     if (bpf_probe_read_user(&back, 8, (void *)(f + cfg->frame_back)) ||
         bpf_probe_read_user(&code, 8, (void *)(f + cfg->frame_code)) ||
         bpf_probe_read_user(&instr, 8, (void *)(f + cfg->frame_instr))) {
@@ -177,6 +179,11 @@ static long walk_one(u32 index, struct walk *w) {
         }
         owner &= 0xff;
     }
+    if (cfg->frame_tlbc >= 0 && bpf_probe_read_user(&tlbc, 4, (void *)(f + cfg->frame_tlbc))) {
+        s->h.flags |= FLAG_READ_ERROR;
+        s->h.fault_addr = f;
+        return 1;
+    }
     // A frame pointing at itself is kept and the walk ends: userspace reports the cycle.
     s->h.cursor = back == f ? 0 : back;
     if ((s32)owner == cfg->owner_cstack || (s32)owner == cfg->owner_interp)
@@ -186,7 +193,7 @@ static long walk_one(u32 index, struct walk *w) {
     out->instr = instr;
     out->frame = f;
     out->owner = (u32)owner;
-    out->pad = 0;
+    out->tlbc_index = tlbc;
     __builtin_memset(out->window, 0, sizeof(out->window));
     if (cfg->opcodes && cfg->frame_kind == 1 && instr > 14)
         bpf_probe_read_user(out->window, sizeof(out->window), (void *)(instr - 14));
