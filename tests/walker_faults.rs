@@ -27,13 +27,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
-// The pipeline under test, as `Session::sample` runs it (Session needs a live process).
-// The two calls whose signatures are still moving are isolated here.
+// The pipeline under test: the real `StackSampler` (batched walk of every thread, code
+// cache, batched opcode reads, frame-id cache, reuse of each stack's root side), as
+// `Session::sample` runs it (Session needs a live process).
 
 fn new_reader(l: &Layout, table: Option<&'static OpcodeTable>) -> CodeReader {
     CodeReader::new(l, table)
 }
 
+#[allow(dead_code)]
 fn resolve(
     l: &Layout,
     info: &CodeInfo,
@@ -54,45 +56,118 @@ struct Sampled {
     truncated: bool,
 }
 
-/// One sample of every thread: the interpreter and thread list errors fail the sample,
-/// per-thread errors fail that thread only (as in `Session::sample`).
+/// A `StackSampler` and the profile it records into, kept across passes so that its
+/// caches are what a long recording has.
+struct Pipeline {
+    sampler: StackSampler,
+    profile: Profile,
+}
+
+impl Pipeline {
+    fn new(w: Walker, table: Option<&'static OpcodeTable>) -> Pipeline {
+        Pipeline {
+            sampler: StackSampler::new(w, table),
+            profile: Profile::new(Meta::default()),
+        }
+    }
+
+    /// One sample of every thread: the interpreter and thread list errors fail the
+    /// sample, per-thread errors fail that thread only. The stacks this pass added to
+    /// the profile, per thread state, in list order.
+    fn pass(&mut self, mem: &dyn Memory) -> Result<Vec<Result<Sampled, WalkError>>, WalkError> {
+        let before = self.profile.to_data();
+        let mut seen: Vec<(u64, u64, Option<u64>, usize, bool)> = Vec::new();
+        let failed = self
+            .sampler
+            .sample_with(mem, &mut self.profile, None, &mut |raw, _| {
+                seen.push((
+                    raw.tstate,
+                    raw.thread_id,
+                    raw.native_id,
+                    raw.frames.len(),
+                    raw.truncated,
+                ));
+                true
+            });
+        if let Some(f) = failed.iter().find(|f| f.tstate.is_none()) {
+            return Err(f.error.clone());
+        }
+        let after = self.profile.to_data();
+        // Stacks whose count grew in this pass, by thread ids.
+        let count_before = |thread: &pyprof::profile::ThreadInfo, frames: &[Frame], truncated| {
+            before
+                .stacks
+                .iter()
+                .filter(|st| {
+                    st.truncated == truncated
+                        && before.threads[st.thread as usize] == *thread
+                        && st.frames.len() == frames.len()
+                        && st
+                            .frames
+                            .iter()
+                            .zip(frames)
+                            .all(|(&i, f)| before.frames[i as usize] == *f)
+                })
+                .map(|st| st.count)
+                .sum::<u64>()
+        };
+        let mut added: Vec<(u64, Option<u64>, Vec<Frame>)> = Vec::new();
+        for st in &after.stacks {
+            let thread = &after.threads[st.thread as usize];
+            let frames: Vec<Frame> = st
+                .frames
+                .iter()
+                .map(|&i| after.frames[i as usize].clone())
+                .collect();
+            let grew = st.count - count_before(thread, &frames, st.truncated);
+            for _ in 0..grew {
+                let mut leaf_first = frames.clone();
+                leaf_first.reverse();
+                added.push((thread.thread_id, thread.native_id, leaf_first));
+            }
+        }
+        let mut out = Vec::new();
+        for tstate in self.sampler.last_tstates().to_vec() {
+            if let Some(f) = failed.iter().find(|f| f.tstate == Some(tstate)) {
+                out.push(Err(f.error.clone()));
+                continue;
+            }
+            let Some(&(_, thread_id, native_id, raw_frames, truncated)) =
+                seen.iter().find(|s| s.0 == tstate)
+            else {
+                continue;
+            };
+            let frames = match added
+                .iter()
+                .position(|a| a.0 == thread_id && a.1 == native_id)
+            {
+                Some(i) => added.remove(i).2,
+                None => Vec::new(), // nothing recorded: a stack of no Python frames
+            };
+            out.push(Ok(Sampled {
+                tstate,
+                thread_id,
+                native_id,
+                frames,
+                raw_frames,
+                truncated,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// One sample through a fresh `StackSampler` that uses (and keeps) `r`'s code cache.
 fn sample_pass(
     mem: &dyn Memory,
     w: &Walker,
     r: &mut CodeReader,
 ) -> Result<Vec<Result<Sampled, WalkError>>, WalkError> {
-    // As the sampler does: each pass is a new tick, re-validating code objects once.
-    r.begin_tick();
-    let interp = w.main_interpreter(mem)?;
-    if interp == 0 {
-        return Ok(Vec::new());
-    }
-    let tstates = w.thread_states(mem, interp)?;
-    let table = r.opcode_table();
-    let mut raw = RawThread::default();
-    let mut out = Vec::new();
-    for t in tstates {
-        let one = (|| {
-            w.walk_thread(mem, t, &mut raw)?;
-            let mut frames = Vec::new();
-            for rf in &raw.frames {
-                let info = r.code(mem, rf.code)?;
-                if let Some(f) = resolve(&w.layout, &info, rf, table, mem)? {
-                    frames.push(f);
-                }
-            }
-            Ok(Sampled {
-                tstate: t,
-                thread_id: raw.thread_id,
-                native_id: raw.native_id,
-                frames,
-                raw_frames: raw.frames.len(),
-                truncated: raw.truncated,
-            })
-        })();
-        out.push(one);
-    }
-    Ok(out)
+    let mut pipe = Pipeline::new(w.clone(), r.opcode_table());
+    std::mem::swap(&mut pipe.sampler.code, r);
+    let result = pipe.pass(mem);
+    std::mem::swap(&mut pipe.sampler.code, r);
+    result
 }
 
 /// The first error of a sample, if any.
@@ -1906,4 +1981,105 @@ fn no_write_path_to_the_target_exists() {
         methods.iter().all(|m| m.starts_with("read")),
         "Memory has a non-read method: {methods:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Caches must never show a stale stack
+
+/// The sampler caches code objects, frame ids per (code object, instruction, opcode) and
+/// each thread's previous stack (its root side is reused). Between two samples of the
+/// same sampler, the leaf frame moves to another line, then runs another function, then
+/// a caller frame moves: each second sample must show the change, on every layout, with
+/// and without opcode capture.
+#[test]
+fn a_frame_that_changes_between_samples_is_seen_changed() {
+    for l in all_layouts() {
+        for opcodes in [false, true] {
+            let table = if opcodes {
+                opcodes::table_for(l.major, l.minor, l.free_threaded)
+            } else {
+                None
+            };
+            let mut b = ImageBuilder::new(l);
+            let leaf = b.code("leaf", "/srv/app/leaf.py", 10);
+            let other = b.code("other", "/srv/app/other.py", 40);
+            let mid = b.code("mid", "/srv/app/mid.py", 20);
+            let root = b.code("root", "/srv/app/root.py", 30);
+            b.thread(&[(leaf, 0), (mid, 1), (root, 2)]);
+            let mut img = b.build();
+            let mut pipe = Pipeline::new(img.walker(DEFAULT_MAX_DEPTH), table);
+            let lines = |pipe: &mut Pipeline, img: &FakeImage| -> Vec<(String, i32)> {
+                let t = ok_threads(pipe.pass(&img.mem));
+                t[0].frames
+                    .iter()
+                    .map(|f| (f.function.clone(), f.line))
+                    .collect()
+            };
+            let label = format!("{} opcodes={opcodes}", ver(l));
+            let name = |c: &fake_image::CodeObj| {
+                if l.code_qualname.is_some() {
+                    c.spec.qualname.clone()
+                } else {
+                    c.spec.name.clone()
+                }
+            };
+            let first = lines(&mut pipe, &img);
+            assert_eq!(
+                first,
+                lines(&mut pipe, &img),
+                "{label}: same image, same stack"
+            );
+            let frames = img.threads[0].py_frames();
+            let (leaf_code, other_code) = (img.codes[leaf].clone(), img.codes[other].clone());
+            // 1. The leaf moves from slot 0 to slot 2 of its function.
+            set_slot(&mut img, frames[0], &leaf_code, 2);
+            let second = lines(&mut pipe, &img);
+            assert_eq!(
+                second[0],
+                (name(&leaf_code), leaf_code.line(2)),
+                "{label}: the leaf's new line"
+            );
+            assert_eq!(second[1..], first[1..], "{label}: callers unchanged");
+            // 2. The leaf frame now runs another function (a new call at the same address).
+            let code_field = img.frame_code_addr(frames[0]);
+            let old = img.read_u64(code_field);
+            let tag = old & img.layout.frame_code_tag_mask as u64; // 3.14+ stack-ref tags
+            img.write_u64(code_field, other_code.addr | tag);
+            set_slot(&mut img, frames[0], &other_code, 1);
+            let third = lines(&mut pipe, &img);
+            assert_eq!(
+                third[0],
+                (name(&other_code), other_code.line(1)),
+                "{label}: the leaf's new function"
+            );
+            // 3. A caller moves (the root side of the stack is reused when unchanged).
+            let mid_code = img.codes[mid].clone();
+            set_slot(&mut img, frames[1], &mid_code, 3);
+            let fourth = lines(&mut pipe, &img);
+            assert_eq!(
+                fourth[1],
+                (name(&mid_code), mid_code.line(3)),
+                "{label}: the caller's new line"
+            );
+            assert_eq!(fourth[0], third[0], "{label}: leaf unchanged");
+        }
+    }
+}
+
+/// Point `frame` at line slot `slot` of `code` (the image's encoding: byte 4 * slot + 2).
+fn set_slot(img: &mut FakeImage, frame: u64, code: &fake_image::CodeObj, slot: u32) {
+    let l = img.layout.clone();
+    let offset = 4 * slot as u64 + 2;
+    let at = img.frame_instr_addr(frame);
+    match l.frame_kind {
+        FrameKind::Object => {
+            let lasti = if (l.major, l.minor) >= (3, 10) {
+                offset / 2
+            } else {
+                offset
+            };
+            img.write_u32(at, lasti as u32);
+        }
+        FrameKind::Interpreter => img.write_u64(at, code.code_start + offset),
+    }
 }

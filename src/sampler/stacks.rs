@@ -24,6 +24,8 @@ pub struct StackSampler {
     pub executor: u64,
     threads: Vec<Result<RawThread, WalkError>>,
     tstates: Vec<u64>,
+    /// The main interpreter found by the last walk (0 if none).
+    last_interp: u64,
     /// With `--subprocesses`: "process PID (command)", the root of this process's stacks.
     pub process_label: Option<String>,
     /// Python thread names by thread ident, and when they were last read.
@@ -66,6 +68,7 @@ impl StackSampler {
             executor: 0,
             threads: Vec::new(),
             tstates: Vec::new(),
+            last_interp: 0,
             process_label: None,
             names: Default::default(),
             names_read: None,
@@ -98,13 +101,11 @@ impl StackSampler {
     /// One sample of every thread into `profile` (thread names refreshed about once a
     /// second); per-thread failures are returned.
     pub fn sample(&mut self, mem: &dyn Memory, profile: &mut Profile) -> Vec<WalkError> {
-        if let Ok(interp) = self.walker.main_interpreter(mem) {
-            self.refresh_names(mem, interp, false);
+        let failed = self.sample_with(mem, profile, None, &mut |_, _| true);
+        if self.last_interp != 0 {
+            self.refresh_names(mem, self.last_interp, false);
         }
-        self.sample_with(mem, profile, None, &mut |_, _| true)
-            .into_iter()
-            .map(|f| f.error)
-            .collect()
+        failed.into_iter().map(|f| f.error).collect()
     }
 
     /// Read the threads' Python names (threading's registry) if a second has passed
@@ -125,6 +126,11 @@ impl StackSampler {
         }
     }
 
+    /// The thread states of the last walk, in list order.
+    pub fn last_tstates(&self) -> &[u64] {
+        &self.tstates
+    }
+
     /// The Python name of the thread with `threading.get_ident()` `ident`, if known.
     pub fn thread_name(&self, ident: u64) -> Option<&str> {
         self.names.get(&ident).map(|s| s.as_str())
@@ -143,6 +149,7 @@ impl StackSampler {
     ) -> Vec<Failed> {
         let mut failed = Vec::new();
         self.code.begin_tick();
+        self.last_interp = 0;
         let interp = match self.walker.main_interpreter(mem) {
             Ok(0) => return failed, // not initialised yet, or finalised
             Ok(i) => i,
@@ -154,6 +161,7 @@ impl StackSampler {
                 return failed;
             }
         };
+        self.last_interp = interp;
         let mut threads = std::mem::take(&mut self.threads);
         if let Err(error) = self
             .walker

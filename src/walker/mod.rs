@@ -126,7 +126,7 @@ fn field_u64(buf: &[u8], off: usize) -> Option<u64> {
 
 /// Local copies of the target's memory made during one walk (3.11+: the thread's
 /// data-stack chunks), so frames inside them cost no system call.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Regions {
     regions: Vec<(u64, Vec<u8>)>,
 }
@@ -204,6 +204,7 @@ enum GilSource {
 }
 
 /// The walker for one interpreter runtime.
+#[derive(Clone)]
 pub struct Walker {
     pub layout: Layout,
     pub interp_head_addr: u64,
@@ -358,26 +359,18 @@ impl Walker {
     pub fn thread_states(&self, mem: &dyn Memory, interp: u64) -> Result<Vec<u64>, WalkError> {
         let l = &self.layout;
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut t = ptr(mem, at(interp, l.interp_tstate_head))?;
         while t != 0 {
             check_ptr(t, "thread state")?;
             if out.len() >= MAX_THREADS {
-                return Err(if has_duplicates(&out) {
-                    WalkError::Cycle("thread")
-                } else {
-                    WalkError::TooManyThreads
-                });
+                return Err(WalkError::TooManyThreads);
             }
-            out.push(t);
-            // Cheap cycle check: a list that returns to its head or to itself.
-            let next = ptr(mem, at(t, l.tstate_next))?;
-            if next == t || Some(&next) == out.first() {
+            if !seen.insert(t) {
                 return Err(WalkError::Cycle("thread"));
             }
-            t = next;
-        }
-        if out.len() > 64 && has_duplicates(&out) {
-            return Err(WalkError::Cycle("thread"));
+            out.push(t);
+            t = ptr(mem, at(t, l.tstate_next))?;
         }
         Ok(out)
     }
@@ -438,32 +431,26 @@ impl Walker {
             8,
         );
         let mut states: Vec<Result<ThreadStart, WalkError>> = Vec::new();
-        let mut seen: Vec<u64> = Vec::new();
+        // Every thread state seen: a list that comes back to any of them loops, found
+        // at once (not after MAX_THREADS steps and their allocations).
+        let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut t = ptr(mem, at(interp, l.interp_tstate_head))?;
         let mut buf = vec![0u8; span.len as usize];
         while t != 0 {
             check_ptr(t, "thread state")?;
             if seen.len() >= MAX_THREADS {
-                return Err(if has_duplicates(&seen) {
-                    WalkError::Cycle("thread")
-                } else {
-                    WalkError::TooManyThreads
-                });
+                return Err(WalkError::TooManyThreads);
             }
-            seen.push(t);
+            if !seen.insert(t) {
+                return Err(WalkError::Cycle("thread"));
+            }
             tstates.push(t);
             mem.read(at(t, span.start), &mut buf)?;
             let next = field_u64(&buf, (l.tstate_next - span.start) as usize).unwrap_or(0);
             let own = &buf[(self.tstate_span.start - span.start) as usize..]
                 [..self.tstate_span.len as usize];
             states.push(self.thread_start(t, own));
-            if next == t || Some(&next) == seen.first() {
-                return Err(WalkError::Cycle("thread"));
-            }
             t = next;
-        }
-        if seen.len() > 64 && has_duplicates(&seen) {
-            return Err(WalkError::Cycle("thread"));
         }
         // 2. 3.11/3.12: every `cframe->current_frame` in one batch.
         let cframes: Vec<(usize, u64)> = states
