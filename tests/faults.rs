@@ -48,64 +48,76 @@ fn wait_done(mut child: std::process::Child, limit: Duration) -> std::process::O
     }
 }
 
+/// Killed after 1 s of a 500 Hz recording: everything sampled until then is written
+/// (at least 90% of 500 samples), nothing is counted as failed (reads that fail because
+/// the target is gone are not the profiler's failures), for every sampler.
 #[test]
 fn target_killed_mid_recording() {
     let py = py312();
-    for mode in [&[][..], &["--nonblocking"][..]] {
+    let _cpu = exclusive();
+    for sampler in samplers() {
         let mut target = Target::spawn(&py, "split.py", &[]);
         let dir = temp_dir();
         let out = dir.path().join("k.json");
         let pid = target.pid.to_string();
-        let mut args = vec![
+        let args = vec![
             "-p",
             &pid,
             "-r",
             "500",
+            "--sampler",
+            sampler,
             "-f",
             "json",
             "-o",
             out.to_str().unwrap(),
         ];
-        args.extend_from_slice(mode);
         let child = spawn_record(&args);
+        // Attached once the first samples are in (a fixed sleep would count start-up).
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
         std::thread::sleep(Duration::from_millis(1000));
         kill(Pid::from_raw(target.pid), Signal::SIGKILL).unwrap();
+        let ran = start.elapsed().as_secs_f64();
         let o = wait_done(child, Duration::from_secs(20));
         target.kill();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{mode:?}: {err}");
-        assert!(err.contains("target exited"), "{mode:?}: {err}");
+        assert!(o.status.success(), "{sampler}: {err}");
+        assert!(err.contains("target exited"), "{sampler}: {err}");
         let p = read_profile(&out);
-        assert!(
-            p.meta.samples > 100,
-            "{mode:?}: {} samples kept",
-            p.meta.samples
-        );
-        assert!(p
+        let hot: u64 = p
             .stacks
             .iter()
-            .any(|s| p.frames[*s.frames.last().unwrap() as usize]
-                .function
-                .starts_with("hot")));
-        // Failures, if any, are counted by reason (never an unexplained number).
+            .filter(|s| {
+                p.frames[*s.frames.last().unwrap() as usize]
+                    .function
+                    .starts_with("hot")
+            })
+            .map(|s| s.count)
+            .sum();
         assert!(
-            p.meta.errors.keys().all(|k| !k.is_empty()),
-            "{:?}",
-            p.meta.errors
+            hot as f64 >= 0.9 * 500.0 * ran,
+            "{sampler}: {hot} samples in hot70/hot30 kept of {:.0} expected",
+            500.0 * ran
         );
+        assert_eq!(p.meta.error_count(), 0, "{sampler}: {:?}", p.meta.errors);
     }
 }
 
+/// SIGSTOP for 1 s in the middle of a 3 s recording at 200 Hz, then SIGCONT: with
+/// --idle the stopped thread is still read (its stack is there to read), so the samples
+/// keep coming during the stop: at least 90% of 600; the target runs on afterwards.
 #[test]
 fn target_stopped_and_continued() {
     let py = py312();
-    for mode in [&[][..], &["--nonblocking"][..]] {
+    let _cpu = exclusive();
+    for sampler in samplers() {
         let target = Target::spawn(&py, "split.py", &[]);
         let dir = temp_dir();
         let out = dir.path().join("s.json");
         let pid = target.pid.to_string();
         // --idle: the stopped threads are not running, and would be dropped as idle.
-        let mut args = vec![
+        let args = vec![
             "--idle",
             "-p",
             &pid,
@@ -113,27 +125,39 @@ fn target_stopped_and_continued() {
             "200",
             "-d",
             "3",
+            "--sampler",
+            sampler,
             "-f",
             "json",
             "-o",
             out.to_str().unwrap(),
         ];
-        args.extend_from_slice(mode);
         let child = spawn_record(&args);
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(1000));
         kill(Pid::from_raw(target.pid), Signal::SIGSTOP).unwrap();
         std::thread::sleep(Duration::from_millis(1000));
         kill(Pid::from_raw(target.pid), Signal::SIGCONT).unwrap();
         let o = wait_done(child, Duration::from_secs(20));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{mode:?}: {err}");
+        assert!(o.status.success(), "{sampler}: {err}");
         let p = read_profile(&out);
-        // A stopped process still has stacks to read: samples keep coming.
-        assert!(p.meta.samples > 300, "{mode:?}: {} samples", p.meta.samples);
+        assert!(
+            p.meta.samples >= 540,
+            "{sampler}: {} samples of 600 ({} ticks, {} late, errors {:?})",
+            p.meta.samples,
+            p.meta.ticks,
+            p.meta.late,
+            p.meta.errors
+        );
+        assert!(
+            p.meta.error_count() * 100 <= p.meta.samples,
+            "{sampler}: {:?}",
+            p.meta.errors
+        );
         // And it runs on afterwards.
         assert!(
             pyprof::process::live::is_alive(target.pid),
-            "{mode:?}: target died"
+            "{sampler}: target died"
         );
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", target.pid)).unwrap();
         let state = stat
@@ -146,7 +170,7 @@ fn target_stopped_and_continued() {
             .unwrap();
         assert!(
             state == 'R' || state == 'S',
-            "{mode:?}: target state {state} after SIGCONT"
+            "{sampler}: target state {state} after SIGCONT"
         );
     }
 }
@@ -230,26 +254,50 @@ fn recursion_5000_deep_is_walked_whole_and_max_depth_truncates_visibly() {
     );
 }
 
+/// 1,000 sleeping threads and a busy one, 100 Hz for 3 s, every sampler, --idle: every
+/// thread in every tick, at most 5% of the ticks late (the timing goal, 99%, is measured
+/// by scripts/bench.py on a release build), no failures. Without --idle: only the busy
+/// thread, in at least 90% of the ticks.
 #[test]
 fn a_thousand_threads_are_all_sampled_and_every_tick_accounted_for() {
-    // Whether 100 Hz is kept up with is a timing goal, measured by scripts/bench.py on a
-    // quiet machine (release build); here: every thread in every tick, every tick
-    // either taken or counted late, no failures.
     let py = py312();
+    let _cpu = exclusive();
     let target = Target::spawn(&py, "many_threads.py", &["1000"]);
-    let (p, o) = record_json(target.pid, 3.0, &["-r", "100", "--nonblocking"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    eprintln!("1000 threads: {err}");
-    assert!(p.threads.len() >= 1001, "{} threads seen", p.threads.len());
-    let requested = (3.0 * 100.0) as u64;
-    assert!(
-        p.meta.ticks + p.meta.late >= requested - 2,
-        "ticks {} + late {} < {requested}",
-        p.meta.ticks,
-        p.meta.late
-    );
-    assert_eq!(p.meta.samples, p.meta.ticks * 1001, "a tick missed threads");
-    assert_eq!(p.meta.error_count(), 0, "{:?}", p.meta.errors);
+    for sampler in samplers() {
+        let (p, o) = record_json(target.pid, 3.0, &["-r", "100", "--sampler", sampler]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        eprintln!("1000 threads {sampler}: {err}");
+        assert!(p.threads.len() >= 1001, "{sampler}: {} threads seen", p.threads.len());
+        let requested = (3.0 * 100.0) as u64;
+        assert!(
+            p.meta.ticks + p.meta.late >= requested - 2 && p.meta.late * 20 <= requested,
+            "{sampler}: ticks {} + late {} of {requested}",
+            p.meta.ticks,
+            p.meta.late
+        );
+        if sampler != "bpf" {
+            assert_eq!(p.meta.samples, p.meta.ticks * 1001, "{sampler}: a tick missed threads");
+        } else {
+            // bpf: the sleepers read each tick, the busy one by the kernel at the rate.
+            let sleepers = p.meta.samples.saturating_sub(p.meta.ticks * 1000);
+            assert!(
+                p.meta.samples >= p.meta.ticks * 1000 && sleepers as f64 >= 0.9 * 300.0,
+                "{sampler}: {} samples in {} ticks",
+                p.meta.samples,
+                p.meta.ticks
+            );
+        }
+        assert_eq!(p.meta.error_count(), 0, "{sampler}: {:?}", p.meta.errors);
+        // Without --idle only the busy thread.
+        let (p, _) = record_json(target.pid, 2.0, &["-r", "100", "--sampler", sampler, "--no-idle"]);
+        let busy: u64 = p.stacks.iter().map(|s| s.count).sum();
+        assert!(
+            busy as f64 >= 0.9 * 200.0 && p.threads.len() == 1,
+            "{sampler} --no-idle: {busy} samples of {} threads ({} late)",
+            p.threads.len(),
+            p.meta.late
+        );
+    }
 }
 
 #[test]
