@@ -14,9 +14,11 @@ use std::cell::{Cell, RefCell};
 /// Two wanted ranges closer than this are read as one (the gap is on a page one of them
 /// is on, so it is mapped).
 const MERGE_GAP: u64 = 64;
-/// Ranges at least this long (thread data stacks, bytecode) are read to the end of their
-/// last page, so that a stack that grew a little is still covered next tick.
+/// Ranges at least this long (thread data stacks, bytecode) are read a little further
+/// (`GROWTH` bytes, never past the end of their last page, which is mapped), so that a
+/// stack that grew a little is still covered next tick.
 const ROUND_UP_FROM: u64 = 512;
+const GROWTH: u64 = 512;
 const PAGE: u64 = 4096;
 /// Most bytes one snapshot copies, and most ranges it remembers.
 const MAX_BYTES: u64 = 64 << 20;
@@ -74,8 +76,9 @@ impl Snapshot {
         }
         for r in used.iter_mut() {
             if r.1 >= ROUND_UP_FROM {
-                let end = (r.0 + r.1).next_multiple_of(PAGE);
-                r.1 = end - r.0;
+                let end = r.0 + r.1;
+                let grown = (end + GROWTH).min(end.next_multiple_of(PAGE));
+                r.1 = grown - r.0;
             }
         }
         used.sort_unstable();
@@ -235,7 +238,7 @@ mod tests {
         {
             let m = snap.view(&live);
             assert_eq!(m.read_u64(0x1000).unwrap(), 0x0909090909090909);
-            let mut b = [0u8; 700]; // grew: still inside the page read
+            let mut b = [0u8; 700]; // grew a little: still inside what was read
             m.read(0x9000, &mut b).unwrap();
             assert_eq!(b[699], 2);
         }

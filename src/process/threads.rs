@@ -155,6 +155,9 @@ struct Watched {
     watched: bool,
     /// The state letter, when it was read.
     state: Option<char>,
+    /// Ran in the interval before the last `refresh` (as far as it can tell: a thread not
+    /// looked at ran less than `slack` in all).
+    ran: bool,
 }
 
 /// Which of the target's threads are active, found at a small, bounded cost per tick:
@@ -259,6 +262,7 @@ impl ThreadMonitor {
                 active: true,
                 watched: true,
                 state: None,
+                ran: true,
             },
         );
         match self.read_runtime(tid) {
@@ -308,6 +312,9 @@ impl ThreadMonitor {
                 }
             }
         }
+        for w in self.threads.values_mut() {
+            w.ran = false;
+        }
         let cpu = self.process_cpu();
         let cpu_delta = match (cpu, self.last_cpu) {
             (Some(c), Some(l)) => Some(c.saturating_sub(l)),
@@ -355,6 +362,7 @@ impl ThreadMonitor {
         };
         let ran = r.saturating_sub(w.runtime);
         w.runtime = r;
+        w.ran = ran > 0;
         *explained += ran;
         if ran == 0 && w.watched {
             // Did not run at all since the last look: asleep, stopped, or waiting in
@@ -411,6 +419,17 @@ impl ThreadMonitor {
     /// counts as active, so that nothing is dropped on a failed read.
     pub fn is_active(&self, tid: u64) -> bool {
         self.threads.get(&tid).is_none_or(|w| w.active)
+    }
+
+    /// Did `tid` run in the interval before the last `refresh`? True when unknown. A thread
+    /// that did not cannot have changed its stack since.
+    pub fn ran_recently(&self, tid: u64) -> bool {
+        self.threads.get(&tid).is_none_or(|w| w.ran)
+    }
+
+    /// Is `tid` one of the threads the monitor follows?
+    pub fn knows(&self, tid: u64) -> bool {
+        self.threads.contains_key(&tid)
     }
 
     /// Threads believed active, for pausing the ones that can move.

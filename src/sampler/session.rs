@@ -187,6 +187,42 @@ impl Session {
         }
     }
 
+    /// Before the first tick: learn the threads and their OS states, so that the clock
+    /// does not start with a tick that opens a file per thread.
+    pub fn prime(&mut self) {
+        self.learn_thread_list();
+        let tids = self.python_tids();
+        self.monitor.refresh(&tids);
+    }
+
+    /// Read the thread list (ids only, no frames) and learn the OS thread ids of threads
+    /// not seen yet.
+    fn learn_thread_list(&mut self) {
+        let walker = &self.sampler.walker;
+        let Ok(interp) = walker.main_interpreter(&self.mem) else {
+            return;
+        };
+        if interp == 0 {
+            return;
+        }
+        let Ok(list) = walker.thread_ids(&self.mem, interp) else {
+            return;
+        };
+        let seen: Vec<(u64, RawThreadIds)> = list
+            .iter()
+            .map(|&(tstate, thread_id, native_id)| {
+                (
+                    tstate,
+                    RawThreadIds {
+                        thread_id,
+                        native_id,
+                    },
+                )
+            })
+            .collect();
+        self.learn_os_tids(&seen);
+    }
+
     /// OS thread ids of the thread states seen at the last tick (learned lazily).
     pub fn python_tids(&self) -> Vec<u64> {
         self.os_tids.values().copied().collect()
@@ -197,10 +233,14 @@ impl Session {
     /// whether the target still lives).
     pub fn sample(&mut self, profile: &mut Profile, kind: SamplerKind) -> Vec<WalkError> {
         let filter = self.filter;
-        let tids = self.python_tids();
-        if !filter.idle {
-            self.monitor.refresh(&tids);
+        if self.os_tids.is_empty() {
+            // First tick: learn which OS thread runs which thread state before pausing
+            // anything, so that only the GIL holder is paused from the start (pausing
+            // every thread wakes the sleeping ones).
+            self.learn_thread_list();
         }
+        let tids = self.python_tids();
+        self.monitor.refresh(&tids);
         let mut paused = Paused::default();
         let mut errors = Vec::new();
         if kind == SamplerKind::Ptrace {
@@ -224,31 +264,81 @@ impl Session {
         let (mut idle, mut not_gil) = (0, 0);
         let monitor = &self.monitor;
         let os_tids = &self.os_tids;
-        let mut seen: Vec<(u64, RawThreadIds)> = Vec::new();
-        let mut keep = |raw: &RawThread, gil: Option<u64>| {
-            seen.push((
-                raw.tstate,
+        // Every thread of the list, walked or not (to learn the OS ids of new ones).
+        let seen: std::cell::RefCell<Vec<(u64, RawThreadIds)>> = Default::default();
+        // Threads not walked: idle ones when they are dropped anyway, and (with --idle,
+        // without opcodes) sleeping ones that did not run since their last sample, whose
+        // last stack is recorded again.
+        let skipped_idle = std::cell::Cell::new(0u64);
+        let repeat: std::cell::RefCell<Vec<u64>> = Default::default();
+        let repeatable = if filter.idle && self.sampler.code.opcode_table().is_none() {
+            self.sampler.repeatable()
+        } else {
+            HashSet::new()
+        };
+        let want = |tstate: u64, thread_id: u64, native_id: Option<u64>| {
+            seen.borrow_mut().push((
+                tstate,
                 RawThreadIds {
-                    thread_id: raw.thread_id,
-                    native_id: raw.native_id,
+                    thread_id,
+                    native_id,
                 },
             ));
+            let Some(tid) = native_id.or_else(|| os_tids.get(&tstate).copied()) else {
+                return true;
+            };
+            if !monitor.knows(tid) {
+                return true;
+            }
+            if filter.gil_only && gil.is_some_and(|g| g != tstate) {
+                return true; // counted by `keep`
+            }
+            if !filter.idle && !monitor.is_active(tid) {
+                skipped_idle.set(skipped_idle.get() + 1);
+                return false;
+            }
+            if !monitor.ran_recently(tid) && !monitor.is_active(tid) && repeatable.contains(&tstate)
+            {
+                repeat.borrow_mut().push(tstate);
+                return false;
+            }
+            true
+        };
+        // Threads whose OS thread the monitor does not know yet (new since the last
+        // tick): decided after the tick, once their OS id is learned.
+        let mut deferred: Vec<RawThread> = Vec::new();
+        let mut keep = |raw: &RawThread, gil: Option<u64>| {
             if filter.gil_only && gil != Some(raw.tstate) {
                 not_gil += 1;
                 return false;
             }
             if !filter.idle {
-                if let Some(tid) = raw.native_id.or_else(|| os_tids.get(&raw.tstate).copied()) {
-                    if !monitor.is_active(tid) {
-                        idle += 1;
+                match raw
+                    .native_id
+                    .or_else(|| os_tids.get(&raw.tstate).copied())
+                {
+                    Some(tid) if monitor.knows(tid) => {
+                        if !monitor.is_active(tid) {
+                            idle += 1;
+                            return false;
+                        }
+                    }
+                    _ => {
+                        deferred.push(raw.clone());
                         return false;
                     }
                 }
             }
             true
         };
-        let failed = self.sampler.sample_with(&view, profile, gil, &mut keep);
+        let failed = self
+            .sampler
+            .sample_some(&view, profile, gil, &want, &mut keep);
         drop(view);
+        for tstate in repeat.take() {
+            self.sampler.repeat(tstate, profile);
+        }
+        let seen = seen.take();
         // Retry failed walks at once, live (read), or while still paused (ptrace).
         let mut retried = Vec::new();
         for Failed { tstate, error } in failed {
@@ -284,10 +374,30 @@ impl Session {
         errors.extend(retried);
         self.stats.ptrace_syscalls += paused.syscalls;
         drop(paused);
-        self.dropped_idle += idle;
+        self.dropped_idle += idle + skipped_idle.get();
         self.dropped_gil += not_gil;
         self.learn_os_tids(&seen);
+        // New threads: active now? (Their stacks were read with the others.)
+        for raw in deferred {
+            let tid = raw
+                .native_id
+                .or_else(|| self.os_tids.get(&raw.tstate).copied());
+            let active = match tid {
+                Some(t) => crate::process::threads::is_active(self.monitor.state_now(t)),
+                None => true, // unknown: kept, as nothing is dropped on a failed read
+            };
+            if !active {
+                self.dropped_idle += 1;
+                continue;
+            }
+            if let Err(e) = self.sampler.record_thread(&self.mem, &raw, profile, None) {
+                errors.push(e);
+            }
+        }
         self.last_holder = gil.and_then(|g| self.os_tids.get(&g).copied());
+        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
+            eprintln!("tick: reads {} snap {}/{} full {} syscalls {} unexpl?", self.mem.read_calls(), self.snapshot.hits.get(), self.snapshot.misses.get(), self.monitor.full_passes, self.monitor.syscalls);
+        }
         errors
     }
 
@@ -346,6 +456,9 @@ impl Session {
         paused.resume();
         *paused = ptrace::pause_all(self.pid).map_err(|_| WalkError::Pause)?;
         self.stats.paused_all += 1;
+        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
+            eprintln!("pause all: candidate {:?} last {:?}", self.last_holder, self.os_tids.len());
+        }
         self.snapshot.take(&self.mem);
         Ok(())
     }
@@ -502,11 +615,17 @@ impl Session {
     /// (the process used no CPU time beyond the running threads'); else it is retried
     /// once, then counted.
     pub fn sample_idle(&mut self, profile: &mut Profile) -> Vec<WalkError> {
+        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
+            eprintln!("snap hits {} misses {} list {} {} code {} {} reads {}", self.snapshot.hits.get(), self.snapshot.misses.get(), self.list_snapshot.hits.get(), self.list_snapshot.misses.get(), self.code_snapshot.hits.get(), self.code_snapshot.misses.get(), self.mem.read_calls());
+        }
         let mut errors = Vec::new();
         let tids = self.python_tids();
+        let t0 = Instant::now();
         self.monitor.refresh(&tids);
+        let t1 = Instant::now();
         for attempt in 0..2 {
             self.snapshot.take(&self.mem);
+            let t2 = Instant::now();
             let view = self.snapshot.view(&self.mem);
             let walker = &self.sampler.walker;
             let interp = match walker.main_interpreter(&view) {
@@ -529,10 +648,15 @@ impl Session {
                 return errors;
             }
             drop(view);
-            let quiet = self
-                .monitor
-                .unexplained_since_refresh()
-                .is_some_and(|u| u <= self.monitor.slack());
+            let t3 = Instant::now();
+            let un = self.monitor.unexplained_since_refresh();
+            if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
+                eprintln!("idle: refresh {:?} take {:?} walk {:?}", t1 - t0, t2 - t1, t3 - t2);
+            }
+            if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
+                eprintln!("unexplained {un:?} watched {:?}", self.monitor.active());
+            }
+            let quiet = un.is_some_and(|u| u <= self.monitor.slack());
             if !quiet && attempt == 0 {
                 self.monitor.refresh(&tids);
                 continue; // a thread we believed asleep ran: read again

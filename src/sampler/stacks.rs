@@ -40,12 +40,22 @@ pub struct StackSampler {
     /// (code object id, instruction, opcode, owner) → frame id in the profile below.
     frame_ids: std::collections::HashMap<FrameKey, u32>,
     frame_ids_profile: u64,
+    /// Per thread state: the last stack recorded (for `repeat`).
+    recorded: std::collections::HashMap<u64, Recorded>,
     /// Per thread state: the previous stack's (key, frame id), leaf first.
     prev_stacks: std::collections::HashMap<u64, Vec<(FrameKey, u32)>>,
     keys: Vec<FrameKey>,
     frame_keys_ids: Vec<(FrameKey, u32)>,
     /// `ENTER_EXECUTOR`'s number in this version, if it has one.
     enter_executor: Option<u8>,
+}
+
+/// A thread's last recorded stack: its thread in the profile and frame ids, root first.
+#[derive(Clone, Debug, Default)]
+struct Recorded {
+    thread: u32,
+    ids: Vec<u32>,
+    truncated: bool,
 }
 
 /// A thread that could not be sampled, and why.
@@ -80,6 +90,7 @@ impl StackSampler {
             frame_ids: Default::default(),
             frame_ids_profile: 0,
             prev_stacks: Default::default(),
+            recorded: Default::default(),
             keys: Vec::new(),
             frame_keys_ids: Vec::new(),
             enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
@@ -147,6 +158,19 @@ impl StackSampler {
         gil: Option<u64>,
         keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
     ) -> Vec<Failed> {
+        self.sample_some(mem, profile, gil, &|_, _, _| true, keep)
+    }
+
+    /// `sample_with`, walking only the threads `want(tstate, thread_id, native_id)`
+    /// accepts (the others are not read beyond their thread state, nor recorded).
+    pub fn sample_some(
+        &mut self,
+        mem: &dyn Memory,
+        profile: &mut Profile,
+        gil: Option<u64>,
+        want: &dyn Fn(u64, u64, Option<u64>) -> bool,
+        keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
+    ) -> Vec<Failed> {
         let mut failed = Vec::new();
         self.code.begin_tick();
         self.last_interp = 0;
@@ -165,7 +189,7 @@ impl StackSampler {
         let mut threads = std::mem::take(&mut self.threads);
         if let Err(error) = self
             .walker
-            .walk_all(mem, interp, &mut threads, &mut self.tstates)
+            .walk_some(mem, interp, &mut threads, &mut self.tstates, want)
         {
             failed.push(Failed {
                 tstate: None,
@@ -178,6 +202,7 @@ impl StackSampler {
             let tstate = self.tstates.get(i).copied();
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
+                Err(WalkError::NotWalked) => continue,
                 t => t,
             };
             if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {
@@ -220,6 +245,7 @@ impl StackSampler {
         if self.frame_ids_profile != profile.id {
             self.frame_ids.clear();
             self.prev_stacks.clear();
+            self.recorded.clear();
             self.frame_ids_profile = profile.id;
         }
         let layout = &self.walker.layout;
@@ -403,7 +429,37 @@ impl StackSampler {
                 process: self.process_label.clone(),
             });
             profile.add(thread, &self.ids, raw.truncated);
+            if self.recorded.len() < 100_000 {
+                let r = self.recorded.entry(raw.tstate).or_default();
+                r.thread = thread;
+                r.truncated = raw.truncated;
+                r.ids.clear();
+                r.ids.extend_from_slice(&self.ids);
+            }
+        } else {
+            self.recorded.remove(&raw.tstate);
         }
         Ok(())
+    }
+
+    /// Thread states with a stack `repeat` can record again.
+    pub fn repeatable(&self) -> std::collections::HashSet<u64> {
+        self.recorded.keys().copied().collect()
+    }
+
+    /// Record the stack thread state `tstate` had at its last sample again, without
+    /// reading anything: for a thread that provably did not run since (its stack cannot
+    /// have changed). False when there is no such stack in this profile.
+    pub fn repeat(&mut self, tstate: u64, profile: &mut Profile) -> bool {
+        if self.frame_ids_profile != profile.id {
+            return false;
+        }
+        match self.recorded.get(&tstate) {
+            Some(r) if !r.ids.is_empty() => {
+                profile.add(r.thread, &r.ids, r.truncated);
+                true
+            }
+            _ => false,
+        }
     }
 }

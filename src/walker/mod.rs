@@ -68,6 +68,8 @@ pub enum WalkError {
     RingBufferFull,
     /// A thread not on a CPU ran while it was read, again on the retry.
     RanDuringRead,
+    /// Not an error: a thread `Walker::walk_some` was asked not to walk.
+    NotWalked,
 }
 
 impl fmt::Display for WalkError {
@@ -82,6 +84,7 @@ impl fmt::Display for WalkError {
             WalkError::UnknownThread => write!(f, "thread not yet known to the bpf sampler"),
             WalkError::RingBufferFull => write!(f, "lost: bpf ring buffer full"),
             WalkError::RanDuringRead => write!(f, "idle thread ran while it was read"),
+            WalkError::NotWalked => write!(f, "not walked"),
         }
     }
 }
@@ -418,6 +421,20 @@ impl Walker {
         out: &mut Vec<Result<RawThread, WalkError>>,
         tstates: &mut Vec<u64>,
     ) -> Result<(), WalkError> {
+        self.walk_some(mem, interp, out, tstates, &|_, _, _| true)
+    }
+
+    /// `walk_all`, walking the frames only of the threads `want(tstate, thread_id,
+    /// native_id)` accepts: the others cost their thread-state read only, and come out as
+    /// `Err(WalkError::NotWalked)`.
+    pub fn walk_some(
+        &self,
+        mem: &dyn Memory,
+        interp: u64,
+        out: &mut Vec<Result<RawThread, WalkError>>,
+        tstates: &mut Vec<u64>,
+        want: &dyn Fn(u64, u64, Option<u64>) -> bool,
+    ) -> Result<(), WalkError> {
         let l = &self.layout;
         out.clear();
         tstates.clear();
@@ -449,7 +466,11 @@ impl Walker {
             let next = field_u64(&buf, (l.tstate_next - span.start) as usize).unwrap_or(0);
             let own = &buf[(self.tstate_span.start - span.start) as usize..]
                 [..self.tstate_span.len as usize];
-            states.push(self.thread_start(t, own));
+            let start = self.thread_start(t, own);
+            states.push(match start {
+                Ok(ts) if !want(t, ts.thread_id, ts.native_id) => Err(WalkError::NotWalked),
+                other => other,
+            });
             t = next;
         }
         // 2. 3.11/3.12: every `cframe->current_frame` in one batch.
