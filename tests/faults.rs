@@ -267,7 +267,11 @@ fn a_thousand_threads_are_all_sampled_and_every_tick_accounted_for() {
         let (p, o) = record_json(target.pid, 3.0, &["-r", "100", "--sampler", sampler]);
         let err = String::from_utf8_lossy(&o.stderr);
         eprintln!("1000 threads {sampler}: {err}");
-        assert!(p.threads.len() >= 1001, "{sampler}: {} threads seen", p.threads.len());
+        assert!(
+            p.threads.len() >= 1001,
+            "{sampler}: {} threads seen",
+            p.threads.len()
+        );
         let requested = (3.0 * 100.0) as u64;
         assert!(
             p.meta.ticks + p.meta.late >= requested - 2 && p.meta.late * 20 <= requested,
@@ -276,7 +280,11 @@ fn a_thousand_threads_are_all_sampled_and_every_tick_accounted_for() {
             p.meta.late
         );
         if sampler != "bpf" {
-            assert_eq!(p.meta.samples, p.meta.ticks * 1001, "{sampler}: a tick missed threads");
+            assert_eq!(
+                p.meta.samples,
+                p.meta.ticks * 1001,
+                "{sampler}: a tick missed threads"
+            );
         } else {
             // bpf: the sleepers read each tick, the busy one by the kernel at the rate.
             let sleepers = p.meta.samples.saturating_sub(p.meta.ticks * 1000);
@@ -289,7 +297,11 @@ fn a_thousand_threads_are_all_sampled_and_every_tick_accounted_for() {
         }
         assert_eq!(p.meta.error_count(), 0, "{sampler}: {:?}", p.meta.errors);
         // Without --idle only the busy thread.
-        let (p, _) = record_json(target.pid, 2.0, &["-r", "100", "--sampler", sampler, "--no-idle"]);
+        let (p, _) = record_json(
+            target.pid,
+            2.0,
+            &["-r", "100", "--sampler", sampler, "--no-idle"],
+        );
         let busy: u64 = p.stacks.iter().map(|s| s.count).sum();
         assert!(
             busy as f64 >= 0.9 * 200.0 && p.threads.len() == 1,

@@ -2,6 +2,7 @@
 //! fake), memory maps, and ELF files the target has mapped. Nothing above this module
 //! touches the target except through `Memory`.
 
+pub mod btf;
 pub mod elf;
 pub mod live;
 pub mod maps;

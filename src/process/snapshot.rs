@@ -260,3 +260,33 @@ mod tests {
         assert_eq!(snap.bytes(), 0);
     }
 }
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::process::FakeMemory;
+
+    #[test]
+    fn a_thousand_small_ranges_are_one_batch_the_next_time() {
+        let mut fake = FakeMemory::new();
+        for i in 0..1000u64 {
+            fake.map(0x10_0000 + i * 0x1000, vec![i as u8; 256]);
+        }
+        let mut snap = Snapshot::new();
+        for round in 0..3 {
+            snap.take(&fake);
+            let m = snap.view(&fake);
+            for i in 0..1000u64 {
+                let a = 0x10_0000 + i * 0x1000;
+                let _ = m.read_u64(a + 8);
+                let mut b = [0u8; 100];
+                let _ = m.read(a + 16, &mut b);
+            }
+            eprintln!(
+                "round {round}: hits {} misses {}",
+                snap.hits.get(),
+                snap.misses.get()
+            );
+        }
+        assert_eq!(snap.misses.get(), 2000, "only the first round misses");
+    }
+}

@@ -158,7 +158,16 @@ struct Watched {
     /// Ran in the interval before the last `refresh` (as far as it can tell: a thread not
     /// looked at ran less than `slack` in all).
     ran: bool,
+    /// When it was last seen running (a thread stays watched for `WATCH_FOR` after).
+    last_ran: Option<Instant>,
 }
+
+/// How long a thread that ran stays watched (looked at every tick) after it last ran.
+const WATCH_FOR: Duration = Duration::from_secs(1);
+/// How far behind a running thread's `schedstat` run time may be: the kernel updates it
+/// at scheduler ticks and context switches, while the process CPU clock is exact.
+/// Measured here (HZ=250): up to 6.7 ms behind; two ticks of 4 ms are allowed.
+const SCHEDSTAT_LAG: u64 = 8_000_000;
 
 /// Which of the target's threads are active, found at a small, bounded cost per tick:
 ///
@@ -169,8 +178,9 @@ struct Watched {
 ///   no CPU time beyond the watched threads'. When it does, or once a second, every
 ///   thread's `schedstat` is read once and those that ran are watched again.
 ///
-/// A thread that ran less than `slack` in a tick (20 µs or 1% of the period, whichever is
-/// more) can be missed for that tick: it was asleep for at least 99% of it.
+/// A thread that ran less than `slack` in a tick (20 µs or 1% of the period, plus a
+/// scheduler tick per running thread, since their run times lag) can be missed until the
+/// next full pass, at most a second later; a thread that ran stays watched for a second.
 pub struct ThreadMonitor {
     pid: i32,
     clock: Option<libc::clockid_t>,
@@ -178,6 +188,7 @@ pub struct ThreadMonitor {
     last_cpu: Option<u64>,
     last_tick: Option<Instant>,
     last_full: Option<Instant>,
+    last_period: Duration,
     /// System calls made, for cost accounting (the bench reports them).
     pub syscalls: u64,
     /// Full passes made (every thread's schedstat read).
@@ -201,6 +212,7 @@ impl ThreadMonitor {
             last_cpu: None,
             last_tick: None,
             last_full: None,
+            last_period: Duration::ZERO,
             syscalls: 0,
             full_passes: 0,
             buf: vec![0u8; 512],
@@ -263,6 +275,7 @@ impl ThreadMonitor {
                 watched: true,
                 state: None,
                 ran: true,
+                last_ran: Some(Instant::now()),
             },
         );
         match self.read_runtime(tid) {
@@ -291,6 +304,7 @@ impl ThreadMonitor {
             .map(|t| now.duration_since(t))
             .unwrap_or_default();
         self.last_tick = Some(now);
+        self.last_period = period;
         for &t in tids {
             if !self.threads.contains_key(&t) {
                 self.add(t);
@@ -333,7 +347,7 @@ impl ThreadMonitor {
             self.look(tid, period, &mut explained);
         }
         // 2. The rest: asleep, unless the process used CPU the watched ones did not.
-        let slack = (period.as_nanos() as u64 / 100).max(20_000);
+        let slack = self.slack_for(period);
         let unexplained = cpu_delta.map(|d| d.saturating_sub(explained));
         if due || unexplained.is_none_or(|u| u > slack) {
             self.full_passes += 1;
@@ -360,24 +374,35 @@ impl ThreadMonitor {
         let Some(w) = self.threads.get_mut(&tid) else {
             return;
         };
+        let now = Instant::now();
         let ran = r.saturating_sub(w.runtime);
         w.runtime = r;
+        let ran_before = w.ran;
         w.ran = ran > 0;
         *explained += ran;
-        if ran == 0 && w.watched {
-            // Did not run at all since the last look: asleep, stopped, or waiting in
-            // uninterruptible I/O (active, and watched while it lasts).
-            let state = self.read_state(tid);
-            if let Some(w) = self.threads.get_mut(&tid) {
-                w.active = is_active(state);
-                w.watched = w.active;
+        if ran == 0 {
+            if !w.watched {
+                return;
+            }
+            // No run time since the last look. A running thread's run time lags (it is
+            // updated at scheduler ticks), so the state letter decides, once per idle
+            // spell: asleep, stopped, or waiting in uninterruptible I/O (active).
+            let recent = w
+                .last_ran
+                .is_some_and(|t| now.duration_since(t) < WATCH_FOR);
+            if ran_before || w.active || w.state.is_none() {
+                let state = self.read_state(tid);
+                if let Some(w) = self.threads.get_mut(&tid) {
+                    w.active = is_active(state);
+                    w.watched = w.active || recent;
+                }
+            } else {
+                w.watched = recent;
             }
             return;
         }
-        if ran == 0 {
-            return;
-        }
         w.watched = true;
+        w.last_ran = Some(now);
         if period > Duration::ZERO && ran >= period.as_nanos() as u64 * 95 / 100 {
             // On a CPU for (nearly) the whole tick: running.
             w.active = true;
@@ -410,9 +435,20 @@ impl ThreadMonitor {
         Some(now.saturating_sub(before).saturating_sub(explained))
     }
 
-    /// How much unexplained CPU time a check tolerates (see the type's documentation).
+    /// How much unexplained CPU time a check tolerates: 20 µs or 1% of the period, plus
+    /// one scheduler tick of lag per running watched thread (see `SCHEDSTAT_LAG`).
     pub fn slack(&self) -> u64 {
-        20_000
+        let period = self.last_period;
+        self.slack_for(period)
+    }
+
+    fn slack_for(&self, period: Duration) -> u64 {
+        let running = self
+            .threads
+            .values()
+            .filter(|w| w.watched && w.active)
+            .count() as u64;
+        (period.as_nanos() as u64 / 100).max(20_000) + running * SCHEDSTAT_LAG
     }
 
     /// Is `tid` active (running, runnable or in uninterruptible I/O)? An unknown thread

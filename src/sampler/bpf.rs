@@ -40,11 +40,25 @@ pub struct BpfConfig {
     pub max_depth: u32,
     pub opcodes: u32,
     pub frame_tlbc: i32,
+    pub tstate_head: u64,
+    pub tstate_next: u32,
+    pub tstate_thread_id: u32,
+    pub task_pthread: i32,
+    pub max_threads: u32,
 }
 
 impl BpfConfig {
-    /// The walk of `layout`, with the GIL's `locked`/`last_holder` addresses when known.
-    pub fn new(layout: &Layout, gil: Option<(u64, u64)>, max_depth: usize, opcodes: bool) -> Self {
+    /// The walk of `layout`, with the GIL's `locked`/`last_holder` addresses when known,
+    /// and for finding new threads in the kernel the address of the interpreter's thread
+    /// list head and the offset of `pthread_self()` in the kernel's task struct.
+    pub fn new(
+        layout: &Layout,
+        gil: Option<(u64, u64)>,
+        max_depth: usize,
+        opcodes: bool,
+        tstate_head: u64,
+        task_pthread: Option<u64>,
+    ) -> Self {
         let opt = |v: Option<u32>| v.map_or(-1, |v| v as i32);
         BpfConfig {
             gil_locked: gil.map_or(0, |g| g.0),
@@ -65,6 +79,11 @@ impl BpfConfig {
             max_depth: max_depth.clamp(1, MAX_FRAMES) as u32,
             opcodes: opcodes as u32,
             frame_tlbc: opt(layout.frame_tlbc_index),
+            tstate_head,
+            tstate_next: layout.tstate_next,
+            tstate_thread_id: layout.tstate_thread_id,
+            task_pthread: task_pthread.map_or(-1, |o| o as i32),
+            max_threads: 4096,
         }
     }
 }
@@ -100,6 +119,9 @@ pub const FLAG_TRUNCATED: u32 = 1;
 pub const FLAG_HOLDS_GIL: u32 = 2;
 pub const FLAG_UNKNOWN_THREAD: u32 = 4;
 pub const FLAG_READ_ERROR: u32 = 8;
+/// The thread is not in the interpreter's thread list (starting, ending, or a thread of
+/// the process that does not run Python): no sample, and no failure.
+pub const FLAG_NOT_PYTHON: u32 = 16;
 
 /// Kernel-side counters (`C_*` in the C program).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -396,8 +418,8 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 12 u32.
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 72);
+        // struct config: 3 u64 + 12 u32, then 1 u64 + 4 u32.
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 96);
         assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
     }

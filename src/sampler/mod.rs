@@ -224,12 +224,10 @@ impl Sampler {
             }
             Some(bpf) => {
                 let sessions = &mut self.targets.sessions;
-                let t0 = Instant::now();
                 for s in sessions.iter_mut() {
                     s.begin_bpf_tick();
                     s.refresh_bpf_threads(bpf, false);
                 }
-                let t1 = Instant::now();
                 let mut errs: Vec<Vec<crate::walker::WalkError>> = vec![Vec::new(); sessions.len()];
                 bpf.drain(&mut |sample| {
                     let Some(i) = sessions.iter().position(|s| s.pid == sample.pid) else {
@@ -239,14 +237,10 @@ impl Sampler {
                         errs[i].push(e);
                     }
                 });
-                let t2 = Instant::now();
                 for (i, s) in sessions.iter_mut().enumerate() {
                     if s.filter.idle {
                         errs[i].extend(s.sample_idle(profile));
                     }
-                }
-                if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-                    eprintln!("tick: begin+refresh {:?} drain {:?} idle {:?}", t1 - t0, t2 - t1, t2.elapsed());
                 }
                 out = errs.into_iter().enumerate().collect();
             }

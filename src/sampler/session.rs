@@ -36,6 +36,19 @@ pub struct ThreadFilter {
     pub gil_only: bool,
 }
 
+/// How often the thread list is read again when nothing says it changed.
+const LIST_EVERY: Duration = Duration::from_millis(100);
+
+/// What a tick does with one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    Walk,
+    /// Idle, and idle threads are dropped.
+    SkipIdle,
+    /// Did not run since its last sample: its last stack again.
+    Repeat,
+}
+
 /// How many times a failed walk is retried at once by the read sampler.
 pub const READ_RETRIES: usize = 2;
 /// How many times the ptrace sampler pauses a new GIL holder before pausing all.
@@ -55,6 +68,8 @@ pub struct SessionStats {
     pub retries_ok: u64,
     /// System calls made by pausing and by the thread monitor.
     pub ptrace_syscalls: u64,
+    /// bpf: samples of threads that ran no Python at that moment (not failures).
+    pub not_python: u64,
 }
 
 /// An attached target: its memory, its interpreter and the sampler over them.
@@ -72,11 +87,20 @@ pub struct Session {
     snapshot: Snapshot,
     list_snapshot: Snapshot,
     code_snapshot: Snapshot,
+    names_snapshot: Snapshot,
     /// OS thread id of each thread state seen (from the interpreter, or ≤3.10 learned
     /// from glibc's `struct pthread`).
     os_tids: HashMap<u64, u64>,
     /// The OS thread that held the GIL at the last tick: paused first at the next.
     last_holder: Option<u64>,
+    /// The main interpreter, and its thread list as last read (every `LIST_EVERY`):
+    /// ticks between reads walk only the threads they need from it.
+    interp: u64,
+    list: Vec<(u64, RawThreadIds)>,
+    list_read: Option<Instant>,
+    list_dirty: bool,
+    /// OS threads of the process that run no Python (the monitor knows them too).
+    foreign_threads: usize,
     /// bpf: what the kernel's thread map holds for this process (OS tid → tstate), the
     /// ids of each thread state, and when the map was last brought up to date.
     bpf_threads: HashMap<u32, u64>,
@@ -129,8 +153,14 @@ impl Session {
             snapshot: Snapshot::new(),
             list_snapshot: Snapshot::new(),
             code_snapshot: Snapshot::new(),
+            names_snapshot: Snapshot::new(),
             os_tids: HashMap::new(),
             last_holder: None,
+            interp: 0,
+            list: Vec::new(),
+            list_read: None,
+            list_dirty: false,
+            foreign_threads: 0,
             bpf_threads: HashMap::new(),
             ids_by_tstate: HashMap::new(),
             bpf_refreshed: None,
@@ -187,6 +217,17 @@ impl Session {
         }
     }
 
+    /// Read the threads' Python names when due (once a second), through a snapshot of
+    /// their own: with many threads that is many small reads, one batch in steady state.
+    fn refresh_names(&mut self) {
+        if self.interp == 0 || !self.sampler.names_due() {
+            return;
+        }
+        self.names_snapshot.take(&self.mem);
+        let view = self.names_snapshot.view(&self.mem);
+        self.sampler.refresh_names(&view, self.interp, true);
+    }
+
     /// Before the first tick: learn the threads and their OS states, so that the clock
     /// does not start with a tick that opens a file per thread.
     pub fn prime(&mut self) {
@@ -198,16 +239,21 @@ impl Session {
     /// Read the thread list (ids only, no frames) and learn the OS thread ids of threads
     /// not seen yet.
     fn learn_thread_list(&mut self) {
+        // Through its own snapshot: in steady state one batched read for the whole list.
+        self.list_snapshot.take(&self.mem);
+        let view = self.list_snapshot.view(&self.mem);
         let walker = &self.sampler.walker;
-        let Ok(interp) = walker.main_interpreter(&self.mem) else {
+        let Ok(interp) = walker.main_interpreter(&view) else {
             return;
         };
+        self.interp = interp;
         if interp == 0 {
             return;
         }
-        let Ok(list) = walker.thread_ids(&self.mem, interp) else {
+        let Ok(list) = walker.thread_ids(&view, interp) else {
             return;
         };
+        drop(view);
         let seen: Vec<(u64, RawThreadIds)> = list
             .iter()
             .map(|&(tstate, thread_id, native_id)| {
@@ -221,6 +267,8 @@ impl Session {
             })
             .collect();
         self.learn_os_tids(&seen);
+        self.list = seen;
+        self.list_read = Some(Instant::now());
     }
 
     /// OS thread ids of the thread states seen at the last tick (learned lazily).
@@ -228,12 +276,23 @@ impl Session {
         self.os_tids.values().copied().collect()
     }
 
+    /// Is the thread list due to be read again (the fast path walks only the threads
+    /// it knows between list reads)?
+    fn list_due(&self) -> bool {
+        self.list_dirty || self.list_read.is_none_or(|t| t.elapsed() >= LIST_EVERY)
+    }
+
     /// Take one sample of every thread into `profile` with the ptrace or read sampler.
     /// Per-thread failures are returned (not yet counted: the caller decides, knowing
     /// whether the target still lives).
+    ///
+    /// Between reads of the interpreter's thread list (every 100 ms, or sooner when a
+    /// thread appeared or ended), only the threads that need it are read: the active
+    /// ones, and with --idle the ones that ran since their last sample (the others'
+    /// last stacks are recorded again: they cannot have changed).
     pub fn sample(&mut self, profile: &mut Profile, kind: SamplerKind) -> Vec<WalkError> {
         let filter = self.filter;
-        if self.os_tids.is_empty() {
+        if self.list.is_empty() {
             // First tick: learn which OS thread runs which thread state before pausing
             // anything, so that only the GIL holder is paused from the start (pausing
             // every thread wakes the sleeping ones).
@@ -241,40 +300,92 @@ impl Session {
         }
         let tids = self.python_tids();
         self.monitor.refresh(&tids);
+        // Ticks that read the whole list and ticks between read different things: each
+        // kind has its snapshot, so that each learns what it will read next time.
+        let full = self.list_due();
         let mut paused = Paused::default();
         let mut errors = Vec::new();
         if kind == SamplerKind::Ptrace {
-            if let Err(e) = self.pause_movers(&mut paused) {
+            if let Err(e) = self.pause_movers(&mut paused, full) {
                 errors.push(e);
                 return errors;
             }
+        } else if full {
+            self.list_snapshot.take(&self.mem);
         } else {
             self.snapshot.take(&self.mem);
         }
-        let interp = self.sampler.walker.main_interpreter(&self.mem).unwrap_or(0);
-        if interp != 0 {
-            self.sampler.refresh_names(&self.mem, interp, false);
-        }
-        let view = self.snapshot.view(&self.mem);
-        let gil = if interp != 0 && (filter.gil_only || kind == SamplerKind::Ptrace) {
-            self.sampler.walker.gil_holder(&view, interp)
+        let interp = self.interp;
+        self.refresh_names();
+        let mut full = full;
+        let has_gil = self.sampler.walker.has_gil();
+        let mut gil = if interp != 0 && has_gil {
+            let snap = if full {
+                &self.list_snapshot
+            } else {
+                &self.snapshot
+            };
+            self.sampler.walker.gil_holder(&snap.view(&self.mem), interp)
         } else {
             None
         };
+        if !full && gil.is_some_and(|g| !self.os_tids.contains_key(&g)) {
+            // The GIL holder started since the list was read: read the list now (the
+            // target is still paused in blocking mode).
+            full = true;
+            self.list_snapshot.take(&self.mem);
+            gil = self
+                .sampler
+                .walker
+                .gil_holder(&self.list_snapshot.view(&self.mem), interp);
+        }
+        let snap = if full {
+            &self.list_snapshot
+        } else {
+            &self.snapshot
+        };
+        let view = snap.view(&self.mem);
         let (mut idle, mut not_gil) = (0, 0);
         let monitor = &self.monitor;
         let os_tids = &self.os_tids;
         // Every thread of the list, walked or not (to learn the OS ids of new ones).
         let seen: std::cell::RefCell<Vec<(u64, RawThreadIds)>> = Default::default();
-        // Threads not walked: idle ones when they are dropped anyway, and (with --idle,
-        // without opcodes) sleeping ones that did not run since their last sample, whose
-        // last stack is recorded again.
         let skipped_idle = std::cell::Cell::new(0u64);
         let repeat: std::cell::RefCell<Vec<u64>> = Default::default();
         let repeatable = if filter.idle && self.sampler.code.opcode_table().is_none() {
             self.sampler.repeatable()
         } else {
             HashSet::new()
+        };
+        // Whether to walk a thread: not the idle ones when they are dropped anyway, nor
+        // (with --idle, without opcodes) sleeping ones that did not run since their last
+        // sample, whose last stack is recorded again.
+        let plan = |tstate: u64, native_id: Option<u64>| -> Plan {
+            let Some(tid) = native_id.or_else(|| os_tids.get(&tstate).copied()) else {
+                return Plan::Walk;
+            };
+            if !monitor.knows(tid) || (filter.gil_only && gil.is_some_and(|g| g != tstate)) {
+                return Plan::Walk; // decided after the walk
+            }
+            if !filter.idle && !monitor.is_active(tid) {
+                return Plan::SkipIdle;
+            }
+            if !monitor.ran_recently(tid) && !monitor.is_active(tid) && repeatable.contains(&tstate)
+            {
+                return Plan::Repeat;
+            }
+            Plan::Walk
+        };
+        let decide = |tstate: u64, native_id: Option<u64>| match plan(tstate, native_id) {
+            Plan::Walk => true,
+            Plan::SkipIdle => {
+                skipped_idle.set(skipped_idle.get() + 1);
+                false
+            }
+            Plan::Repeat => {
+                repeat.borrow_mut().push(tstate);
+                false
+            }
         };
         let want = |tstate: u64, thread_id: u64, native_id: Option<u64>| {
             seen.borrow_mut().push((
@@ -284,25 +395,7 @@ impl Session {
                     native_id,
                 },
             ));
-            let Some(tid) = native_id.or_else(|| os_tids.get(&tstate).copied()) else {
-                return true;
-            };
-            if !monitor.knows(tid) {
-                return true;
-            }
-            if filter.gil_only && gil.is_some_and(|g| g != tstate) {
-                return true; // counted by `keep`
-            }
-            if !filter.idle && !monitor.is_active(tid) {
-                skipped_idle.set(skipped_idle.get() + 1);
-                return false;
-            }
-            if !monitor.ran_recently(tid) && !monitor.is_active(tid) && repeatable.contains(&tstate)
-            {
-                repeat.borrow_mut().push(tstate);
-                return false;
-            }
-            true
+            decide(tstate, native_id)
         };
         // Threads whose OS thread the monitor does not know yet (new since the last
         // tick): decided after the tick, once their OS id is learned.
@@ -313,10 +406,7 @@ impl Session {
                 return false;
             }
             if !filter.idle {
-                match raw
-                    .native_id
-                    .or_else(|| os_tids.get(&raw.tstate).copied())
-                {
+                match raw.native_id.or_else(|| os_tids.get(&raw.tstate).copied()) {
                     Some(tid) if monitor.knows(tid) => {
                         if !monitor.is_active(tid) {
                             idle += 1;
@@ -331,17 +421,32 @@ impl Session {
             }
             true
         };
-        let failed = self
-            .sampler
-            .sample_some(&view, profile, gil, &want, &mut keep);
+        let failed = if full {
+            self.sampler
+                .sample_some(&view, profile, gil, &want, &mut keep)
+        } else {
+            let known: Vec<(u64, u64, Option<u64>)> = self
+                .list
+                .iter()
+                .filter(|(ts, ids)| decide(*ts, ids.native_id))
+                .map(|(ts, ids)| (*ts, ids.thread_id, ids.native_id))
+                .collect();
+            self.sampler
+                .sample_listed(&view, profile, gil, &known, &mut keep)
+        };
         drop(view);
         for tstate in repeat.take() {
             self.sampler.repeat(tstate, profile);
         }
         let seen = seen.take();
         // Retry failed walks at once, live (read), or while still paused (ptrace).
+        let mut list_dirty = false;
         let mut retried = Vec::new();
         for Failed { tstate, error } in failed {
+            if error == WalkError::ThreadGone {
+                list_dirty = true; // not a failure: the list is read again next tick
+                continue;
+            }
             let Some(ts) = tstate else {
                 errors.push(error);
                 continue;
@@ -376,7 +481,15 @@ impl Session {
         drop(paused);
         self.dropped_idle += idle + skipped_idle.get();
         self.dropped_gil += not_gil;
-        self.learn_os_tids(&seen);
+        if full {
+            self.list_read = Some(Instant::now());
+            self.list = seen.clone();
+            self.learn_os_tids(&seen);
+            if self.sampler.last_interp() != 0 {
+                self.interp = self.sampler.last_interp();
+            }
+            self.foreign_threads = self.monitor.len().saturating_sub(self.os_tids.len());
+        }
         // New threads: active now? (Their stacks were read with the others.)
         for raw in deferred {
             let tid = raw
@@ -394,15 +507,26 @@ impl Session {
                 errors.push(e);
             }
         }
-        self.last_holder = gil.and_then(|g| self.os_tids.get(&g).copied());
-        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-            eprintln!("tick: reads {} snap {}/{} full {} syscalls {} unexpl?", self.mem.read_calls(), self.snapshot.hits.get(), self.snapshot.misses.get(), self.monitor.full_passes, self.monitor.syscalls);
+        // A GIL holder or an OS thread we do not know: a thread started.
+        if gil.is_some_and(|g| !self.os_tids.contains_key(&g))
+            || self.monitor.len() > self.os_tids.len() + self.foreign_threads
+        {
+            list_dirty = true;
         }
+        self.list_dirty = list_dirty;
+        self.last_holder = gil.and_then(|g| self.os_tids.get(&g).copied());
         errors
     }
 
     /// ptrace: pause what can change a Python stack, then take the snapshot.
-    fn pause_movers(&mut self, paused: &mut Paused) -> Result<(), WalkError> {
+    fn pause_movers(&mut self, paused: &mut Paused, full: bool) -> Result<(), WalkError> {
+        let take = |s: &mut Session| {
+            if full {
+                s.list_snapshot.take(&s.mem);
+            } else {
+                s.snapshot.take(&s.mem);
+            }
+        };
         let free_threaded = !self.sampler.walker.has_gil();
         if free_threaded {
             // Every thread on a CPU can run Python: pause those.
@@ -411,12 +535,12 @@ impl Session {
                 paused.add(t).map_err(|_| WalkError::Pause)?;
             }
             self.stats.paused_few += 1;
-            self.snapshot.take(&self.mem);
+            take(self);
             return Ok(());
         }
         // GIL builds: only the GIL holder can change a Python stack. Pause the last
         // tick's holder, check that it still holds the GIL, else pause the new one.
-        let interp = self.sampler.walker.main_interpreter(&self.mem).unwrap_or(0);
+        let interp = self.interp;
         let mut candidate = self.last_holder;
         for attempt in 0..HOLDER_ATTEMPTS {
             if let Some(t) = candidate {
@@ -426,20 +550,36 @@ impl Session {
                     Err(_) => return Err(WalkError::Pause),
                 }
             }
-            self.snapshot.take(&self.mem);
+            take(self);
             if interp == 0 {
                 return Ok(());
             }
+            let snap = if full {
+                &self.list_snapshot
+            } else {
+                &self.snapshot
+            };
             let holder = self
                 .sampler
                 .walker
-                .gil_holder(&self.snapshot.view(&self.mem), interp);
+                .gil_holder(&snap.view(&self.mem), interp);
             let Some(holder) = holder else {
                 // Nobody holds the GIL: nobody can run Python until one takes it.
                 self.stats.paused_few += 1;
                 return Ok(());
             };
-            match self.os_tids.get(&holder).copied() {
+            let tid = match self.os_tids.get(&holder).copied() {
+                Some(t) => Some(t),
+                // A thread started since the list was read: its OS id is in its thread
+                // state (3.11+).
+                None => self.runtime.layout.tstate_native_thread_id.and_then(|off| {
+                    snap.view(&self.mem)
+                        .read_u64(holder.wrapping_add(off as u64))
+                        .ok()
+                        .filter(|&t| t > 0 && t < u32::MAX as u64)
+                }),
+            };
+            match tid {
                 Some(t) if paused.contains(t) => {
                     self.stats.paused_few += 1;
                     return Ok(());
@@ -456,10 +596,7 @@ impl Session {
         paused.resume();
         *paused = ptrace::pause_all(self.pid).map_err(|_| WalkError::Pause)?;
         self.stats.paused_all += 1;
-        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-            eprintln!("pause all: candidate {:?} last {:?}", self.last_holder, self.os_tids.len());
-        }
-        self.snapshot.take(&self.mem);
+        take(self);
         Ok(())
     }
 }
@@ -482,7 +619,21 @@ impl Session {
         let gil = (interp != 0)
             .then(|| walker.gil_addresses(&self.mem, interp))
             .flatten();
-        super::bpf::BpfConfig::new(&self.runtime.layout, gil, max_depth, opcodes)
+        let head = if interp != 0 {
+            interp + self.runtime.layout.interp_tstate_head as u64
+        } else {
+            0
+        };
+        static PTHREAD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let pthread = *PTHREAD.get_or_init(crate::process::btf::task_pthread_offset);
+        super::bpf::BpfConfig::new(
+            &self.runtime.layout,
+            gil,
+            max_depth,
+            opcodes,
+            head,
+            pthread,
+        )
     }
 
     /// Bring the kernel's map of this process's threads (OS tid → thread state) up to
@@ -499,35 +650,11 @@ impl Session {
         }
         self.bpf_refreshed = Some(Instant::now());
         self.bpf_refresh_wanted = false;
-        self.list_snapshot.take(&self.mem);
-        let view = self.list_snapshot.view(&self.mem);
-        let walker = &self.sampler.walker;
-        let Ok(interp) = walker.main_interpreter(&view) else {
-            return;
-        };
-        if interp == 0 {
-            return;
-        }
-        let Ok(list) = walker.thread_ids(&view, interp) else {
-            return;
-        };
-        drop(view);
-        self.sampler.refresh_names(&self.mem, interp, false);
-        let seen: Vec<(u64, RawThreadIds)> = list
-            .iter()
-            .map(|&(tstate, thread_id, native_id)| {
-                (
-                    tstate,
-                    RawThreadIds {
-                        thread_id,
-                        native_id,
-                    },
-                )
-            })
-            .collect();
-        self.learn_os_tids(&seen);
-        self.ids_by_tstate = seen.iter().copied().collect();
-        let want: HashMap<u32, u64> = seen
+        self.learn_thread_list();
+        self.refresh_names();
+        self.ids_by_tstate = self.list.iter().copied().collect();
+        let want: HashMap<u32, u64> = self
+            .list
             .iter()
             .filter_map(|(ts, _)| Some((*self.os_tids.get(ts)? as u32, *ts)))
             .collect();
@@ -558,7 +685,11 @@ impl Session {
         s: &super::bpf::BpfSample,
         profile: &mut Profile,
     ) -> Result<bool, WalkError> {
-        use super::bpf::{FLAG_HOLDS_GIL, FLAG_READ_ERROR, FLAG_UNKNOWN_THREAD};
+        use super::bpf::{FLAG_HOLDS_GIL, FLAG_NOT_PYTHON, FLAG_READ_ERROR, FLAG_UNKNOWN_THREAD};
+        if s.flags & FLAG_NOT_PYTHON != 0 {
+            self.stats.not_python += 1;
+            return Ok(false);
+        }
         if s.flags & FLAG_UNKNOWN_THREAD != 0 {
             self.bpf_refresh_wanted = true;
             return Err(WalkError::UnknownThread);
@@ -611,85 +742,81 @@ impl Session {
     }
 
     /// With `--idle` under bpf: the threads that are not on a CPU (the kernel samples the
-    /// others), read from userspace. A read is kept only if no idle thread ran during it
-    /// (the process used no CPU time beyond the running threads'); else it is retried
-    /// once, then counted.
+    /// others), read from userspace. Threads that did not run since their last sample
+    /// get their last stack again (nothing to read). The rest are read, and the read is
+    /// kept only if no thread believed asleep ran meanwhile (the process used no CPU
+    /// time beyond the running threads'); else it is retried once, then counted.
     pub fn sample_idle(&mut self, profile: &mut Profile) -> Vec<WalkError> {
-        if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-            eprintln!("snap hits {} misses {} list {} {} code {} {} reads {}", self.snapshot.hits.get(), self.snapshot.misses.get(), self.list_snapshot.hits.get(), self.list_snapshot.misses.get(), self.code_snapshot.hits.get(), self.code_snapshot.misses.get(), self.mem.read_calls());
-        }
         let mut errors = Vec::new();
+        if self.list.is_empty() || self.list_due() {
+            self.learn_thread_list();
+            self.list_dirty = false;
+        }
         let tids = self.python_tids();
-        let t0 = Instant::now();
         self.monitor.refresh(&tids);
-        let t1 = Instant::now();
-        for attempt in 0..2 {
-            self.snapshot.take(&self.mem);
-            let t2 = Instant::now();
-            let view = self.snapshot.view(&self.mem);
-            let walker = &self.sampler.walker;
-            let interp = match walker.main_interpreter(&view) {
-                Ok(0) => return errors,
-                Ok(i) => i,
-                Err(e) => {
-                    errors.push(e);
-                    return errors;
+        let gil = if self.filter.gil_only && self.interp != 0 {
+            self.sampler.walker.gil_holder(&self.mem, self.interp)
+        } else {
+            None
+        };
+        let repeatable = if self.sampler.code.opcode_table().is_none() {
+            self.sampler.repeatable()
+        } else {
+            HashSet::new()
+        };
+        let mut walk: Vec<(u64, u64, Option<u64>)> = Vec::new();
+        let mut repeat: Vec<u64> = Vec::new();
+        for (tstate, ids) in &self.list {
+            let tid = ids.native_id.or_else(|| self.os_tids.get(tstate).copied());
+            let Some(tid) = tid else { continue };
+            if !self.monitor.knows(tid) || self.monitor.is_active(tid) {
+                continue; // on a CPU (or new): the kernel samples it
+            }
+            if self.filter.gil_only && gil != Some(*tstate) {
+                self.dropped_gil += 1;
+                continue;
+            }
+            if !self.monitor.ran_recently(tid) && repeatable.contains(tstate) {
+                repeat.push(*tstate);
+            } else {
+                walk.push((*tstate, ids.thread_id, ids.native_id));
+            }
+        }
+        let mut threads = Vec::new();
+        let mut ran = false;
+        if !walk.is_empty() {
+            for attempt in 0..2 {
+                self.snapshot.take(&self.mem);
+                let view = self.snapshot.view(&self.mem);
+                self.sampler.walker.walk_listed(&view, &walk, &mut threads);
+                drop(view);
+                let quiet = self
+                    .monitor
+                    .unexplained_since_refresh()
+                    .is_some_and(|u| u <= self.monitor.slack());
+                ran = !quiet;
+                if quiet || attempt == 1 {
+                    break;
                 }
-            };
-            let gil = self
-                .filter
-                .gil_only
-                .then(|| walker.gil_holder(&view, interp))
-                .flatten();
-            let mut threads = Vec::new();
-            let mut tstates = Vec::new();
-            if let Err(e) = walker.walk_all(&view, interp, &mut threads, &mut tstates) {
-                errors.push(e);
-                return errors;
+                self.monitor.refresh(&tids); // a thread we believed asleep ran: again
             }
-            drop(view);
-            let t3 = Instant::now();
-            let un = self.monitor.unexplained_since_refresh();
-            if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-                eprintln!("idle: refresh {:?} take {:?} walk {:?}", t1 - t0, t2 - t1, t3 - t2);
-            }
-            if std::env::var_os("PYPROF_DEBUG_SNAP").is_some() {
-                eprintln!("unexplained {un:?} watched {:?}", self.monitor.active());
-            }
-            let quiet = un.is_some_and(|u| u <= self.monitor.slack());
-            if !quiet && attempt == 0 {
-                self.monitor.refresh(&tids);
-                continue; // a thread we believed asleep ran: read again
-            }
-            let ran = !quiet;
-            for t in threads {
-                let raw = match t {
-                    Ok(raw) => raw,
-                    Err(e) => {
+        }
+        let view = self.code_snapshot.view(&self.mem);
+        for t in threads {
+            match t {
+                Err(WalkError::ThreadGone) => self.list_dirty = true,
+                Err(e) => errors.push(e),
+                Ok(_) if ran => errors.push(WalkError::RanDuringRead),
+                Ok(raw) => {
+                    if let Err(e) = self.sampler.record_thread(&view, &raw, profile, None) {
                         errors.push(e);
-                        continue;
                     }
-                };
-                let tid = raw
-                    .native_id
-                    .or_else(|| self.os_tids.get(&raw.tstate).copied());
-                if tid.is_none_or(|t| self.monitor.is_active(t)) {
-                    continue; // on a CPU: the kernel samples it
-                }
-                if self.filter.gil_only && gil != Some(raw.tstate) {
-                    self.dropped_gil += 1;
-                    continue;
-                }
-                if ran {
-                    errors.push(WalkError::RanDuringRead);
-                    continue;
-                }
-                let view = self.code_snapshot.view(&self.mem);
-                if let Err(e) = self.sampler.record_thread(&view, &raw, profile, None) {
-                    errors.push(e);
                 }
             }
-            break;
+        }
+        drop(view);
+        for tstate in repeat {
+            self.sampler.repeat(tstate, profile);
         }
         errors
     }

@@ -119,6 +119,12 @@ impl StackSampler {
         failed.into_iter().map(|f| f.error).collect()
     }
 
+    /// Is it time to read the threads' names again (a second since the last time)?
+    pub fn names_due(&self) -> bool {
+        self.names_read
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+    }
+
     /// Read the threads' Python names (threading's registry) if a second has passed
     /// since the last time, or now with `force`.
     pub fn refresh_names(&mut self, mem: &dyn Memory, interp: u64, force: bool) {
@@ -135,6 +141,11 @@ impl StackSampler {
         if !names.is_empty() {
             self.names = names;
         }
+    }
+
+    /// The main interpreter found by the last full walk (0 if none).
+    pub fn last_interp(&self) -> u64 {
+        self.last_interp
     }
 
     /// The thread states of the last walk, in list order.
@@ -187,9 +198,9 @@ impl StackSampler {
         };
         self.last_interp = interp;
         let mut threads = std::mem::take(&mut self.threads);
-        if let Err(error) = self
-            .walker
-            .walk_some(mem, interp, &mut threads, &mut self.tstates, want)
+        if let Err(error) =
+            self.walker
+                .walk_some(mem, interp, &mut threads, &mut self.tstates, want)
         {
             failed.push(Failed {
                 tstate: None,
@@ -203,6 +214,36 @@ impl StackSampler {
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
                 Err(WalkError::NotWalked) => continue,
+                t => t,
+            };
+            if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {
+                failed.push(Failed { tstate, error });
+            }
+        }
+        self.threads = threads;
+        failed
+    }
+
+    /// `sample_with` for the threads `known` (thread state, `thread_id`, native id) only,
+    /// without reading the interpreter's thread list (see `Walker::walk_listed`).
+    pub fn sample_listed(
+        &mut self,
+        mem: &dyn Memory,
+        profile: &mut Profile,
+        gil: Option<u64>,
+        known: &[(u64, u64, Option<u64>)],
+        keep: &mut dyn FnMut(&RawThread, Option<u64>) -> bool,
+    ) -> Vec<Failed> {
+        let mut failed = Vec::new();
+        self.code.begin_tick();
+        let mut threads = std::mem::take(&mut self.threads);
+        self.walker.walk_listed(mem, known, &mut threads);
+        self.tstates.clear();
+        self.tstates.extend(known.iter().map(|k| k.0));
+        for (i, t) in threads.drain(..).enumerate() {
+            let tstate = self.tstates.get(i).copied();
+            let t = match t {
+                Ok(raw) if !keep(&raw, gil) => continue,
                 t => t,
             };
             if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {

@@ -70,6 +70,9 @@ pub enum WalkError {
     RanDuringRead,
     /// Not an error: a thread `Walker::walk_some` was asked not to walk.
     NotWalked,
+    /// A thread state known from an earlier list read is gone (or reused by another
+    /// thread): not counted, the list is read again.
+    ThreadGone,
 }
 
 impl fmt::Display for WalkError {
@@ -85,6 +88,7 @@ impl fmt::Display for WalkError {
             WalkError::RingBufferFull => write!(f, "lost: bpf ring buffer full"),
             WalkError::RanDuringRead => write!(f, "idle thread ran while it was read"),
             WalkError::NotWalked => write!(f, "not walked"),
+            WalkError::ThreadGone => write!(f, "thread ended"),
         }
     }
 }
@@ -473,6 +477,56 @@ impl Walker {
             });
             t = next;
         }
+        self.walk_states(mem, states, out);
+        Ok(())
+    }
+
+    /// Walk the threads `known` — (thread state, the `thread_id` and `native_thread_id`
+    /// it had when the list was last read) — without following the thread list: for
+    /// ticks between list reads. A thread state whose ids changed (the thread ended and
+    /// its memory was reused) fails with `WalkError::ThreadGone`, as does one that cannot
+    /// be read.
+    pub fn walk_listed(
+        &self,
+        mem: &dyn Memory,
+        known: &[(u64, u64, Option<u64>)],
+        out: &mut Vec<Result<RawThread, WalkError>>,
+    ) {
+        out.clear();
+        let span = self.tstate_span;
+        let reqs: Vec<(u64, usize)> = known
+            .iter()
+            .map(|&(t, _, _)| (at(t, span.start), span.len as usize))
+            .collect();
+        let mut all = vec![0u8; reqs.len() * span.len as usize];
+        let ok = mem.read_scatter(&reqs, &mut all);
+        let states: Vec<Result<ThreadStart, WalkError>> = known
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, thread_id, native_id))| {
+                if !ok[i] || check_ptr(t, "thread state").is_err() {
+                    return Err(WalkError::ThreadGone);
+                }
+                let own = &all[i * span.len as usize..][..span.len as usize];
+                let start = self.thread_start(t, own)?;
+                if start.thread_id != thread_id || start.native_id != native_id {
+                    return Err(WalkError::ThreadGone);
+                }
+                Ok(start)
+            })
+            .collect();
+        self.walk_states(mem, states, out);
+    }
+
+    /// The frames of threads whose thread states have been read: the `cframe` links and
+    /// the data-stack chunks of all of them in one batched read each, then each thread
+    /// walked from the copies.
+    fn walk_states(
+        &self,
+        mem: &dyn Memory,
+        mut states: Vec<Result<ThreadStart, WalkError>>,
+        out: &mut Vec<Result<RawThread, WalkError>>,
+    ) {
         // 2. 3.11/3.12: every `cframe->current_frame` in one batch.
         let cframes: Vec<(usize, u64)> = states
             .iter()
@@ -535,7 +589,6 @@ impl Walker {
         drop(chunks);
         // 5. 3.14+ free-threaded: where each thread's copy of the bytecode is.
         self.resolve_bytecode(mem, out);
-        Ok(())
     }
 
     /// 3.14+ free-threaded builds: each thread executes its own copy of a code object's

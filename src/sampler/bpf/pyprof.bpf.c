@@ -35,6 +35,9 @@ static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_probe_read_user)(void *dst, u32 size, const void *unsafe_ptr) = (void *)112;
 static long (*bpf_ringbuf_output)(void *ringbuf, void *data, u64 size, u64 flags) = (void *)130;
 static long (*bpf_loop)(u32 nr_loops, void *callback_fn, void *callback_ctx, u64 flags) = (void *)181;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, u64 flags) = (void *)2;
+static u64 (*bpf_get_current_task)(void) = (void *)35;
+static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *unsafe_ptr) = (void *)113;
 
 // Most frames one sample carries (userspace's --max-depth is capped to this).
 #define MAX_FRAMES 10000
@@ -59,6 +62,15 @@ struct config {
     u32 max_depth;
     u32 opcodes;         // copy the bytes around each frame's instruction
     s32 frame_tlbc;      // 3.14+ free-threaded: the frame's tlbc_index (int32), else -1
+    // Finding the thread state of a thread not in `threads` yet: the interpreter's list
+    // (its head's address), each thread state's `next` and `thread_id` (pthread_self()),
+    // and where the kernel keeps a task's pthread_self() (task_struct.thread.fsbase on
+    // x86-64, from the kernel's BTF; -1 when unknown: such threads wait for userspace).
+    u64 tstate_head;
+    u32 tstate_next;
+    u32 tstate_thread_id;
+    s32 task_pthread;
+    u32 max_threads;
 };
 
 // One frame (struct BpfFrame in sampler/bpf.rs).
@@ -75,6 +87,11 @@ struct frame {
 #define FLAG_HOLDS_GIL 2
 #define FLAG_UNKNOWN_THREAD 4
 #define FLAG_READ_ERROR 8
+#define FLAG_NOT_PYTHON 16
+
+// A thread looked up in the interpreter's list and not found is remembered as such
+// (ktime | 1: thread states are aligned) and looked up again after this long.
+#define NOT_PYTHON_FOR 100000000ULL
 
 // One sample's header (struct BpfHeader in sampler/bpf.rs).
 struct header {
@@ -150,6 +167,57 @@ struct walk {
     struct sample *s;
 };
 
+// The search of the thread list for the thread state whose thread_id is `want`.
+struct find {
+    struct config *cfg;
+    u64 want;
+    u64 cursor;
+    u64 found;
+};
+
+static long find_one(u32 index, struct find *f) {
+    u64 t = f->cursor;
+    if (t == 0)
+        return 1;
+    u64 id = 0, next = 0;
+    if (bpf_probe_read_user(&id, 8, (void *)(t + f->cfg->tstate_thread_id)) ||
+        bpf_probe_read_user(&next, 8, (void *)(t + f->cfg->tstate_next)))
+        return 1;
+    if (id == f->want) {
+        f->found = t;
+        return 1;
+    }
+    f->cursor = next == t ? 0 : next;
+    return 0;
+}
+
+// The thread state of the current thread, found in the interpreter's list by its
+// pthread_self() and remembered in `threads`; 0 if it cannot be looked up, 1 if it is not
+// in the list (a thread that runs no Python now: starting, ending, or not Python's).
+static u64 find_tstate(struct config *cfg, u32 tid) {
+    if (cfg->task_pthread < 0 || !cfg->tstate_head)
+        return 0;
+    u64 task = bpf_get_current_task();
+    u64 self = 0;
+    if (bpf_probe_read_kernel(&self, 8, (void *)(task + cfg->task_pthread)) || !self)
+        return 0;
+    u64 head = 0;
+    if (bpf_probe_read_user(&head, 8, (void *)cfg->tstate_head))
+        return 0;
+    struct find f = {.cfg = cfg, .want = self, .cursor = head, .found = 0};
+    u32 n = cfg->max_threads;
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
+    bpf_loop(n, find_one, &f, 0);
+    if (f.found) {
+        bpf_map_update_elem(&threads, &tid, &f.found, 0);
+        return f.found;
+    }
+    u64 none = bpf_ktime_get_ns() | 1;
+    bpf_map_update_elem(&threads, &tid, &none, 0);
+    return 1;
+}
+
 // One step of the walk: read the frame at s->h.cursor, keep it unless it is a shim.
 static long walk_one(u32 index, struct walk *w) {
     struct config *cfg = w->cfg;
@@ -221,8 +289,21 @@ int pyprof_sample(void *ctx) {
     s->h.flags = 0;
     s->h.fault_addr = 0;
     s->h.cursor = 0;
+    u64 tstate = 0;
     u64 *tsp = bpf_map_lookup_elem(&threads, &tid);
-    if (!tsp) {
+    if (tsp)
+        tstate = *tsp;
+    if (!tstate || ((tstate & 1) && s->h.ktime - (tstate & ~1ULL) > NOT_PYTHON_FOR))
+        tstate = find_tstate(cfg, tid);
+    if (tstate & 1) {
+        // Not a Python thread at the moment: nothing to sample, nothing failed.
+        s->h.tstate = 0;
+        s->h.flags = FLAG_NOT_PYTHON;
+        if (bpf_ringbuf_output(&events, s, sizeof(struct header), 0))
+            count(C_RINGBUF_FULL);
+        return 0;
+    }
+    if (!tstate) {
         count(C_UNKNOWN);
         s->h.tstate = 0;
         s->h.flags = FLAG_UNKNOWN_THREAD;
@@ -230,7 +311,6 @@ int pyprof_sample(void *ctx) {
             count(C_RINGBUF_FULL);
         return 0;
     }
-    u64 tstate = *tsp;
     s->h.tstate = tstate;
     if (cfg->gil_holder) {
         u32 locked = 1;
