@@ -25,7 +25,7 @@ struct TruthIns {
 
 type Truth = HashMap<(String, i32), HashMap<u32, (String, String)>>;
 
-fn run_truth(py: &Python, sampler: &str) -> Result<(ProfileData, Truth), String> {
+fn run_truth(py: &Python, sampler: &str) -> Result<(ProfileData, Truth, f64), String> {
     let dir = temp_dir();
     let out = dir.path().join("ops.json");
     // The truth file is written by the target: inside a chroot, under its root.
@@ -43,6 +43,7 @@ fn run_truth(py: &Python, sampler: &str) -> Result<(ProfileData, Truth), String>
     // none in the start-up imports or the truth dump at exit.
     let mut target = Target::spawn(py, "opcode_truth.py", &["3.5", truth_arg.as_str()]);
     let pid = target.pid.to_string();
+    let cpu_before = cpu_seconds(target.pid);
     let o = pyprof(&[
         "record",
         "--sampler",
@@ -62,6 +63,7 @@ fn run_truth(py: &Python, sampler: &str) -> Result<(ProfileData, Truth), String>
     if !o.status.success() {
         return Err(format!("pyprof: {}", String::from_utf8_lossy(&o.stderr)));
     }
+    let cpu = cpu_seconds(target.pid) - cpu_before;
     let _ = target.child.wait();
     let text = std::fs::read_to_string(&truth_path).map_err(|e| format!("truth file: {e}"))?;
     let fns: Vec<TruthFn> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -76,7 +78,7 @@ fn run_truth(py: &Python, sampler: &str) -> Result<(ProfileData, Truth), String>
             ((f.function, f.first_line), ins)
         })
         .collect();
-    Ok((read_profile(&out), truth))
+    Ok((read_profile(&out), truth, cpu))
 }
 
 /// Every sampled leaf instruction must be one the target's own `dis` has at that offset:
@@ -90,7 +92,7 @@ fn sampled_opcodes_match_the_targets_own_dis() {
     for py in pythons() {
         for sampler in samplers() {
             let result = (|| -> Result<String, String> {
-                let (p, truth) = run_truth(&py, sampler)?;
+                let (p, truth, cpu) = run_truth(&py, sampler)?;
                 let (mut n, mut base_ok, mut exact_ok, mut outside) = (0u64, 0u64, 0u64, 0u64);
                 let mut bad = Vec::new();
                 for s in &p.instructions {
@@ -122,9 +124,13 @@ fn sampled_opcodes_match_the_targets_own_dis() {
                         }
                     }
                 }
-                // 500 Hz for 2 s of one busy thread: at least 90% of 1,000.
-                if n < 900 {
-                    return Err(format!("only {n} leaf samples (of {} ticks)", p.meta.ticks));
+                // 500 Hz for 2 s of one busy thread.
+                let need = min_samples(sampler, 500.0, 2.0, cpu);
+                if (n as f64) < need {
+                    return Err(format!(
+                        "only {n} leaf samples of {need:.0} (of {} ticks; target CPU {cpu:.2} s)",
+                        p.meta.ticks
+                    ));
                 }
                 let base_pct = 100.0 * base_ok as f64 / n as f64;
                 let exact_pct = 100.0 * exact_ok as f64 / n as f64;

@@ -7,14 +7,6 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn qualname(py: &Python, class: &str, func: &str) -> String {
-    if py.at_least(3, 11) {
-        format!("{class}.{func}")
-    } else {
-        func.to_string()
-    }
-}
-
 /// The stack blocked.py prints the truth for: (function, line, dis offset of the call
 /// it is blocked in), root first.
 fn blocked_truth(t: &Target) -> Vec<(String, i32, u32)> {
@@ -172,7 +164,7 @@ fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
         let target = Target::spawn(py, "split.py", &[]);
         let mut notes = Vec::new();
         for sampler in samplers() {
-            let (p, _) = record_json(
+            let (p, _, cpu) = record_json_cpu(
                 target.pid,
                 3.0,
                 &["-r", "1000", "--sampler", sampler, "--no-idle"],
@@ -195,9 +187,10 @@ fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
                 }
             }
             let n = hot70 + hot30;
-            if (total as f64) < 0.9 * 3000.0 || (n as f64) < 0.85 * 3000.0 {
+            let need = min_samples(sampler, 1000.0, 3.0, cpu);
+            if (total as f64) < need || (n as f64) < 0.95 * need {
                 return Err(format!(
-                    "{sampler}: {total} samples, {n} in hot70/hot30, in 3 s at 1 kHz ({} ticks, {} late, errors {:?})",
+                    "{sampler}: {total} samples, {n} in hot70/hot30, in 3 s at 1 kHz (need {need:.0}; target CPU {cpu:.2} s; {} ticks, {} late, errors {:?})",
                     p.meta.ticks, p.meta.late, p.meta.errors
                 ));
             }

@@ -79,15 +79,15 @@ impl Btf {
             let kind_flag = info >> 31 == 1;
             pos += 12;
             let extra = match kind {
-                1 => 4,                  // INT
-                3 => 12,                 // ARRAY
-                4 | 5 => 12 * vlen,      // STRUCT, UNION
-                6 => 8 * vlen,           // ENUM
-                13 => 8 * vlen,          // FUNC_PROTO
-                14 => 4,                 // VAR
-                15 => 12 * vlen,         // DATASEC
-                17 => 4,                 // DECL_TAG
-                19 => 12 * vlen,         // ENUM64
+                1 => 4,                    // INT
+                3 => 12,                   // ARRAY
+                4 | 5 => 12 * vlen,        // STRUCT, UNION
+                6 => 8 * vlen,             // ENUM
+                13 => 8 * vlen,            // FUNC_PROTO
+                14 => 4,                   // VAR
+                15 => 12 * vlen,           // DATASEC
+                17 => 4,                   // DECL_TAG
+                19 => 12 * vlen,           // ENUM64
                 2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
                 _ => return Err(bad("unknown kind")),
             };
@@ -169,15 +169,31 @@ impl Btf {
     }
 }
 
-/// Where the kernel keeps a task's `pthread_self()`: `task_struct.thread.fsbase` on
-/// x86-64. None elsewhere, or without kernel BTF.
-pub fn task_pthread_offset() -> Option<u64> {
-    if !cfg!(target_arch = "x86_64") {
-        return None;
+/// Offsets in the kernel's `task_struct` the bpf sampler reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// Where a task's `pthread_self()` is: `thread.fsbase` on x86-64 (None elsewhere).
+    pub pthread: Option<u64>,
+    /// `mm` (null once an exiting task has let go of its memory).
+    pub mm: Option<u64>,
+    /// `flags` (`PF_EXITING` once the task is on its way out).
+    pub flags: Option<u64>,
+}
+
+/// The running kernel's task offsets (all None without kernel BTF).
+pub fn task_offsets() -> TaskOffsets {
+    let Ok(btf) = Btf::kernel() else {
+        return TaskOffsets::default();
+    };
+    TaskOffsets {
+        pthread: if cfg!(target_arch = "x86_64") {
+            btf.member_offset("task_struct", &["thread", "fsbase"])
+        } else {
+            None
+        },
+        mm: btf.member_offset("task_struct", &["mm"]),
+        flags: btf.member_offset("task_struct", &["flags"]),
     }
-    Btf::kernel()
-        .ok()?
-        .member_offset("task_struct", &["thread", "fsbase"])
 }
 
 #[cfg(test)]
@@ -190,7 +206,9 @@ mod tests {
             Ok(btf) => {
                 let off = btf.member_offset("task_struct", &["thread", "fsbase"]);
                 assert!(off.is_some_and(|o| o > 0 && o < 65536), "{off:?}");
-                assert!(btf.member_offset("task_struct", &["no_such_member"]).is_none());
+                assert!(btf
+                    .member_offset("task_struct", &["no_such_member"])
+                    .is_none());
             }
             Err(e) => eprintln!("no kernel BTF here: {e}"),
         }

@@ -45,6 +45,8 @@ pub struct BpfConfig {
     pub tstate_thread_id: u32,
     pub task_pthread: i32,
     pub max_threads: u32,
+    pub task_mm: i32,
+    pub task_flags: i32,
 }
 
 impl BpfConfig {
@@ -57,7 +59,7 @@ impl BpfConfig {
         max_depth: usize,
         opcodes: bool,
         tstate_head: u64,
-        task_pthread: Option<u64>,
+        task: crate::process::btf::TaskOffsets,
     ) -> Self {
         let opt = |v: Option<u32>| v.map_or(-1, |v| v as i32);
         BpfConfig {
@@ -82,8 +84,10 @@ impl BpfConfig {
             tstate_head,
             tstate_next: layout.tstate_next,
             tstate_thread_id: layout.tstate_thread_id,
-            task_pthread: task_pthread.map_or(-1, |o| o as i32),
+            task_pthread: task.pthread.map_or(-1, |o| o as i32),
             max_threads: 4096,
+            task_mm: task.mm.map_or(-1, |o| o as i32),
+            task_flags: task.flags.map_or(-1, |o| o as i32),
         }
     }
 }
@@ -418,8 +422,8 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 12 u32, then 1 u64 + 4 u32.
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 96);
+        // struct config: 3 u64 + 12 u32, then 1 u64 + 6 u32.
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 104);
         assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
     }

@@ -325,7 +325,9 @@ impl Session {
             } else {
                 &self.snapshot
             };
-            self.sampler.walker.gil_holder(&snap.view(&self.mem), interp)
+            self.sampler
+                .walker
+                .gil_holder(&snap.view(&self.mem), interp)
         } else {
             None
         };
@@ -624,16 +626,10 @@ impl Session {
         } else {
             0
         };
-        static PTHREAD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-        let pthread = *PTHREAD.get_or_init(crate::process::btf::task_pthread_offset);
-        super::bpf::BpfConfig::new(
-            &self.runtime.layout,
-            gil,
-            max_depth,
-            opcodes,
-            head,
-            pthread,
-        )
+        static TASK: std::sync::OnceLock<crate::process::btf::TaskOffsets> =
+            std::sync::OnceLock::new();
+        let task = *TASK.get_or_init(crate::process::btf::task_offsets);
+        super::bpf::BpfConfig::new(&self.runtime.layout, gil, max_depth, opcodes, head, task)
     }
 
     /// Bring the kernel's map of this process's threads (OS tid → thread state) up to

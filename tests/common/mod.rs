@@ -477,3 +477,43 @@ pub fn check_drift_output(what: &str, output: &str) {
         bad.join("\n")
     );
 }
+
+/// CPU time of every thread of `pid` so far, in seconds (schedstat run times).
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let mut ns = 0u64;
+    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in d.flatten() {
+            let p = e.path().join("schedstat");
+            if let Ok(t) = std::fs::read_to_string(p) {
+                ns += t
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 / 1e9
+}
+
+/// `record_json`, also measuring the CPU time the target used meanwhile (seconds).
+pub fn record_json_cpu(pid: i32, secs: f64, extra: &[&str]) -> (ProfileData, Output, f64) {
+    let before = cpu_seconds(pid);
+    let (p, o) = record_json(pid, secs, extra);
+    let cpu = cpu_seconds(pid) - before;
+    (p, o, cpu)
+}
+
+/// The fewest samples of busy threads a sampler working as it should records: 90% of
+/// the requested ones. The bpf sampler samples a thread when it is on a CPU (CPU time),
+/// so for it the request is the rate times the CPU time the target got (on a machine
+/// busy with other things that is less than the wall time); ptrace and read sample every
+/// active thread at every tick (wall time).
+pub fn min_samples(sampler: &str, rate: f64, wall_secs: f64, cpu_secs: f64) -> f64 {
+    let secs = if sampler == "bpf" {
+        cpu_secs.min(wall_secs)
+    } else {
+        wall_secs
+    };
+    0.9 * rate * secs
+}

@@ -25,6 +25,7 @@ typedef long long s64;
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 
 // Helpers (enum bpf_func_id).
@@ -71,7 +72,22 @@ struct config {
     u32 tstate_thread_id;
     s32 task_pthread;
     u32 max_threads;
+    s32 task_mm;         // task_struct.mm, -1 when unknown
+    s32 task_flags;      // task_struct.flags (PF_EXITING), -1 when unknown
 };
+
+#define PF_EXITING 0x4
+
+// Is the current task exiting (its process killed, or the thread ending)?
+static __attribute__((always_inline)) int exiting(struct config *cfg) {
+    if (cfg->task_flags < 0)
+        return 0;
+    u32 flags = 0;
+    u64 task = bpf_get_current_task();
+    if (bpf_probe_read_kernel(&flags, 4, (void *)(task + cfg->task_flags)))
+        return 0;
+    return (flags & PF_EXITING) != 0;
+}
 
 // One frame (struct BpfFrame in sampler/bpf.rs).
 struct frame {
@@ -126,9 +142,11 @@ struct {
     __type(value, struct config);
 } configs SEC(".maps");
 
-// OS thread id (as the kernel numbers it) → PyThreadState address, kept by userspace.
+// OS thread id (as the kernel numbers it) → PyThreadState address, kept by userspace and
+// filled in by the program for threads it finds itself (LRU: threads that come and go
+// by the thousand do not fill it up).
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, MAX_THREADS);
     __type(key, u32);
     __type(value, u64);
@@ -201,6 +219,12 @@ static u64 find_tstate(struct config *cfg, u32 tid) {
     u64 self = 0;
     if (bpf_probe_read_kernel(&self, 8, (void *)(task + cfg->task_pthread)) || !self)
         return 0;
+    if (cfg->task_mm >= 0) {
+        // A task with no memory of its own (exiting, past exit_mm) runs no Python.
+        u64 mm = 0;
+        if (!bpf_probe_read_kernel(&mm, 8, (void *)(task + cfg->task_mm)) && !mm)
+            return 1;
+    }
     u64 head = 0;
     if (bpf_probe_read_user(&head, 8, (void *)cfg->tstate_head))
         return 0;
@@ -340,6 +364,14 @@ int pyprof_sample(void *ctx) {
         if (visits > MAX_FRAMES)
             visits = MAX_FRAMES;
         bpf_loop(2 * visits + 1, walk_one, &w, 0);
+    }
+    if ((s->h.flags & FLAG_READ_ERROR) && exiting(cfg)) {
+        // A read failed because the thread is going away: nothing to sample.
+        s->h.flags = FLAG_NOT_PYTHON;
+        s->h.nframes = 0;
+        if (bpf_ringbuf_output(&events, s, sizeof(struct header), 0))
+            count(C_RINGBUF_FULL);
+        return 0;
     }
     if (s->h.flags & FLAG_READ_ERROR)
         count(C_READ_ERROR);
