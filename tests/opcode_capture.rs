@@ -188,89 +188,112 @@ fn sampled_opcodes_match_the_targets_own_dis() {
 
 #[test]
 fn traced_target_is_reported_as_instrumented() {
+    let _cpu = exclusive();
     let mut failures = Vec::new();
     for py in pythons() {
         let target = Target::spawn(&py, "traced.py", &[]);
-        let (p, _) = record_json(target.pid, 1.0, &["--opcodes", "-r", "200"]);
-        let table = pyprof::output::opcodes::table_of(&p).expect("opcode table");
-        let total: u64 = p.instructions.iter().map(|s| s.samples).sum();
-        let garbage: Vec<_> = p
-            .instructions
-            .iter()
-            .filter(|s| table.opcode(&s.opcode).is_none() || s.opcode.starts_with('<'))
-            .map(|s| s.opcode.clone())
-            .collect();
-        let instrumented: u64 = p
-            .instructions
-            .iter()
-            .filter(|s| s.opcode.starts_with("INSTRUMENTED_"))
-            .map(|s| s.samples)
-            .sum();
-        let recovered: u64 = p
-            .instructions
-            .iter()
-            .filter(|s| {
-                s.opcode.starts_with("INSTRUMENTED_") && !s.base_opcode.starts_with("INSTRUMENTED_")
-            })
-            .map(|s| s.samples)
-            .sum();
-        let noted = p
-            .meta
-            .notes
-            .iter()
-            .any(|n| n.contains("instrumentation was active"));
-        // The recovered instruction must be the real one: the target printed its own
-        // uninstrumented `dis` of int_loop before tracing started.
-        let truth: std::collections::HashMap<u32, String> = target
-            .lines
-            .iter()
-            .find_map(|l| l.strip_prefix("truth "))
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|t| {
-                let (o, n) = t.split_once(':')?;
-                Some((o.parse().ok()?, n.to_string()))
-            })
-            .collect();
-        let wrong: Vec<String> = p
-            .instructions
-            .iter()
-            .filter(|s| s.function == "int_loop" && s.opcode.starts_with("INSTRUMENTED_"))
-            .filter(|s| {
-                truth
-                    .get(&s.offset)
-                    .map(|t| t != &s.base_opcode)
-                    .unwrap_or(true)
-            })
-            .map(|s| {
-                format!(
-                    "{}@{}: {} (truth {:?})",
-                    s.opcode,
-                    s.offset,
-                    s.base_opcode,
-                    truth.get(&s.offset)
-                )
-            })
-            .collect();
-        let ok = if py.at_least(3, 12) {
-            // sys.settrace instruments the bytecode: say so, and name the real instructions.
-            total > 20
-                && garbage.is_empty()
-                && noted
-                && instrumented > 0
-                && recovered * 10 >= instrumented * 9
-                && wrong.is_empty()
-        } else {
-            total > 20 && garbage.is_empty()
-        };
-        let msg = format!("{total} samples, {instrumented} instrumented ({recovered} with the real instruction), noted {noted}, garbage {garbage:?}, wrong {wrong:?}");
-        eprintln!(
-            "traced {}: {} {msg}",
-            py.label,
-            if ok { "ok" } else { "FAILED" }
-        );
-        if !ok {
-            failures.push(format!("{}: {msg}", py.label));
+        for sampler in samplers() {
+            let (p, _, cpu) = record_json_cpu(
+                target.pid,
+                1.0,
+                &["--opcodes", "-r", "200", "--sampler", sampler],
+            );
+            let need = min_samples(sampler, 200.0, 1.0, cpu);
+            // Garbage is judged by the target's own names, not by pyprof's table.
+            let names: std::collections::HashSet<&str> = target
+                .lines
+                .iter()
+                .find_map(|l| l.strip_prefix("opnames "))
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            assert!(
+                names.len() > 50,
+                "{}: the target listed no opnames",
+                py.label
+            );
+            let total: u64 = p.instructions.iter().map(|s| s.samples).sum();
+            let garbage: Vec<_> = p
+                .instructions
+                .iter()
+                .filter(|s| {
+                    !names.contains(s.opcode.as_str()) || !names.contains(s.base_opcode.as_str())
+                })
+                .map(|s| format!("{}/{}", s.opcode, s.base_opcode))
+                .collect();
+            let instrumented: u64 = p
+                .instructions
+                .iter()
+                .filter(|s| s.opcode.starts_with("INSTRUMENTED_"))
+                .map(|s| s.samples)
+                .sum();
+            let recovered: u64 = p
+                .instructions
+                .iter()
+                .filter(|s| {
+                    s.opcode.starts_with("INSTRUMENTED_")
+                        && !s.base_opcode.starts_with("INSTRUMENTED_")
+                })
+                .map(|s| s.samples)
+                .sum();
+            let noted = p
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("instrumentation was active"));
+            // The recovered instruction must be the real one: the target printed its own
+            // uninstrumented `dis` of int_loop before tracing started.
+            let truth: std::collections::HashMap<u32, String> = target
+                .lines
+                .iter()
+                .find_map(|l| l.strip_prefix("truth "))
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|t| {
+                    let (o, n) = t.split_once(':')?;
+                    Some((o.parse().ok()?, n.to_string()))
+                })
+                .collect();
+            let wrong: Vec<String> = p
+                .instructions
+                .iter()
+                .filter(|s| s.function == "int_loop" && s.opcode.starts_with("INSTRUMENTED_"))
+                .filter(|s| {
+                    truth
+                        .get(&s.offset)
+                        .map(|t| t != &s.base_opcode)
+                        .unwrap_or(true)
+                })
+                .map(|s| {
+                    format!(
+                        "{}@{}: {} (truth {:?})",
+                        s.opcode,
+                        s.offset,
+                        s.base_opcode,
+                        truth.get(&s.offset)
+                    )
+                })
+                .collect();
+            let ok = if py.at_least(3, 12) {
+                // sys.settrace instruments the bytecode: say so, and name the real instructions.
+                total as f64 >= need
+                    && garbage.is_empty()
+                    && noted
+                    && instrumented > 0
+                    && recovered * 10 >= instrumented * 9
+                    && wrong.is_empty()
+            } else {
+                total as f64 >= need && garbage.is_empty()
+            };
+            let msg = format!("{total} samples, {instrumented} instrumented ({recovered} with the real instruction), noted {noted}, garbage {garbage:?}, wrong {wrong:?}");
+            eprintln!(
+                "traced {} {sampler}: {} {msg}",
+                py.label,
+                if ok { "ok" } else { "FAILED" }
+            );
+            if !ok {
+                failures.push(format!("{} {sampler}: {msg}", py.label));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -22,7 +22,26 @@ def base_opcodes(code):
     return " ".join("%d:%s" % (i.offset, i.opname) for i in dis.get_instructions(code))
 
 
+def all_opnames():
+    # Every instruction name this interpreter has, from its own modules: dis.opname, and
+    # the specialized forms (3.11/3.12 opcode, 3.13+ _opcode_metadata).
+    import opcode
+    names = set(n for n in dis.opname if not n.startswith("<"))
+    names.update(getattr(opcode, "_specialized_instructions", []))
+    for v in getattr(opcode, "_specializations", {}).values():
+        names.update(v)
+    try:
+        import _opcode_metadata
+        for v in _opcode_metadata._specializations.values():
+            names.update(v)
+        names.update(getattr(_opcode_metadata, "opmap", {}).keys())
+    except ImportError:
+        pass
+    return " ".join(sorted(names))
+
+
 def main():
+    sys.stdout.write("opnames %s\n" % all_opnames())
     sys.stdout.write("truth %s\n" % base_opcodes(int_loop.__code__))
     sys.settrace(tracer)
     int_loop(10)
