@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[test]
 fn subprocesses_are_followed_and_labelled() {
-    for py in pythons().into_iter().filter(|p| p.root.is_none()) {
+    for py in pythons() {
         let dir = temp_dir();
         let out = dir.path().join("mp.json");
         let script = script_path(&py, "multiproc.py");

@@ -324,10 +324,16 @@ fn launch_mode_profiles_until_exit() {
             .filter(|(_, f, _)| f.last().map(|l| l.0.starts_with("hot")).unwrap_or(false))
             .map(|s| s.2)
             .sum::<u64>();
-        if hot < 50 {
+        // The program ran its loop for 1 s (and printed its CPU time at exit).
+        let cpu: f64 = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu ")?.trim().parse().ok())
+            .ok_or("split.py printed no cpu line")?;
+        let need = min_samples(&p.meta.sampler, 200.0, 1.0, cpu);
+        if (hot as f64) < need {
             return Err(format!(
-                "only {hot} samples in hot functions ({} total)",
-                p.meta.samples
+                "only {hot} samples in hot functions of {need:.0} ({} total, {} sampler)",
+                p.meta.samples, p.meta.sampler
             ));
         }
         if p.meta.command.is_none() || !p.meta.target.contains("split.py") {
