@@ -49,7 +49,7 @@ REQUIRED=${PYPROF_PYTHONS_REQUIRED:-3.13 3.13t 3.14 3.15 3.14-dbg}
 # (or at once after removing its stamp), so a second run stays quick.
 RETRY_SECS=86400
 
-SID_PKGS=(python3.14 python3.15 libpython3.14 libpython3.15 python3.14-dbg libpython3.14-dev libpython3.15-dev)
+SID_PKGS=(python3.14 python3.15 libpython3.14 libpython3.15 python3.14-dbg libpython3.14-dev libpython3.15-dev python3.15-venv)
 BUILD_DEPS=(build-essential pkg-config xz-utils libssl-dev zlib1g-dev libbz2-dev libffi-dev
             liblzma-dev libreadline-dev libncurses-dev libsqlite3-dev uuid-dev libgdbm-dev
             libgdbm-compat-dev libexpat1-dev)
