@@ -527,7 +527,7 @@ impl App {
                     "The target process exited. Closing in {} s (q to quit now).",
                     left.as_secs_f64().ceil() as u64
                 ),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                fg(Color::Red).add_modifier(Modifier::BOLD),
             );
         }
         if self.paused {
@@ -537,7 +537,7 @@ impl App {
             );
         }
         if let Some(m) = &self.message {
-            return (m.clone(), Style::new().fg(Color::Yellow));
+            return (m.clone(), fg(Color::Yellow));
         }
         if !self.stats.errors.is_empty() {
             let mut why: Vec<_> = self.stats.errors.iter().collect();
@@ -783,6 +783,15 @@ fn fit_middle(s: &str, n: usize) -> String {
     out.push('…');
     out.extend(s.chars().skip(len - tail));
     out
+}
+
+/// A foreground colour, unless `NO_COLOR` asks for none (bold and reverse stay).
+fn fg(c: Color) -> Style {
+    if crate::output::no_color_unset() {
+        Style::new().fg(c)
+    } else {
+        Style::new()
+    }
 }
 
 fn right(s: String) -> Cell<'static> {

@@ -85,25 +85,17 @@ fn old_binary_op(name: &str) -> Option<String> {
     Some(format!("BINARY_OP {op}{}", if inplace { "=" } else { "" }))
 }
 
-/// The instruction a frame's opcode is compared as, across versions.
-pub fn family(data: &ProfileData, f: &Frame) -> Option<String> {
-    let base = f.base_opcode.as_deref().or(f.opcode.as_deref())?;
+/// The instruction an opcode is compared as, across versions; `op` is a 3.11+
+/// `BINARY_OP`'s operator, when known.
+fn family_of(base: &str, op: Option<&str>) -> String {
     if let Some(b) = old_binary_op(base) {
-        return Some(b);
+        return b;
     }
-    Some(match base {
-        "BINARY_OP" => {
-            let op = table_of(data).and_then(|t| {
-                let d = Decoded::find(data, &f.file, &f.function, f.first_line)?;
-                let ins = opcodes::instructions(t, &d.code)
-                    .find(|i| Some(i.offset as u32) == f.offset)?;
-                disasm::argrepr(t, &ins, &Symbols::default())
-            });
-            match op {
-                Some(op) => format!("BINARY_OP {op}"),
-                None => "BINARY_OP".into(),
-            }
-        }
+    match base {
+        "BINARY_OP" => match op {
+            Some(op) => format!("BINARY_OP {op}"),
+            None => "BINARY_OP".into(),
+        },
         "CALL_FUNCTION" | "CALL_FUNCTION_KW" | "CALL_METHOD" | "PRECALL" | "CALL_KW" => {
             "CALL".into()
         }
@@ -117,20 +109,56 @@ pub fn family(data: &ProfileData, f: &Frame) -> Option<String> {
             Some(rest) => format!("POP_JUMP_{rest}"),
             None => b.to_string(),
         },
-    })
+    }
+}
+
+/// The family of every frame's opcode (None for frames without one), each function's
+/// bytecode decoded once.
+pub fn families(d: &ProfileData) -> Vec<Option<String>> {
+    let table = table_of(d);
+    let mut ops: HashMap<(&str, &str, i32), HashMap<u32, String>> = HashMap::new();
+    d.frames
+        .iter()
+        .map(|f| {
+            let base = f.base_opcode.as_deref().or(f.opcode.as_deref())?;
+            let op = match (base, table, f.offset) {
+                ("BINARY_OP", Some(t), Some(off)) => ops
+                    .entry((f.file.as_str(), f.function.as_str(), f.first_line))
+                    .or_insert_with(|| {
+                        Decoded::find(d, &f.file, &f.function, f.first_line)
+                            .map(|dc| {
+                                opcodes::instructions(t, &dc.code)
+                                    .filter(|i| i.base_name == "BINARY_OP")
+                                    .filter_map(|i| {
+                                        Some((
+                                            i.offset as u32,
+                                            disasm::argrepr(t, &i, &Symbols::default())?,
+                                        ))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .get(&off)
+                    .cloned(),
+                _ => None,
+            };
+            Some(family_of(base, op.as_deref()))
+        })
+        .collect()
 }
 
 /// A copy of `d` with functions renamed to their common names and opcodes to their
 /// families (so both profiles draw the same labels).
 fn in_common_terms(d: &ProfileData, common: &HashMap<FnKey, String>) -> ProfileData {
     let names = FileNames::new(d, &RenderOptions::default());
+    let fams = families(d);
     let mut out = d.clone();
-    for (f, orig) in out.frames.iter_mut().zip(&d.frames) {
+    for ((f, orig), fam) in out.frames.iter_mut().zip(&d.frames).zip(fams) {
         if let Some(n) = common.get(&fn_key(&names, orig)) {
             f.function = n.clone();
         }
         if f.opcode.is_some() {
-            let fam = family(d, orig);
             f.opcode = fam.clone();
             f.base_opcode = fam;
         }
@@ -143,35 +171,60 @@ fn parse(line: &str) -> Option<(&str, u64)> {
     Some((stack, n.parse().ok()?))
 }
 
-/// Inclusive share (percent of all samples) of every path (`a;b;c`) of the stacks.
-fn path_shares(lines: &[String]) -> (HashMap<String, f64>, u64) {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    let mut total = 0;
-    for line in lines {
-        let Some((stack, n)) = parse(line) else {
-            continue;
-        };
-        total += n;
-        let mut end = 0;
-        for part in stack.split(';') {
-            end += part.len();
-            *counts.entry(stack[..end].to_string()).or_insert(0) += n;
-            end += 1;
-        }
-    }
-    let t = total.max(1) as f64;
-    (
-        counts
-            .into_iter()
-            .map(|(k, v)| (k, 100.0 * v as f64 / t))
-            .collect(),
-        total,
-    )
+/// Every path (`a;b;c`) of both profiles' stacks as a node of one tree, with each
+/// side's samples through it (inclusive), so a frame's change is one lookup.
+#[derive(Default)]
+struct Paths<'a> {
+    ids: HashMap<(u32, &'a str), u32>,
+    /// Samples through each node: before, after.
+    counts: Vec<[u64; 2]>,
+    totals: [u64; 2],
 }
 
-/// The frames inferno draws for sorted `lines`, as (depth, first sample) → path, laid out
+impl<'a> Paths<'a> {
+    /// Node 0 is the root (the empty path).
+    fn new() -> Paths<'a> {
+        Paths {
+            counts: vec![[0, 0]],
+            ..Default::default()
+        }
+    }
+
+    fn child(&mut self, parent: u32, label: &'a str) -> u32 {
+        let next = self.counts.len() as u32;
+        let id = *self.ids.entry((parent, label)).or_insert(next);
+        if id == next {
+            self.counts.push([0, 0]);
+        }
+        id
+    }
+
+    /// Count `lines` as side 0 (before) or 1 (after).
+    fn add(&mut self, lines: &'a [String], side: usize) {
+        for line in lines {
+            let Some((stack, n)) = parse(line) else {
+                continue;
+            };
+            self.totals[side] += n;
+            self.counts[0][side] += n;
+            let mut id = 0;
+            for part in stack.split(';') {
+                id = self.child(id, part);
+                self.counts[id as usize][side] += n;
+            }
+        }
+    }
+
+    /// Change of the node's share of all samples, in percentage points.
+    fn delta(&self, id: u32) -> f64 {
+        let c = self.counts.get(id as usize).copied().unwrap_or([0, 0]);
+        pct(c[1], self.totals[1]) - pct(c[0], self.totals[0])
+    }
+}
+
+/// The frames inferno draws for sorted `lines`, as (depth, first sample) → node, laid out
 /// as inferno does (a frame merges with the previous line's frame at the same depth).
-fn layout(lines: &[String]) -> HashMap<(usize, u64), String> {
+fn layout<'a>(lines: &'a [String], paths: &mut Paths<'a>) -> HashMap<(usize, u64), u32> {
     let mut out = HashMap::new();
     let mut last: Vec<&str> = Vec::new();
     let mut time = 0u64;
@@ -181,8 +234,12 @@ fn layout(lines: &[String]) -> HashMap<(usize, u64), String> {
         };
         let parts: Vec<&str> = stack.split(';').collect();
         let shared = last.iter().zip(&parts).take_while(|(a, b)| a == b).count();
-        for depth in shared..parts.len() {
-            out.insert((depth + 1, time), parts[..=depth].join(";"));
+        let mut id = 0;
+        for (depth, part) in parts.iter().enumerate() {
+            id = paths.child(id, part);
+            if depth >= shared {
+                out.insert((depth + 1, time), id);
+            }
         }
         last = parts;
         time += n;
@@ -228,18 +285,17 @@ pub fn write_svg(
         anyhow::bail!("the AFTER profile has no stacks: nothing to draw");
     }
     after_lines.sort();
-    let (shares_b, _) = path_shares(&before_lines);
-    let (shares_a, _) = path_shares(&after_lines);
-    let delta = |path: &str| {
-        shares_a.get(path).copied().unwrap_or(0.0) - shares_b.get(path).copied().unwrap_or(0.0)
-    };
-    let max = shares_a
-        .keys()
-        .map(|p| delta(p).abs())
+    let mut paths = Paths::new();
+    paths.add(&before_lines, 0);
+    paths.add(&after_lines, 1);
+    let max = (1..paths.counts.len() as u32)
+        .filter(|&id| paths.counts[id as usize][1] > 0)
+        .map(|id| paths.delta(id).abs())
         .fold(0.0f64, f64::max);
-    let only_before = shares_b
-        .keys()
-        .filter(|p| !shares_a.contains_key(*p))
+    let only_before = paths
+        .counts
+        .iter()
+        .filter(|c| c[0] > 0 && c[1] == 0)
         .count();
 
     let mut o = inferno::flamegraph::Options::default();
@@ -263,7 +319,7 @@ pub fn write_svg(
     let svg = String::from_utf8(svg).context("inferno wrote invalid UTF-8")?;
 
     // Recolour every frame by the change of its inclusive share.
-    let frames = layout(&after_lines);
+    let frames = layout(&after_lines, &mut paths);
     let mut used: BTreeSet<i8> = BTreeSet::new();
     let mut out = String::with_capacity(svg.len());
     let root_y = find_root_y(&svg);
@@ -277,13 +333,13 @@ pub fn write_svg(
         if let (Some(y), Some(x), Some(root)) = (attr(rect, "y"), attr(rect, "fg:x"), root_y) {
             if let (Ok(y), Ok(x)) = (y.parse::<f64>(), x.parse::<u64>()) {
                 let depth = ((root - y) / o.frame_height as f64).round() as usize;
-                let path = if depth == 0 {
-                    Some(String::new())
+                let node = if depth == 0 {
+                    Some(0)
                 } else {
-                    frames.get(&(depth, x)).cloned()
+                    frames.get(&(depth, x)).copied()
                 };
-                if let Some(p) = path {
-                    let d = if p.is_empty() { 0.0 } else { delta(&p) };
+                if let Some(id) = node {
+                    let d = if id == 0 { 0.0 } else { paths.delta(id) };
                     let (r, g, bl) = diff_rgb(d, max);
                     used.insert(if d.abs() < SAME {
                         0
@@ -356,23 +412,20 @@ struct Shares {
     forms: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-fn shares(
-    d: &ProfileData,
-    key: &dyn Fn(&ProfileData, &Frame) -> Option<(String, String)>,
-) -> Shares {
+/// `keys`: by frame id, the row of a stack whose leaf it is, and the form behind it.
+fn shares(d: &ProfileData, keys: &[Option<(String, String)>]) -> Shares {
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     let mut forms: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut total = 0;
     for s in &d.stacks {
         total += s.count;
-        if let Some((k, form)) = s
-            .frames
-            .last()
-            .and_then(|&i| d.frames.get(i as usize))
-            .and_then(|f| key(d, f))
-        {
+        if let Some(Some((k, form))) = s.frames.last().and_then(|&i| keys.get(i as usize)) {
             *by.entry(k.clone()).or_insert(0) += s.count;
-            *forms.entry(k).or_default().entry(form).or_insert(0) += s.count;
+            *forms
+                .entry(k.clone())
+                .or_default()
+                .entry(form.clone())
+                .or_insert(0) += s.count;
         }
     }
     let p = |v: u64| pct(v, total);
@@ -410,25 +463,34 @@ pub fn write_table(
         after.total_samples()
     )?;
     let common = common_names(before, after);
-    let op_key = |d: &ProfileData, f: &Frame| -> Option<(String, String)> {
-        Some((family(d, f)?, f.opcode.clone()?))
+    let op_keys = |d: &ProfileData| -> Vec<Option<(String, String)>> {
+        d.frames
+            .iter()
+            .zip(families(d))
+            .map(|(f, fam)| Some((fam?, f.opcode.clone()?)))
+            .collect()
     };
-    let fn_row = |d: &ProfileData, f: &Frame| -> Option<(String, String)> {
+    let fn_keys = |d: &ProfileData| -> Vec<Option<(String, String)>> {
         let names = FileNames::new(d, &RenderOptions::default());
-        let k = fn_key(&names, f);
-        let name = common
-            .get(&k)
-            .cloned()
-            .unwrap_or_else(|| f.function.clone());
-        Some((format!("{name} ({}:{})", k.0, k.1), f.function.clone()))
+        d.frames
+            .iter()
+            .map(|f| {
+                let k = fn_key(&names, f);
+                let name = common
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| f.function.clone());
+                Some((format!("{name} ({}:{})", k.0, k.1), f.function.clone()))
+            })
+            .collect()
     };
-    type KeyFn<'a> = &'a dyn Fn(&ProfileData, &Frame) -> Option<(String, String)>;
-    let sections: [(&str, KeyFn, bool); 2] = [
-        ("opcode (self samples)", &op_key, true),
-        ("function (self samples)", &fn_row, false),
+    type Keys<'a> = &'a dyn Fn(&ProfileData) -> Vec<Option<(String, String)>>;
+    let sections: [(&str, Keys, bool); 2] = [
+        ("opcode (self samples)", &op_keys, true),
+        ("function (self samples)", &fn_keys, false),
     ];
-    for (title, key, with_forms) in sections {
-        let (a, b) = (shares(before, key), shares(after, key));
+    for (title, keys, with_forms) in sections {
+        let (a, b) = (shares(before, &keys(before)), shares(after, &keys(after)));
         if a.by.is_empty() && b.by.is_empty() {
             writeln!(w, "\n{title}: no data (record with --opcodes)")?;
             continue;

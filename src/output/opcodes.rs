@@ -271,7 +271,7 @@ fn place(names: &FileNames, function: &str, file: &str, line: i32) -> String {
 fn health(
     w: &mut dyn Write,
     width: Option<usize>,
-    t: &OpcodeTable,
+    t: &'static OpcodeTable,
     stats: &[InstructionStat],
     sites: &[spec::Site],
     top: usize,

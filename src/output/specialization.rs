@@ -19,6 +19,7 @@ use crate::profile::{
     CodeSnapshot, FormShare, InstructionStat, ProfileData, SpecializationProblem,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 /// A site is hot from this share of all instruction samples (percent) ...
 pub const HOT_SHARE: f64 = 1.0;
@@ -102,11 +103,53 @@ pub fn is_superinstruction(table: &OpcodeTable, name: &str) -> bool {
     }
 }
 
+/// What a table says about each opcode, worked out once per table.
+struct Facts {
+    /// By opcode: has specialized forms (as a base).
+    can: [bool; 256],
+    /// By opcode: a superinstruction.
+    sup: [bool; 256],
+}
+
+fn facts(table: &'static OpcodeTable) -> &'static Facts {
+    static ALL: OnceLock<Mutex<HashMap<usize, &'static Facts>>> = OnceLock::new();
+    let key = table as *const OpcodeTable as usize;
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    all.entry(key).or_insert_with(|| {
+        let mut f = Facts {
+            can: [false; 256],
+            sup: [false; 256],
+        };
+        for op in 0..=255u8 {
+            if let Some(name) = table.opname(op) {
+                f.sup[op as usize] = is_superinstruction(table, name);
+            }
+        }
+        for op in 0..=255u8 {
+            let i = op as usize;
+            if table.is_defined(op)
+                && table.base(op) != op
+                && table.is_specialized(op)
+                && !table.is_adaptive(op)
+                && !table.is_instrumented(op)
+                && !f.sup[i]
+            {
+                f.can[table.base(op) as usize] = true;
+            }
+        }
+        Box::leak(Box::new(f))
+    })
+}
+
 /// The specialized forms of `base` in this version (not adaptive, not superinstructions).
-pub fn specialized_forms(table: &OpcodeTable, base: &str) -> Vec<&'static str> {
+pub fn specialized_forms(table: &'static OpcodeTable, base: &str) -> Vec<&'static str> {
     let Some(b) = table.opcode(base) else {
         return Vec::new();
     };
+    let f = facts(table);
     (0..=255u8)
         .filter(|&op| {
             table.is_defined(op)
@@ -115,15 +158,17 @@ pub fn specialized_forms(table: &OpcodeTable, base: &str) -> Vec<&'static str> {
                 && table.is_specialized(op)
                 && !table.is_adaptive(op)
                 && !table.is_instrumented(op)
+                && !f.sup[op as usize]
         })
         .filter_map(|op| table.opname(op))
-        .filter(|name| !is_superinstruction(table, name))
         .collect()
 }
 
 /// Whether `base` has specialized forms in this version.
-pub fn can_specialize(table: &OpcodeTable, base: &str) -> bool {
-    !specialized_forms(table, base).is_empty()
+pub fn can_specialize(table: &'static OpcodeTable, base: &str) -> bool {
+    table
+        .opcode(base)
+        .is_some_and(|b| facts(table).can[b as usize])
 }
 
 /// Specialized call forms the specializer bound to a C function.
@@ -145,7 +190,7 @@ fn calls_c(name: &str) -> bool {
 }
 
 /// The state of `opcode` (executed name) whose base is `base`.
-pub fn state(table: Option<&OpcodeTable>, opcode: &str, base: &str) -> State {
+pub fn state(table: Option<&'static OpcodeTable>, opcode: &str, base: &str) -> State {
     if opcode.starts_with("INSTRUMENTED_") {
         return State::Instrumented;
     }
@@ -158,7 +203,7 @@ pub fn state(table: Option<&OpcodeTable>, opcode: &str, base: &str) -> State {
     let Some(op) = t.opcode(opcode) else {
         return State::Plain;
     };
-    if is_superinstruction(t, opcode) {
+    if facts(t).sup[op as usize] {
         return State::Plain;
     }
     if t.is_specialized(op) && !t.is_adaptive(op) && opcode != base {
@@ -176,9 +221,9 @@ pub fn state(table: Option<&OpcodeTable>, opcode: &str, base: &str) -> State {
 }
 
 /// The label of an opcode in listings: its state, or "superinstruction".
-pub fn kind_label(table: Option<&OpcodeTable>, opcode: &str, base: &str) -> &'static str {
+pub fn kind_label(table: Option<&'static OpcodeTable>, opcode: &str, base: &str) -> &'static str {
     if let Some(t) = table {
-        if t.has_inline_caches() && is_superinstruction(t, opcode) {
+        if t.has_inline_caches() && t.opcode(opcode).is_some_and(|op| facts(t).sup[op as usize]) {
             return "superinstruction";
         }
     }
@@ -200,7 +245,7 @@ pub struct Site {
 }
 
 impl Site {
-    fn share_of(&self, table: Option<&OpcodeTable>, s: State) -> f64 {
+    fn share_of(&self, table: Option<&'static OpcodeTable>, s: State) -> f64 {
         let n: u64 = self
             .forms
             .iter()
@@ -211,7 +256,7 @@ impl Site {
     }
 
     /// The specialized forms that count for polymorphism.
-    pub fn significant_forms(&self, table: Option<&OpcodeTable>) -> Vec<&(String, u64)> {
+    pub fn significant_forms(&self, table: Option<&'static OpcodeTable>) -> Vec<&(String, u64)> {
         self.forms
             .iter()
             .filter(|(op, n)| {
@@ -225,11 +270,11 @@ impl Site {
     }
 
     /// Sampled in two or more specialized forms.
-    pub fn polymorphic(&self, table: Option<&OpcodeTable>) -> bool {
+    pub fn polymorphic(&self, table: Option<&'static OpcodeTable>) -> bool {
         self.significant_forms(table).len() >= 2
     }
 
-    pub fn unspecialized_share(&self, table: Option<&OpcodeTable>) -> f64 {
+    pub fn unspecialized_share(&self, table: Option<&'static OpcodeTable>) -> f64 {
         self.share_of(table, State::Unspecialized)
     }
 }
@@ -405,7 +450,7 @@ fn round1(x: f64) -> f64 {
 }
 
 struct Context<'a> {
-    table: &'a OpcodeTable,
+    table: &'static OpcodeTable,
     base: &'a str,
     argument: Option<&'a str>,
     /// The base name of the instruction before the site.
