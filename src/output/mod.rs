@@ -139,13 +139,14 @@ pub fn render(
         Format::Collapsed => collapsed::write(data, opts, w),
         Format::Flamegraph => flamegraph::write(data, opts, w),
         Format::Json => {
-            if data.meta.opcodes && data.specialization_problems.is_empty() {
-                let mut with = data.clone();
-                with.specialization_problems = specialization::problems(data);
-                serde_json::to_writer(&mut *w, &with)?;
+            // The problems are derived data: always as this pyprof finds them.
+            let mut with = data.clone();
+            with.specialization_problems = if data.meta.opcodes {
+                specialization::problems(data)
             } else {
-                serde_json::to_writer(&mut *w, data)?;
-            }
+                Vec::new()
+            };
+            serde_json::to_writer(&mut *w, &with)?;
             w.write_all(b"\n")?;
             Ok(())
         }

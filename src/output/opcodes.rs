@@ -197,11 +197,8 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize
 
     // Problems, explained.
     if specializing {
-        let problems = if data.specialization_problems.is_empty() {
-            spec::problems(data)
-        } else {
-            data.specialization_problems.clone()
-        };
+        // Derived data: worked out again (a saved profile may come from an older pyprof).
+        let problems = spec::problems(data);
         writeln!(w)?;
         writeln!(w, "{}", p.bold("Specialization problems, explained"))?;
         out(

@@ -414,7 +414,13 @@ pub fn problems(data: &ProfileData) -> Vec<SpecializationProblem> {
             unspecialized: unspec,
         };
         let reason = if poly {
-            polymorphic_reason(&ctx, &site.significant_forms(Some(table)))
+            let mut r = polymorphic_reason(&ctx, &site.significant_forms(Some(table)));
+            if unspec >= UNSPECIALIZED_SHARE {
+                r.push_str(&format!(
+                    "; between forms it ran unspecialized ({unspec:.0}% of its samples)"
+                ));
+            }
+            r
         } else {
             unspecialized_reason(&ctx)
         };
@@ -544,9 +550,14 @@ fn describe(base: &str, form: &str) -> String {
             match op {
                 Some((o, t)) => Some(format!("{} {o} {}", ty(t), ty(t))),
                 None if s == "EXTEND" => Some("an extended pair (e.g. int with float)".into()),
-                None => s
-                    .strip_prefix("SUBSCR_")
-                    .map(|t| t.split('_').map(ty).collect::<Vec<_>>().join("[") + "]"),
+                None => s.strip_prefix("SUBSCR_").map(|t| match t {
+                    "DICT" => "dict[key]".to_string(),
+                    "GETITEM" => "a class's __getitem__".to_string(),
+                    t => match t.split_once('_') {
+                        Some((c, i)) => format!("{}[{}]", ty(c), ty(i).to_lowercase()),
+                        None => t.to_lowercase(),
+                    },
+                }),
             }
         }
         "COMPARE_OP" => Some(format!("{} operands", ty(s.trim_end_matches("_JUMP")))),
@@ -681,6 +692,42 @@ fn unspecialized_reason(ctx: &Context) -> String {
     }
 }
 
+/// What the version's `BINARY_OP` forms cover, from their names: `+ (int, float, str),
+/// - (int, float), ...`.
+fn covered_operators(forms: &[&str]) -> String {
+    let mut by: Vec<(&str, Vec<String>)> = Vec::new();
+    for f in forms {
+        let s = suffix("BINARY_OP", f);
+        let found = [
+            ("INPLACE_ADD_", "+="),
+            ("ADD_", "+"),
+            ("SUBTRACT_", "-"),
+            ("MULTIPLY_", "*"),
+            ("SUBSCR_", "[]"),
+        ]
+        .iter()
+        .find_map(|(p, o)| s.strip_prefix(p).map(|t| (*o, t.to_string())));
+        let Some((op, _)) = found else {
+            continue;
+        };
+        let ty = describe("BINARY_OP", f);
+        let ty = if op == "[]" {
+            ty
+        } else {
+            ty.split(' ').next().unwrap_or("").to_string()
+        };
+        match by.iter_mut().find(|e| e.0 == op) {
+            Some(e) if e.1.contains(&ty) => {}
+            Some(e) => e.1.push(ty),
+            None => by.push((op, vec![ty])),
+        }
+    }
+    by.iter()
+        .map(|(op, tys)| format!("{op} ({})", tys.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn binary_op_reason(ctx: &Context, share: &str) -> String {
     let v = ctx.version();
     let forms = specialized_forms(ctx.table, "BINARY_OP");
@@ -717,7 +764,7 @@ fn binary_op_reason(ctx: &Context, share: &str) -> String {
         );
     };
     if own.is_empty() {
-        let covered = "+ - * on two ints or two floats, + on strs";
+        let covered = covered_operators(&forms);
         return if extend {
             format!(
                 "Python {v} has no dedicated specialized form of BINARY_OP for `{op}` (they \
