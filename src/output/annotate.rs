@@ -176,7 +176,7 @@ pub fn listings(data: &ProfileData, function: Option<&str>, top: usize) -> Resul
                     let mut sampled_as: Vec<(String, u64)> = forms
                         .map(|f| f.iter().map(|(k, v)| (k.clone(), *v)).collect())
                         .unwrap_or_default();
-                    sampled_as.sort_by(|a, b| b.1.cmp(&a.1));
+                    sampled_as.sort_by_key(|f| std::cmp::Reverse(f.1));
                     if sampled_as.len() == 1 && sampled_as[0].0 == ins.name {
                         sampled_as.clear();
                     }

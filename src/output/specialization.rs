@@ -282,7 +282,9 @@ impl Site {
 /// Sites from instruction statistics, most samples first.
 pub fn sites(stats: &[InstructionStat]) -> Vec<Site> {
     type Key = (String, String, i32, u32);
-    let mut by: HashMap<Key, (i32, BTreeMap<String, u64>, HashMap<String, u64>)> = HashMap::new();
+    /// Line, samples per executed form, samples per base.
+    type Tally = (i32, BTreeMap<String, u64>, HashMap<String, u64>);
+    let mut by: HashMap<Key, Tally> = HashMap::new();
     for s in stats {
         let e = by
             .entry((s.file.clone(), s.function.clone(), s.first_line, s.offset))
