@@ -76,9 +76,31 @@ struct Place {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Remove the folders earlier runs of this test binary left in a chroot (theirs were
+/// kept for the whole run: recordings are shared between tests).
+fn tidy_chroot(root: &Path) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let Ok(dir) = std::fs::read_dir(root.join("tmp")) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(pid) = name.strip_prefix("pyprof-teaching-") else {
+                continue;
+            };
+            let alive = Path::new("/proc").join(pid).exists();
+            if !alive && pid.chars().all(|c| c.is_ascii_digit()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+}
+
 fn place_for(py: &Python) -> Place {
     match &py.root {
         Some(root) => {
+            tidy_chroot(root);
             let name = format!("pyprof-teaching-{}", std::process::id());
             let host = root.join("tmp").join(&name);
             std::fs::create_dir_all(&host).expect("mkdir in the chroot");
