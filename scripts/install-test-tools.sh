@@ -9,17 +9,21 @@
 #                runs at install time). Its dist/release/file-format-schema.json is the
 #                speedscope schema, and its bundled importer reads speedscope JSON,
 #                Chrome traces and pprof (tests/scripts/check_speedscope_import.mjs).
+#   chromium     Debian's `chromium` package (apt-get, when missing), run headless by
+#                tests/teaching.rs to check that rendered flamegraphs and annotate pages
+#                show function names (tests/scripts/check_rendered.mjs drives it).
 #
 # Idempotent: a stamp records what was installed, so a second run is a quick no-op.
 # Tools go to $PYPROF_TEST_TOOLS, else /opt/pyprof-tools when writable, else
 # target/test-tools in the repository. The last line printed is `tools: DIR`, and
-# DIR/tools.env holds PYTHON=, SPEEDSCOPE_DIR=, NODE=.
+# DIR/tools.env holds PYTHON=, SPEEDSCOPE_DIR=, NODE=, CHROMIUM= (empty when it could
+# not be installed: the tests that need it say SKIP).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SPEEDSCOPE_VERSION=1.25.0
 PY_PKGS=(jsonschema==4.26.0 grpcio-tools==1.85.1)
-STAMP_TEXT="v1 speedscope@$SPEEDSCOPE_VERSION ${PY_PKGS[*]}"
+STAMP_TEXT="v2 speedscope@$SPEEDSCOPE_VERSION ${PY_PKGS[*]} chromium"
 
 log() { echo "install-test-tools: $*" >&2; }
 
@@ -88,10 +92,34 @@ fi
 [[ -f $SS/dist/release/file-format-schema.json ]] || { log "speedscope package has no schema"; exit 1; }
 ls "$SS"/dist/release/speedscope-*.js >/dev/null 2>&1 || { log "speedscope package has no bundle"; exit 1; }
 
+# --- chromium (Debian package) --------------------------------------------------------
+find_chromium() {
+  local c
+  for c in ${PYPROF_CHROMIUM:-} chromium chromium-browser; do
+    if command -v "$c" >/dev/null 2>&1; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+CHROMIUM=$(find_chromium || true)
+if [[ -z $CHROMIUM ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "apt-get install chromium"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2; then
+      apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2 || true
+    fi
+    CHROMIUM=$(find_chromium || true)
+  fi
+  [[ -n $CHROMIUM ]] || log "chromium not installed (needs root and apt-get): rendering tests will SKIP"
+fi
+
 cat >"$DIR/tools.env" <<EOF
 PYTHON=$VENV/bin/python
 SPEEDSCOPE_DIR=$SS
 NODE=$NODE
+CHROMIUM=$CHROMIUM
 EOF
 echo "$STAMP_TEXT" >"$DIR/.stamp"
 log "done in $DIR"

@@ -148,6 +148,9 @@ struct LabelArgs {
     /// Show file names as the interpreter has them (default: shortened)
     #[arg(long)]
     full_filenames: bool,
+    /// Flamegraphs: draw imports in full (default: each import is one `[import name]` frame)
+    #[arg(long)]
+    imports: bool,
 }
 
 impl LabelArgs {
@@ -157,6 +160,7 @@ impl LabelArgs {
             function: self.function,
             nolineno: self.nolineno,
             full_filenames: self.full_filenames,
+            imports: self.imports,
         }
     }
 }
@@ -330,6 +334,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our standard output went away (`pyprof report … | head`).
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("pyprof: error: {msg}");
@@ -531,11 +544,15 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
     use pyprof::output::annotate;
     let data = load_profile(&args.profile)?;
     let listings = annotate::listings(&data, args.function.as_deref(), args.top)?;
+    let style = match &args.output {
+        Some(_) => output::TextStyle::file(),
+        None => output::TextStyle::stdout(),
+    };
     let render = |w: &mut dyn std::io::Write| {
         if args.html {
             annotate::write_html(&data, &listings, w)
         } else {
-            annotate::write_text(&data, &listings, w)
+            annotate::write_text(&data, &listings, w, style)
         }
     };
     match &args.output {
@@ -570,8 +587,16 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
     let opts = args.labels.render_options();
     output::write_atomic(&args.output, |w| diff::write_svg(&before, &after, &opts, w))?;
     match &args.table {
-        Some(p) => output::write_atomic(p, |w| diff::write_table(&before, &after, w, 20))?,
-        None => diff::write_table(&before, &after, &mut std::io::stdout().lock(), 20)?,
+        Some(p) => output::write_atomic(p, |w| {
+            diff::write_table(&before, &after, w, 50, output::TextStyle::file())
+        })?,
+        None => diff::write_table(
+            &before,
+            &after,
+            &mut std::io::stdout().lock(),
+            50,
+            output::TextStyle::stdout(),
+        )?,
     }
     eprintln!("pyprof: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)

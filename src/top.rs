@@ -444,7 +444,12 @@ impl App {
             let tail: String = file.chars().skip(n.saturating_sub(keep)).collect();
             return format!("{function} (…{tail}:{line})");
         }
-        fit(&full, width)
+        // No room for the file: the name (and line) first.
+        let with_line = format!("{function}:{line}");
+        if with_line.chars().count() <= width {
+            return with_line;
+        }
+        fit(function, width)
     }
 
     /// Draw the whole screen.
@@ -522,7 +527,7 @@ impl App {
                     "The target process exited. Closing in {} s (q to quit now).",
                     left.as_secs_f64().ceil() as u64
                 ),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                fg(Color::Red).add_modifier(Modifier::BOLD),
             );
         }
         if self.paused {
@@ -532,7 +537,7 @@ impl App {
             );
         }
         if let Some(m) = &self.message {
-            return (m.clone(), Style::new().fg(Color::Yellow));
+            return (m.clone(), fg(Color::Yellow));
         }
         if !self.stats.errors.is_empty() {
             let mut why: Vec<_> = self.stats.errors.iter().collect();
@@ -628,37 +633,70 @@ impl App {
             Paragraph::new(Span::styled("Hot opcodes (self samples)", bold)),
             t1,
         );
-        let op_w = 34usize;
-        let rows: Vec<Row> = self
-            .stats
-            .opcode_rows(self.sort)
+        // Column widths from what is shown; narrow terminals drop the base column, then
+        // the cumulative time, before any name is cut.
+        let width = area.width as usize;
+        let op_rows = self.stats.opcode_rows(self.sort);
+        let op_rows: Vec<_> = op_rows
             .into_iter()
             .take(ops_area.height.saturating_sub(1) as usize)
+            .collect();
+        let spot_rows: Vec<_> = self
+            .stats
+            .spot_rows(self.sort)
+            .into_iter()
+            .take(spots_area.height.saturating_sub(1) as usize)
+            .collect();
+        let op_w = op_rows
+            .iter()
+            .map(|((op, _), _)| op.chars().count())
+            .chain(spot_rows.iter().map(|(k, _)| k.4.chars().count()))
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let base_w = op_rows
+            .iter()
+            .filter(|((op, base), _)| op != base)
+            .map(|((_, base), _)| base.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let with_time = width >= 8 + 1 + 9 + 1 + op_w + 1 + 20;
+        let with_base = width >= 8 + 1 + 9 + 1 + op_w + 1 + base_w;
+        let rows: Vec<Row> = op_rows
+            .iter()
             .map(|((op, base), t)| {
-                Row::new(vec![
-                    right(self.pct(t.now_own)),
-                    right(self.time(t.all_own)),
-                    Cell::from(fit(op, op_w)),
-                    Cell::from(fit(base, 30)),
-                ])
+                let mut cells = vec![right(self.pct(t.now_own))];
+                if with_base || with_time {
+                    cells.push(right(self.time(t.all_own)));
+                }
+                cells.push(Cell::from(op.clone()));
+                if with_base {
+                    // Only where it says something: a specialized or instrumented form.
+                    cells.push(Cell::from(if op == base {
+                        String::new()
+                    } else {
+                        base.clone()
+                    }));
+                }
+                Row::new(cells)
             })
             .collect();
-        let header = self.opcode_header(
-            &[("%Own", own_col), ("OwnTime", time_col)],
-            &["Opcode", "Base"],
-        );
+        let mut nums = vec![("%Own", own_col)];
+        let mut widths = vec![Constraint::Length(8)];
+        if with_base || with_time {
+            nums.push(("OwnTime", time_col));
+            widths.push(Constraint::Length(9));
+        }
+        widths.push(Constraint::Length(op_w as u16));
+        let mut texts = vec!["Opcode"];
+        if with_base {
+            texts.push("Base");
+            widths.push(Constraint::Fill(1));
+        }
+        let header = self.opcode_header(&nums, &texts);
         f.render_widget(
-            Table::new(
-                rows,
-                [
-                    Constraint::Length(8),
-                    Constraint::Length(9),
-                    Constraint::Length(op_w as u16),
-                    Constraint::Fill(1),
-                ],
-            )
-            .header(header)
-            .column_spacing(1),
+            Table::new(rows, widths).header(header).column_spacing(1),
             ops_area,
         );
 
@@ -669,41 +707,41 @@ impl App {
             )),
             t2,
         );
-        let label_w = (area.width as usize)
-            .saturating_sub(8 + 9 + 7 + 30 + 4)
-            .max(10);
-        let rows: Vec<Row> = self
-            .stats
-            .spot_rows(self.sort)
-            .into_iter()
-            .take(spots_area.height.saturating_sub(1) as usize)
+        let fixed = |time: bool| 8 + 1 + if time { 9 + 1 } else { 0 } + 7 + 1 + op_w + 1;
+        let longest_name = spot_rows
+            .iter()
+            .map(|(k, _)| k.1.chars().count())
+            .max()
+            .unwrap_or(10);
+        let spot_time = width >= fixed(true) + longest_name.min(30);
+        let label_w = width.saturating_sub(fixed(spot_time)).max(6);
+        let rows: Vec<Row> = spot_rows
+            .iter()
             .map(|((file, function, line, off, op), t)| {
-                Row::new(vec![
-                    right(self.pct(t.now_own)),
-                    right(self.time(t.all_own)),
-                    Cell::from(self.place(function, file, *line, label_w)),
-                    right(off.to_string()),
-                    Cell::from(fit(op, 30)),
-                ])
+                let mut cells = vec![right(self.pct(t.now_own))];
+                if spot_time {
+                    cells.push(right(self.time(t.all_own)));
+                }
+                cells.push(Cell::from(self.place(function, file, *line, label_w)));
+                cells.push(right(off.to_string()));
+                cells.push(Cell::from(op.clone()));
+                Row::new(cells)
             })
             .collect();
-        let header = self.opcode_header(
-            &[("%Own", own_col), ("OwnTime", time_col)],
-            &["Function (file:line)", "Offset", "Opcode"],
-        );
+        let mut nums = vec![("%Own", own_col)];
+        let mut widths = vec![Constraint::Length(8)];
+        if spot_time {
+            nums.push(("OwnTime", time_col));
+            widths.push(Constraint::Length(9));
+        }
+        widths.extend([
+            Constraint::Fill(1),
+            Constraint::Length(7),
+            Constraint::Length(op_w as u16),
+        ]);
+        let header = self.opcode_header(&nums, &["Function (file:line)", "Offset", "Opcode"]);
         f.render_widget(
-            Table::new(
-                rows,
-                [
-                    Constraint::Length(8),
-                    Constraint::Length(9),
-                    Constraint::Fill(1),
-                    Constraint::Length(7),
-                    Constraint::Length(30),
-                ],
-            )
-            .header(header)
-            .column_spacing(1),
+            Table::new(rows, widths).header(header).column_spacing(1),
             spots_area,
         );
     }
@@ -745,6 +783,15 @@ fn fit_middle(s: &str, n: usize) -> String {
     out.push('…');
     out.extend(s.chars().skip(len - tail));
     out
+}
+
+/// A foreground colour, unless `NO_COLOR` asks for none (bold and reverse stay).
+fn fg(c: Color) -> Style {
+    if crate::output::no_color_unset() {
+        Style::new().fg(c)
+    } else {
+        Style::new()
+    }
 }
 
 fn right(s: String) -> Cell<'static> {

@@ -302,3 +302,55 @@ fn long_file_names_keep_function_and_line() {
     );
     assert_eq!(app.place("f", "/a.py", 1, 80), "f (/a.py:1)");
 }
+
+#[test]
+fn sixty_columns_keep_function_names_and_show_a_base_once() {
+    let mut app = App::new(&opts(true), "3.12.1".into(), "/srv/app".into());
+    let mut p = Profile::new(Meta::default());
+    let t = p.intern_thread(&thread_info());
+    let in_sim = |f: Frame| Frame {
+        file: "/srv/app/simulation.py".into(),
+        ..f
+    };
+    let attr = p.intern_frame(&in_sim(op_frame(
+        "simulate_particles",
+        41,
+        20,
+        "LOAD_ATTR_INSTANCE_VALUE",
+        "LOAD_ATTR",
+    )));
+    let store = p.intern_frame(&in_sim(op_frame(
+        "simulate_particles",
+        42,
+        30,
+        "STORE_FAST",
+        "STORE_FAST",
+    )));
+    for _ in 0..6 {
+        p.add(t, &[attr], false);
+    }
+    for _ in 0..4 {
+        p.add(t, &[store], false);
+    }
+    app.stats.fold(&p.to_data(), 10, 0, 1.0);
+    let lines = screen(&app, 60, 20);
+    let text = lines.join("\n");
+    assert!(text.contains("simulate_particles"), "{text}");
+    app.on_key(key('o'));
+    let lines = screen(&app, 60, 24);
+    let text = lines.join("\n");
+    // The hotspots keep the function's name whole.
+    let spots = lines
+        .iter()
+        .filter(|l| l.contains("simulate_particles"))
+        .count();
+    assert!(spots >= 2, "function names cut in the hotspots:\n{text}");
+    // The opcode row of an instruction that is its own base names it once.
+    let ops_row = &lines[row_of(&lines, "STORE_FAST")];
+    assert_eq!(ops_row.matches("STORE_FAST").count(), 1, "{text}");
+    let attr_row = &lines[row_of(&lines, "LOAD_ATTR_INSTANCE_VALUE")];
+    assert!(
+        attr_row.contains("LOAD_ATTR "),
+        "base of a specialized form: {text}"
+    );
+}

@@ -269,15 +269,19 @@ fn diff_of_two_versions_shows_what_changed() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
-    // 3.12 specializes the float multiply; 3.10 has only the generic form.
+    // Opcodes are compared by base instruction: 3.10's BINARY_MULTIPLY and 3.12's
+    // BINARY_OP * are one row, with the specialized form 3.12 ran behind it.
     let row = table
         .lines()
-        .find(|l| l.starts_with("BINARY_OP_MULTIPLY_FLOAT"))
+        .find(|l| l.contains("BINARY_OP *"))
         .unwrap_or_else(|| panic!("{table}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cols[1], "0.0%", "{row}");
-    assert!(cols[3].starts_with('+'), "{row}");
-    assert!(table.contains("BINARY_MULTIPLY"), "{table}");
+    assert_ne!(cols[0], "0.0%", "{row}");
+    assert_ne!(cols[1], "0.0%", "{row}");
+    assert!(
+        row.contains("BINARY_MULTIPLY") && row.contains("BINARY_OP_MULTIPLY_FLOAT"),
+        "{row}"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.contains("<svg") && svg.contains("pyprof diff") && svg.contains("dot_floats"));
 }

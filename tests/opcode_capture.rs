@@ -342,8 +342,13 @@ fn report_and_annotate_rerender_a_saved_profile() {
             .all(|l| l.rsplit_once(' ').unwrap().0.ends_with(']')),
         "{text}"
     );
-    // The opcode report fits 80 columns and names specialized forms.
-    let o = pyprof(&["report", json.to_str().unwrap(), "-f", "opcodes"]);
+    // The opcode report fits the width asked for (COLUMNS) and names specialized forms.
+    let o = std::process::Command::new(common::pyprof_bin())
+        .args(["report", json.to_str().unwrap(), "-f", "opcodes"])
+        .env("COLUMNS", "80")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("running pyprof");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
     for line in text.lines() {
@@ -372,11 +377,14 @@ fn report_and_annotate_rerender_a_saved_profile() {
         text.contains("◀ hottest") && text.contains("s += i"),
         "{text}"
     );
+    // Instruction rows: samples and share in the first 19 columns, then the offset (source
+    // rows have `│` after their line number instead).
     let offsets: Vec<u32> = text
         .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .filter(|_| true)
+        .filter(|l| !l.contains('│'))
+        .filter_map(|l| l.get(19..)?.split_whitespace().next()?.parse().ok())
         .collect();
+    assert!(offsets.len() > 5, "no instruction rows: {text}");
     assert!(
         offsets.windows(2).filter(|w| w[0] >= w[1]).count() <= 20,
         "not in dis order"

@@ -1,6 +1,24 @@
-"""Lesson: calls. CALL specializes by callee: CALL_PY_EXACT_ARGS for a plain Python
-function, CALL_BUILTIN_O / CALL_BUILTIN_FAST for builtins, CALL_BOUND_METHOD_EXACT_ARGS
-for methods; keyword arguments stay generic longer."""
+"""Lesson: calls.
+
+Four loops that call: a plain Python function, a method, a builtin, and the plain
+function again with keyword arguments. From 3.11 CALL specializes on what it calls.
+The samples of a call instruction itself are the cost of the call: setting up the
+frame of a Python callee (which then has its own frame above), or the whole time in a
+C function.
+
+What each Python shows (names in parentheses: the function it is sampled in):
+- Python 3.10: CALL_FUNCTION (calls_function), CALL_METHOD (calls_method),
+  CALL_FUNCTION_KW (calls_keywords): one generic instruction per kind of call.
+- Python 3.12: CALL_PY_EXACT_ARGS (calls_function), CALL_PY_EXACT_ARGS (calls_method),
+  CALL_NO_KW_BUILTIN_O (calls_builtin), CALL (calls_keywords): a method call is a plain
+  function call once LOAD_ATTR_METHOD_WITH_VALUES has put the method and self on the
+  stack; keyword calls to Python functions stay generic.
+- Python 3.14: CALL_PY_EXACT_ARGS (calls_function), CALL_PY_EXACT_ARGS (calls_method),
+  CALL_BUILTIN_O (calls_builtin), CALL_KW_PY (calls_keywords): keyword calls have their
+  own instruction and specialize too.
+- Python 3.15: CALL_PY_EXACT_ARGS (calls_function), CALL_PY_EXACT_ARGS (calls_method),
+  CALL_BUILTIN_O (calls_builtin), CALL_KW_PY (calls_keywords).
+"""
 import sys
 import time
 

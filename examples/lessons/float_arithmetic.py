@@ -1,6 +1,18 @@
-"""Lesson: float arithmetic. BINARY_OP specializes to BINARY_OP_MULTIPLY_FLOAT /
-BINARY_OP_ADD_FLOAT when both operands are floats; mixing ints and floats keeps the
-generic BINARY_OP."""
+"""Lesson: float arithmetic.
+
+The same dot product twice: once over two lists of floats, once over a list of ints
+times a list of floats. From 3.11 BINARY_OP specializes on its operands' types.
+
+What each Python shows (names in parentheses: the function it is sampled in):
+- Python 3.10: BINARY_MULTIPLY (dot_floats), BINARY_MULTIPLY (dot_mixed): one generic
+  instruction per operator.
+- Python 3.12: BINARY_OP_MULTIPLY_FLOAT (dot_floats), BINARY_OP_ADD_FLOAT (dot_floats),
+  BINARY_OP (dot_mixed): int times float has no specialized form, so that multiplication
+  stays generic.
+- Python 3.14: BINARY_OP_MULTIPLY_FLOAT (dot_floats), BINARY_OP_EXTEND (dot_mixed):
+  BINARY_OP_EXTEND covers mixed int and float operands.
+- Python 3.15: BINARY_OP_MULTIPLY_FLOAT (dot_floats), BINARY_OP_EXTEND (dot_mixed).
+"""
 import sys
 import time
 

@@ -10,6 +10,8 @@ pub mod linetable;
 pub mod opcode_tables;
 pub mod opcodes;
 pub mod resolve;
+pub mod source;
+pub mod symbols;
 
 use crate::process::Memory;
 use crate::runtime::layout::{Layout, StringKind};
@@ -44,6 +46,9 @@ pub struct CodeInfo {
     /// that owns it (`u32::MAX` where none does), so an offset inside an inline cache or
     /// an `EXTENDED_ARG` prefix maps to its instruction as `dis` numbers it.
     pub owners: Vec<u32>,
+    /// With opcode capture: the names and constants its arguments index (for `dis`-style
+    /// listings), when they could be read.
+    pub symbols: Option<symbols::CodeSymbols>,
     /// Header fields re-read on a cache hit to validate the entry.
     fingerprint: [u64; 4],
 }
@@ -427,6 +432,10 @@ impl CodeReader {
             }
             _ => (Vec::new(), Vec::new()),
         };
+        let symbols = match self.opcodes {
+            Some(_) => symbols::read_symbols(mem, l, addr),
+            None => None,
+        };
         let first_traceable = l
             .code_firsttraceable
             .map(|off| field(h, off) as u32)
@@ -443,6 +452,7 @@ impl CodeReader {
             first_traceable,
             bytecode,
             owners,
+            symbols,
             fingerprint,
         })
     }

@@ -169,6 +169,7 @@ mod tests {
             first_traceable: 0,
             bytecode: Vec::new(),
             owners: Vec::new(),
+            symbols: None,
             fingerprint: [0; 4],
         };
         let mut rf = RawFrame {

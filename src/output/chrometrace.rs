@@ -23,7 +23,7 @@
 //! synthetic.
 
 use super::collapsed::frame_label;
-use super::{short_filename, RenderOptions};
+use super::{FileNames, RenderOptions};
 use crate::profile::ProfileData;
 use anyhow::Result;
 use serde::Serialize;
@@ -166,7 +166,7 @@ impl Emitter {
 
 /// Write `data` as a Chrome trace (synthetic timeline; see the module comment).
 pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Result<()> {
-    let cwd = data.meta.cwd.as_str();
+    let names = FileNames::new(data, opts);
     let pid = i64::from(data.meta.pid);
     let us = micros_per_sample(data.meta.rate_hz);
 
@@ -174,11 +174,7 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
         .frames
         .iter()
         .map(|f| {
-            let file = if opts.full_filenames {
-                f.file.clone()
-            } else {
-                short_filename(&f.file, cwd).to_string()
-            };
+            let file = names.show(&f.file).to_string();
             let line = if opts.nolineno {
                 None
             } else if opts.function {
@@ -191,7 +187,7 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
                 file: Some(file),
                 line,
             };
-            (frame_label(f, opts, cwd), info)
+            (frame_label(f, opts, &names), info)
         })
         .collect();
     let opcodes: Vec<Option<(String, NodeInfo)>> = data

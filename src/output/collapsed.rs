@@ -1,19 +1,15 @@
 //! Collapsed stacks (the format of Brendan Gregg's stackcollapse, py-spy and inferno):
 //! one line per distinct stack, root first, frames separated by `;`, then the count.
 
-use super::{short_filename, RenderOptions};
+use super::{FileNames, RenderOptions};
 use crate::profile::{Frame, ProfileData};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::io::Write;
 
 /// The label of one frame: `function (file:line)`.
-pub fn frame_label(f: &Frame, opts: &RenderOptions, cwd: &str) -> String {
-    let file = if opts.full_filenames {
-        f.file.as_str()
-    } else {
-        short_filename(&f.file, cwd)
-    };
+pub fn frame_label(f: &Frame, opts: &RenderOptions, names: &FileNames) -> String {
+    let file = names.show(&f.file);
     // `;` separates frames and a trailing ` N` is the count: keep labels unambiguous.
     let clean = |s: &str| s.replace(';', ":");
     if opts.nolineno {
@@ -27,11 +23,11 @@ pub fn frame_label(f: &Frame, opts: &RenderOptions, cwd: &str) -> String {
 
 /// Collapsed lines (`stack count`), merged where labels coincide, sorted.
 pub fn lines(data: &ProfileData, opts: &RenderOptions) -> Vec<String> {
-    let cwd = data.meta.cwd.as_str();
+    let names = FileNames::new(data, opts);
     let labels: Vec<String> = data
         .frames
         .iter()
-        .map(|f| frame_label(f, opts, cwd))
+        .map(|f| frame_label(f, opts, &names))
         .collect();
     let opcode_labels: Vec<Option<String>> = data
         .frames

@@ -1,4 +1,6 @@
-//! Output formats: collapsed stacks, SVG flamegraphs (inferno), the JSON profile.
+//! Output formats: collapsed stacks, SVG flamegraphs (inferno), the JSON profile, and
+//! the helpers they share: file names as shown in labels, the width of text reports
+//! (terminal, `COLUMNS`, or unlimited in files) and whether to colour them (`NO_COLOR`).
 //!
 //! Every writer renders a `ProfileData`, so a saved JSON profile re-renders to any
 //! format without the target. Files are written to a temporary name beside the
@@ -8,10 +10,13 @@ pub mod annotate;
 pub mod chrometrace;
 pub mod collapsed;
 pub mod diff;
+pub mod disasm;
 pub mod flamegraph;
 pub mod opcodes;
 pub mod pprof;
+pub mod specialization;
 pub mod speedscope;
+pub mod text;
 
 use crate::profile::ProfileData;
 use anyhow::{bail, Context, Result};
@@ -63,38 +68,89 @@ pub struct RenderOptions {
     pub nolineno: bool,
     /// Keep file names as the interpreter has them (default: shortened).
     pub full_filenames: bool,
+    /// Flamegraphs: draw imports in full (default: each import folded into one frame).
+    pub imports: bool,
+}
+
+/// How a text report is laid out: its width (None: unlimited, as in a file) and colour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextStyle {
+    pub width: Option<usize>,
+    pub color: bool,
+}
+
+impl TextStyle {
+    /// For a file: full width, no colour.
+    pub fn file() -> TextStyle {
+        TextStyle::default()
+    }
+
+    /// For standard output: `COLUMNS` if set, else the terminal's width when it is one,
+    /// else unlimited; colour only on a terminal and when `NO_COLOR` is not set.
+    pub fn stdout() -> TextStyle {
+        use std::io::IsTerminal;
+        let tty = std::io::stdout().is_terminal();
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .filter(|&c| c > 0)
+            .or_else(|| {
+                if tty {
+                    ratatui::crossterm::terminal::size()
+                        .ok()
+                        .map(|(w, _)| w as usize)
+                        .filter(|&w| w > 0)
+                } else {
+                    None
+                }
+            });
+        TextStyle {
+            width: width.map(|w| w.max(20)),
+            color: tty && no_color_unset(),
+        }
+    }
+}
+
+/// `NO_COLOR` (<https://no-color.org>): set to anything non-empty turns colour off.
+pub fn no_color_unset() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Render a profile in `format` to `path` (atomically).
 pub fn write(data: &ProfileData, format: Format, opts: &RenderOptions, path: &Path) -> Result<()> {
-    write_atomic(path, |w| render(data, format, opts, w, false))
+    write_atomic(path, |w| render(data, format, opts, w, TextStyle::file()))
 }
 
-/// Render to standard output (for terminal formats); colour when it is a terminal.
+/// Render to standard output (for terminal formats), fitted to the terminal.
 pub fn write_stdout(data: &ProfileData, format: Format, opts: &RenderOptions) -> Result<()> {
-    use std::io::IsTerminal;
     let stdout = std::io::stdout();
-    let color = stdout.is_terminal();
-    render(data, format, opts, &mut stdout.lock(), color)
+    render(data, format, opts, &mut stdout.lock(), TextStyle::stdout())
 }
 
-/// Render a profile in `format` (colour applies to the opcode report only).
+/// Render a profile in `format` (the style applies to the opcode report only).
 pub fn render(
     data: &ProfileData,
     format: Format,
     opts: &RenderOptions,
     w: &mut dyn Write,
-    color: bool,
+    style: TextStyle,
 ) -> Result<()> {
     match format {
         Format::Collapsed => collapsed::write(data, opts, w),
         Format::Flamegraph => flamegraph::write(data, opts, w),
         Format::Json => {
-            serde_json::to_writer(&mut *w, data)?;
+            // The problems are derived data: always as this pyprof finds them.
+            let mut with = data.clone();
+            with.specialization_problems = if data.meta.opcodes {
+                specialization::problems(data)
+            } else {
+                Vec::new()
+            };
+            serde_json::to_writer(&mut *w, &with)?;
             w.write_all(b"\n")?;
             Ok(())
         }
-        Format::Opcodes => opcodes::write(data, w, color, 20),
+        Format::Opcodes => opcodes::write(data, w, style, 20),
         Format::Speedscope => speedscope::write(data, opts, w),
         Format::Chrometrace => chrometrace::write(data, opts, w),
         Format::Pprof => pprof::write(data, opts, w),
@@ -141,6 +197,73 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<()>) -
     result
 }
 
+/// File names as labels show them: [`short_filename`], plus relative to the main
+/// script's folder (`sys.path[0]`, as py-spy does), so a script run from anywhere shows
+/// as `demo.py`, not its full path.
+#[derive(Clone, Debug, Default)]
+pub struct FileNames {
+    cwd: String,
+    /// The main script's folder, with a trailing `/`.
+    script_dir: Option<String>,
+    full: bool,
+}
+
+impl FileNames {
+    pub fn new(data: &ProfileData, opts: &RenderOptions) -> FileNames {
+        FileNames {
+            cwd: data.meta.cwd.clone(),
+            script_dir: main_script(data).and_then(|f| {
+                let (dir, _) = f.rsplit_once('/')?;
+                (!dir.is_empty()).then(|| format!("{dir}/"))
+            }),
+            full: opts.full_filenames,
+        }
+    }
+
+    /// Shortened (unless full file names were asked for).
+    pub fn show<'a>(&self, file: &'a str) -> &'a str {
+        if self.full {
+            return file;
+        }
+        let short = short_filename(file, "");
+        if short.len() != file.len() {
+            return short;
+        }
+        if let Some(dir) = &self.script_dir {
+            if let Some(rest) = file.strip_prefix(dir.as_str()) {
+                return rest;
+            }
+        }
+        short_filename(file, &self.cwd)
+    }
+}
+
+/// The file of the `__main__` module: the `<module>` frame at the root of the most
+/// samples that is not part of the interpreter (frozen or under `lib/pythonX.Y`).
+pub fn main_script(data: &ProfileData) -> Option<&str> {
+    let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for s in &data.stacks {
+        let Some(f) = s.frames.first().and_then(|&i| data.frames.get(i as usize)) else {
+            continue;
+        };
+        if f.function == "<module>" && !f.file.starts_with('<') && !is_library(&f.file) {
+            *by.entry(f.file.as_str()).or_insert(0) += s.count;
+        }
+    }
+    by.into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(f, _)| f)
+}
+
+/// Under `site-packages/`, `dist-packages/` or `lib/pythonX.Y/`.
+pub fn is_library(file: &str) -> bool {
+    file.contains("/site-packages/") || file.contains("/dist-packages/") || {
+        file.find("/lib/python")
+            .map(|i| file[i + "/lib/python".len()..].contains('/'))
+            .unwrap_or(false)
+    }
+}
+
 /// A file name as shown in stacks: the part after `site-packages/`, `dist-packages/` or
 /// `lib/pythonX.Y/`, else relative to the target's working directory, else unchanged.
 pub fn short_filename<'a>(file: &'a str, cwd: &str) -> &'a str {
@@ -185,5 +308,47 @@ mod tests {
             "/home/u/app/x.py"
         );
         assert_eq!(short_filename("<string>", "/srv"), "<string>");
+    }
+
+    #[test]
+    fn main_script_folder_shortens_like_sys_path() {
+        use crate::profile::{Frame, Stack};
+        let frame = |function: &str, file: &str| Frame {
+            function: function.into(),
+            file: file.into(),
+            first_line: 1,
+            line: 1,
+            offset: None,
+            opcode: None,
+            base_opcode: None,
+        };
+        let mut data = ProfileData::default();
+        data.meta.cwd = "/home/u".into();
+        data.frames = vec![
+            frame("<module>", "/tmp/x/demo.py"),
+            frame("f", "/tmp/x/lib/helper.py"),
+            frame("<module>", "/usr/lib/python3.12/runpy.py"),
+        ];
+        data.stacks = vec![
+            Stack {
+                frames: vec![0, 1],
+                thread: 0,
+                count: 5,
+                truncated: false,
+            },
+            Stack {
+                frames: vec![2],
+                thread: 0,
+                count: 9,
+                truncated: false,
+            },
+        ];
+        let names = FileNames::new(&data, &RenderOptions::default());
+        assert_eq!(main_script(&data), Some("/tmp/x/demo.py"));
+        assert_eq!(names.show("/tmp/x/demo.py"), "demo.py");
+        assert_eq!(names.show("/tmp/x/lib/helper.py"), "lib/helper.py");
+        assert_eq!(names.show("/usr/lib/python3.12/json/x.py"), "json/x.py");
+        assert_eq!(names.show("/home/u/app.py"), "app.py");
+        assert_eq!(names.show("/srv/other.py"), "/srv/other.py");
     }
 }

@@ -1,30 +1,19 @@
 //! The opcode report (`-f opcodes`): which bytecode instructions take the time, how well
-//! the specializing interpreter (3.11+) did per base opcode, and the hottest
-//! (function, line, instruction) spots. Plain text for an 80-column terminal; colour only
-//! when asked (on a TTY).
+//! the specializing interpreter (3.11+) did for each instruction that can specialize, the
+//! hot sites that ran unspecialized or polymorphic with the reason, and the hottest
+//! (function, line, instruction) spots. Plain text that fits the terminal's width (rows
+//! wrap, nothing is cut; full width in files); colour only on a terminal without
+//! `NO_COLOR`.
 
-use super::short_filename;
+use super::specialization::{self as spec, State};
+use super::text::{paragraph, row, width_of};
+use super::{FileNames, RenderOptions, TextStyle};
 use crate::code::opcodes::{self, OpcodeTable};
-use crate::profile::{InstructionStat, ProfileData};
+use crate::profile::{InstructionStat, ProfileData, SpecializationProblem};
 use crate::runtime::Version;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::io::Write;
-
-/// How an executed opcode relates to its base instruction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Form {
-    /// The base instruction itself (generic, or not yet specialized).
-    Generic,
-    /// 3.11's `*_ADAPTIVE` forms (and 3.12+ family heads counting down to specialize).
-    Adaptive,
-    /// A specialized form (`LOAD_ATTR_INSTANCE_VALUE`, `BINARY_OP_ADD_INT`, ...).
-    Specialized,
-    /// `INSTRUMENTED_*`: tracing or sys.monitoring is active.
-    Instrumented,
-    /// `ENTER_EXECUTOR`: a tier-2 trace.
-    Executor,
-}
 
 /// The opcode table of the profile's Python version, if we have one.
 pub fn table_of(data: &ProfileData) -> Option<&'static OpcodeTable> {
@@ -34,32 +23,11 @@ pub fn table_of(data: &ProfileData) -> Option<&'static OpcodeTable> {
     opcodes::table_for(v.major, v.minor, ft)
 }
 
-pub fn form(table: Option<&OpcodeTable>, opcode: &str, base: &str) -> Form {
-    if opcode.starts_with("INSTRUMENTED_") {
-        return Form::Instrumented;
-    }
-    if opcode == "ENTER_EXECUTOR" {
-        return Form::Executor;
-    }
-    if opcode == base {
-        return Form::Generic;
-    }
-    let adaptive = match table.and_then(|t| t.opcode(opcode).map(|op| t.is_adaptive(op))) {
-        Some(a) => a,
-        None => opcode.ends_with("_ADAPTIVE"),
-    };
-    if adaptive {
-        Form::Adaptive
-    } else {
-        Form::Specialized
-    }
-}
-
-struct Style {
+struct Paint {
     color: bool,
 }
 
-impl Style {
+impl Paint {
     fn bold(&self, s: &str) -> String {
         if self.color {
             format!("\x1b[1m{s}\x1b[0m")
@@ -97,37 +65,52 @@ pub fn pct(n: u64, total: u64) -> f64 {
 }
 
 /// Write the report. `top` limits each table.
-pub fn write(data: &ProfileData, w: &mut dyn Write, color: bool, top: usize) -> Result<()> {
-    let st = Style { color };
+pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize) -> Result<()> {
+    let p = Paint { color: style.color };
+    let width = style.width;
+    let out = |w: &mut dyn Write, lines: Vec<String>| -> Result<()> {
+        for l in lines {
+            writeln!(w, "{l}")?;
+        }
+        Ok(())
+    };
     let stats = if data.instructions.is_empty() {
         data.instruction_stats()
     } else {
         data.instructions.clone()
     };
     let table = table_of(data);
+    let names = FileNames::new(data, &RenderOptions::default());
     let m = &data.meta;
-    writeln!(
+    for l in paragraph(
+        width,
+        "",
+        2,
+        &format!(
+            "pyprof opcodes · {} · Python {}",
+            m.target, m.python_version
+        ),
+    ) {
+        writeln!(w, "{}", p.bold(&l))?;
+    }
+    out(
         w,
-        "{}",
-        st.bold(&fit(
+        paragraph(
+            width,
+            "",
+            2,
             &format!(
-                "pyprof opcodes · {} · Python {}",
-                m.target, m.python_version
+                "{} samples at {} Hz over {:.1} s ({}), {} errors",
+                m.samples,
+                m.rate_hz,
+                m.duration_secs,
+                m.mode,
+                m.error_count()
             ),
-            80
-        ))
-    )?;
-    writeln!(
-        w,
-        "{} samples at {} Hz over {:.1} s ({}), {} errors",
-        m.samples,
-        m.rate_hz,
-        m.duration_secs,
-        m.mode,
-        m.error_count()
+        ),
     )?;
     for note in &m.notes {
-        writeln!(w, "note: {note}")?;
+        out(w, paragraph(width, "note: ", 6, note))?;
     }
     let total: u64 = stats.iter().map(|s| s.samples).sum();
     if !m.opcodes || stats.is_empty() {
@@ -139,6 +122,7 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, color: bool, top: usize) -> 
         }
         return Ok(());
     }
+    let specializing = table.map(|t| t.has_inline_caches()).unwrap_or(false);
 
     // Top opcodes by self samples.
     let mut by_op: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -147,110 +131,303 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, color: bool, top: usize) -> 
     }
     let mut ops: Vec<_> = by_op.into_iter().collect();
     ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ops.truncate(top);
     writeln!(w)?;
-    writeln!(w, "{}", st.bold("Top opcodes by self samples"))?;
-    writeln!(w, "{:>8} {:>6}  {:<34} base", "samples", "%", "opcode")?;
-    for (i, ((op, base), n)) in ops.iter().take(top).enumerate() {
-        let base_col = if op == base { "" } else { base };
-        let line = format!(
-            "{:>8} {:>5.1}%  {:<34} {:<26}",
-            n,
-            pct(*n, total),
-            fit(op, 34),
-            fit(base_col, 26)
-        );
-        writeln!(
-            w,
-            "{}",
-            if i == 0 {
-                st.hot(line.trim_end())
+    writeln!(w, "{}", p.bold("Top opcodes by self samples"))?;
+    let op_w = ops
+        .iter()
+        .map(|((op, _), _)| width_of(op))
+        .max()
+        .unwrap_or(6);
+    let pads = [op_w, 0];
+    let head = if specializing { "state" } else { "base" };
+    out(
+        w,
+        row(
+            width,
+            &format!("{:>8} {:>6}  ", "samples", "%"),
+            &["opcode".into(), head.into()],
+            &pads,
+        ),
+    )?;
+    for (i, ((op, base), n)) in ops.iter().enumerate() {
+        let kind = if specializing {
+            let k = spec::kind_label(table, op, base);
+            if op != base {
+                format!("{k} · {base}")
             } else {
-                line.trim_end().to_string()
+                k.to_string()
             }
-        )?;
+        } else if op != base {
+            base.to_string()
+        } else {
+            String::new()
+        };
+        let lines = row(
+            width,
+            &format!("{:>8} {:>5.1}%  ", n, pct(*n, total)),
+            &[op.to_string(), kind],
+            &pads,
+        );
+        for l in lines {
+            writeln!(w, "{}", if i == 0 { p.hot(&l) } else { l })?;
+        }
     }
 
-    // Specialization health per base opcode.
+    // Specialization health, for the instructions that can specialize.
     writeln!(w)?;
-    let specializing = table.map(|t| t.has_inline_caches()).unwrap_or(false);
-    writeln!(
-        w,
-        "{}",
-        st.bold("Specialization health (share of each base opcode's samples)")
-    )?;
-    if !specializing {
-        writeln!(
+    writeln!(w, "{}", p.bold("Specialization health"))?;
+    let sites = spec::sites(&stats);
+    match table.filter(|_| specializing) {
+        None => out(
             w,
-            "Python {} has no specializing interpreter (3.11+): every opcode is generic.",
-            m.python_version
+            paragraph(
+                width,
+                "",
+                0,
+                &format!(
+                    "Python {} has no specializing interpreter (3.11+): every instruction runs \
+                     in its one generic form.",
+                    m.python_version
+                ),
+            ),
+        )?,
+        Some(t) => health(w, width, t, &stats, &sites, top)?,
+    }
+
+    // Problems, explained.
+    if specializing {
+        // Derived data: worked out again (a saved profile may come from an older pyprof).
+        let problems = spec::problems(data);
+        writeln!(w)?;
+        writeln!(w, "{}", p.bold("Specialization problems, explained"))?;
+        out(
+            w,
+            paragraph(
+                width,
+                "",
+                0,
+                &format!(
+                    "Hot sites (at least {}% of samples) that ran unspecialized in {}% or more \
+                     of their samples, or in two or more specialized forms (polymorphic).",
+                    spec::HOT_SHARE,
+                    spec::UNSPECIALIZED_SHARE
+                ),
+            ),
         )?;
-    } else {
-        let mut bases: BTreeMap<&str, (u64, BTreeMap<Form, u64>, BTreeMap<&str, u64>)> =
-            BTreeMap::new();
-        for s in &stats {
-            let e = bases.entry(&s.base_opcode).or_default();
-            e.0 += s.samples;
-            *e.1.entry(form(table, &s.opcode, &s.base_opcode))
-                .or_insert(0) += s.samples;
-            *e.2.entry(&s.opcode).or_insert(0) += s.samples;
+        if problems.is_empty() {
+            writeln!(w, "None: every hot site ran in one specialized form.")?;
         }
-        let mut rows: Vec<_> = bases.into_iter().collect();
-        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
-        writeln!(
-            w,
-            "{:<24} {:>7} {:>6} {:>6} {:>6}  main form",
-            "base", "samples", "spec", "adapt", "generic"
-        )?;
-        for (base, (n, forms, by_name)) in rows.iter().take(top) {
-            let f = |k: Form| pct(*forms.get(&k).unwrap_or(&0), *n);
-            let (main, main_n) = by_name
-                .iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                .map(|(k, v)| (*k, *v))
-                .unwrap_or(("", 0));
-            let mut line = format!(
-                "{:<24} {:>7} {:>5.1}% {:>5.1}% {:>6.1}%  {} {:.0}%",
-                fit(base, 24),
-                n,
-                f(Form::Specialized),
-                f(Form::Adaptive),
-                f(Form::Generic),
-                fit(main, 19),
-                pct(main_n, *n)
-            );
-            let other = f(Form::Instrumented) + f(Form::Executor);
-            if other > 0.0 {
-                line.push_str(&format!(" (+{other:.0}% instr.)"));
-            }
-            writeln!(w, "{line}")?;
+        for (i, pr) in problems.iter().take(top).enumerate() {
+            problem(w, &p, width, &names, i + 1, pr)?;
         }
     }
 
     // Hotspots.
     writeln!(w)?;
-    writeln!(w, "{}", st.bold("Hotspots: function, line and instruction"))?;
-    writeln!(
+    writeln!(w, "{}", p.bold("Hotspots: function, line and instruction"))?;
+    let hot: Vec<&InstructionStat> = stats.iter().take(top).collect();
+    let places: Vec<String> = hot
+        .iter()
+        .map(|s| place(&names, &s.function, &s.file, s.line))
+        .collect();
+    let place_w = places.iter().map(|s| width_of(s)).max().unwrap_or(10);
+    let pads = [place_w, 6, 0];
+    out(
         w,
-        "{:>6} {:>7}  {:<36} {:>6}  {}",
-        "%", "samples", "function (file:line)", "offset", "opcode"
+        row(
+            width,
+            &format!("{:>6} {:>7}  ", "%", "samples"),
+            &[
+                "function (file:line)".into(),
+                format!("{:>6}", "offset"),
+                "opcode".into(),
+            ],
+            &pads,
+        ),
     )?;
-    for (i, s) in stats.iter().take(top).enumerate() {
-        let line = hotspot_line(s, total, &m.cwd);
-        writeln!(w, "{}", if i == 0 { st.hot(&line) } else { line })?;
+    for (i, (s, place)) in hot.iter().zip(places).enumerate() {
+        let lines = row(
+            width,
+            &format!("{:>5.1}% {:>7}  ", pct(s.samples, total), s.samples),
+            &[place, format!("{:>6}", s.offset), s.opcode.clone()],
+            &pads,
+        );
+        for l in lines {
+            writeln!(w, "{}", if i == 0 { p.hot(&l) } else { l })?;
+        }
     }
     Ok(())
 }
 
-fn hotspot_line(s: &InstructionStat, total: u64, cwd: &str) -> String {
-    let file = short_filename(&s.file, cwd);
-    let file = file.rsplit('/').next().unwrap_or(file);
-    let place = format!("{} ({}:{})", s.function, file, s.line);
-    format!(
-        "{:>5.1}% {:>7}  {:<36} {:>6}  {}",
-        pct(s.samples, total),
-        s.samples,
-        fit(&place, 36),
-        s.offset,
-        fit(&s.opcode, 18)
-    )
+/// "function (file:line)" with the file as labels show it.
+fn place(names: &FileNames, function: &str, file: &str, line: i32) -> String {
+    format!("{function} ({}:{line})", names.show(file))
+}
+
+fn health(
+    w: &mut dyn Write,
+    width: Option<usize>,
+    t: &'static OpcodeTable,
+    stats: &[InstructionStat],
+    sites: &[spec::Site],
+    top: usize,
+) -> Result<()> {
+    struct Row<'a> {
+        samples: u64,
+        states: BTreeMap<State, u64>,
+        forms: BTreeMap<&'a str, u64>,
+        sites: usize,
+        poly: usize,
+    }
+    let mut bases: BTreeMap<&str, Row> = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in stats {
+        if !spec::can_specialize(t, &s.base_opcode) {
+            *excluded.entry(&s.base_opcode).or_insert(0) += s.samples;
+            continue;
+        }
+        let e = bases.entry(&s.base_opcode).or_insert_with(|| Row {
+            samples: 0,
+            states: BTreeMap::new(),
+            forms: BTreeMap::new(),
+            sites: 0,
+            poly: 0,
+        });
+        e.samples += s.samples;
+        *e.states
+            .entry(spec::state(Some(t), &s.opcode, &s.base_opcode))
+            .or_insert(0) += s.samples;
+        *e.forms.entry(&s.opcode).or_insert(0) += s.samples;
+    }
+    for site in sites {
+        if let Some(e) = bases.get_mut(site.base.as_str()) {
+            e.sites += 1;
+            if site.polymorphic(Some(t)) {
+                e.poly += 1;
+            }
+        }
+    }
+    let mut rows: Vec<_> = bases.into_iter().collect();
+    rows.sort_by(|a, b| b.1.samples.cmp(&a.1.samples).then(a.0.cmp(b.0)));
+    rows.truncate(top);
+    let base_w = rows.iter().map(|r| width_of(r.0)).max().unwrap_or(8);
+    let pads = [base_w, 0];
+    for l in row(
+        width,
+        &format!(
+            "{:>8} {:>7} {:>7} {:>6}  ",
+            "samples", "spec", "unspec", "poly"
+        ),
+        &["instruction".into(), "forms seen".into()],
+        &pads,
+    ) {
+        writeln!(w, "{l}")?;
+    }
+    for (base, r) in &rows {
+        let share = |s: State| pct(*r.states.get(&s).unwrap_or(&0), r.samples);
+        let mut forms: Vec<(&&str, &u64)> = r.forms.iter().collect();
+        forms.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut seen: Vec<String> = forms
+            .iter()
+            .map(|(f, n)| format!("{f} {:.0}%", pct(**n, r.samples)))
+            .collect();
+        let other = share(State::Instrumented) + share(State::Executor);
+        if other > 0.0 {
+            seen.push(format!("(instrumented or tier 2: {other:.0}%)"));
+        }
+        let poly = if r.poly > 0 {
+            format!("{}/{}", r.poly, r.sites)
+        } else {
+            "-".to_string()
+        };
+        for l in row(
+            width,
+            &format!(
+                "{:>8} {:>6.1}% {:>6.1}% {:>6}  ",
+                r.samples,
+                share(State::Specialized) + share(State::CallsC),
+                share(State::Unspecialized),
+                poly
+            ),
+            &[base.to_string(), seen.join(", ")],
+            &pads,
+        ) {
+            writeln!(w, "{l}")?;
+        }
+    }
+    if !excluded.is_empty() {
+        let mut ex: Vec<_> = excluded.into_iter().collect();
+        ex.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let names: Vec<&str> = ex.iter().map(|e| e.0).collect();
+        for l in paragraph(
+            width,
+            "",
+            2,
+            &format!(
+                "spec, unspec: shares of each instruction's samples; poly: polymorphic sites / \
+                 sites. Not listed, as they cannot specialize in Python {}.{} (superinstructions \
+                 included): {}.",
+                t.major,
+                t.minor,
+                names.join(", ")
+            ),
+        ) {
+            writeln!(w, "{l}")?;
+        }
+    }
+    Ok(())
+}
+
+fn problem(
+    w: &mut dyn Write,
+    p: &Paint,
+    width: Option<usize>,
+    names: &FileNames,
+    n: usize,
+    pr: &SpecializationProblem,
+) -> Result<()> {
+    let what = match &pr.argument {
+        Some(a) => format!("{} {a}", pr.instruction),
+        None => pr.instruction.clone(),
+    };
+    let head = format!(
+        "{} · offset {} · {what} · {:.1}% of samples",
+        place(names, &pr.function, &pr.file, pr.line),
+        pr.offset,
+        pr.share
+    );
+    let first = format!("{n:>2}. ");
+    for l in paragraph(width, &first, 4, &head) {
+        writeln!(w, "{}", p.bold(&l))?;
+    }
+    let forms: Vec<String> = pr
+        .forms
+        .iter()
+        .map(|f| {
+            if f.state == State::Unspecialized.label() {
+                format!("{} (unspecialized) {:.0}%", f.opcode, f.share)
+            } else {
+                format!("{} {:.0}%", f.opcode, f.share)
+            }
+        })
+        .collect();
+    for l in paragraph(width, &format!("    {}: ", pr.kind), 6, &forms.join(", ")) {
+        writeln!(w, "{l}")?;
+    }
+    for l in paragraph(width, "    why: ", 6, &pr.reason) {
+        writeln!(w, "{l}")?;
+    }
+    for l in paragraph(
+        width,
+        "    see: ",
+        6,
+        &format!(
+            "pyprof annotate PROFILE --function '{}' (offset {})",
+            pr.function, pr.offset
+        ),
+    ) {
+        writeln!(w, "{l}")?;
+    }
+    Ok(())
 }

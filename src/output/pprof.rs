@@ -24,7 +24,7 @@
 //!   zone), `duration_nanos` from `meta.duration_secs`; `comment`s name the exporter,
 //!   the target and the interpreter.
 
-use super::{short_filename, RenderOptions};
+use super::{FileNames, RenderOptions};
 use crate::profile::ProfileData;
 use anyhow::Result;
 use flate2::write::GzEncoder;
@@ -259,7 +259,7 @@ fn period_nanos(rate_hz: f64) -> i64 {
 
 /// The uncompressed `Profile` message.
 pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
-    let cwd = data.meta.cwd.as_str();
+    let names = FileNames::new(data, opts);
     let mut strings = Strings::new();
     let mut tables = Tables::default();
 
@@ -269,13 +269,7 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
     let nanos_s = strings.id("nanoseconds");
     let thread_s = strings.id("thread");
 
-    let file_of = |file: &'a str| -> &'a str {
-        if opts.full_filenames {
-            file
-        } else {
-            short_filename(file, cwd)
-        }
-    };
+    let file_of = |file: &'a str| -> &'a str { names.show(file) };
     let line_of = |line: i32, first_line: i32| -> i64 {
         if opts.nolineno {
             0

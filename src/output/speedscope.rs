@@ -12,7 +12,7 @@
 //! profile. `function` labels frames with the function's first line, `nolineno` drops
 //! the line, `full_filenames` keeps file names as the interpreter has them.
 
-use super::{short_filename, RenderOptions};
+use super::{FileNames, RenderOptions};
 use crate::profile::{Frame, ProfileData};
 use anyhow::Result;
 use serde::Serialize;
@@ -81,12 +81,8 @@ impl Frames {
     }
 }
 
-fn file_name(f: &Frame, opts: &RenderOptions, cwd: &str) -> String {
-    if opts.full_filenames {
-        f.file.clone()
-    } else {
-        short_filename(&f.file, cwd).to_string()
-    }
+fn file_name(f: &Frame, names: &FileNames) -> String {
+    names.show(&f.file).to_string()
 }
 
 fn line_of(f: &Frame, opts: &RenderOptions) -> Option<i64> {
@@ -101,7 +97,7 @@ fn line_of(f: &Frame, opts: &RenderOptions) -> Option<i64> {
 
 /// Write `data` as a speedscope file.
 pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Result<()> {
-    let cwd = data.meta.cwd.as_str();
+    let names = FileNames::new(data, opts);
     let mut frames = Frames::default();
     // Profile frame id -> speedscope frame index, and (made when first used as a leaf)
     // the index of its opcode frame.
@@ -109,7 +105,7 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
     for f in &data.frames {
         frame_ix.push(frames.intern(SsFrame {
             name: f.function.clone(),
-            file: Some(file_name(f, opts, cwd)),
+            file: Some(file_name(f, &names)),
             line: line_of(f, opts),
         }));
     }
@@ -142,7 +138,7 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
                     let ix = *opcode_ix.entry(leaf).or_insert_with(|| {
                         frames.intern(SsFrame {
                             name: format!("[{op}]"),
-                            file: Some(file_name(f, opts, cwd)),
+                            file: Some(file_name(f, &names)),
                             line: line_of(f, opts),
                         })
                     });

@@ -142,6 +142,64 @@ pub struct CodeSnapshot {
     pub bytecode: String,
     /// Hex of the line table (co_lnotab / co_linetable).
     pub line_table: String,
+    /// `co_names`: what name arguments (`LOAD_ATTR`, `LOAD_GLOBAL`, ...) index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// `repr()` of each of `co_consts`, as read from the target (no code run in it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consts: Vec<String>,
+    /// Local variable names: `co_localsplusnames` (3.11+, cells and free variables
+    /// included) or `co_varnames`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<String>,
+    /// ≤3.10: `co_cellvars` then `co_freevars` (what `LOAD_DEREF` and friends index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
+    /// The function's source lines, `first_line` on, as read at record time through the
+    /// target's own root (`/proc/PID/root`: right for a target in a chroot or container).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<String>,
+    /// Why `source` is empty, when it could not be read at record time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_note: Option<String>,
+}
+
+/// One form an instruction was sampled as, and its share of the site's samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FormShare {
+    pub opcode: String,
+    /// "specialized", "specialized, calls C", "unspecialized", ...
+    pub state: String,
+    pub samples: u64,
+    /// Percent of the site's samples.
+    pub share: f64,
+}
+
+/// A hot instruction the specializing interpreter (3.11+) did not manage to keep in one
+/// specialized form: it ran unspecialized (adaptive or generic), or it was sampled in
+/// several specialized forms (polymorphic: rewritten while running).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecializationProblem {
+    pub file: String,
+    pub function: String,
+    pub first_line: i32,
+    pub line: i32,
+    pub offset: u32,
+    /// The base instruction (`LOAD_ATTR`, `BINARY_OP`, ...).
+    pub instruction: String,
+    /// What `dis` shows as its argument (`x`, `*`, `NULL + len`), when the bytecode is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argument: Option<String>,
+    /// "polymorphic" or "unspecialized".
+    pub kind: String,
+    pub samples: u64,
+    /// Percent of all samples with an instruction.
+    pub share: f64,
+    /// The forms sampled at this site, most samples first.
+    pub forms: Vec<FormShare>,
+    /// One line: what CPython's specialization rules for this family say about what was
+    /// sampled.
+    pub reason: String,
 }
 
 /// The lossless profile, as written to JSON.
@@ -159,6 +217,10 @@ pub struct ProfileData {
     /// With `--opcodes`: bytecode of the sampled functions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code: Vec<CodeSnapshot>,
+    /// With `--opcodes` on 3.11+: hot sites that ran unspecialized or polymorphic, with a
+    /// reason (derived data, like `instructions`; written by the JSON output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specialization_problems: Vec<SpecializationProblem>,
 }
 
 impl ProfileData {
@@ -306,6 +368,7 @@ impl Profile {
             stacks,
             instructions: Vec::new(),
             code: Vec::new(),
+            specialization_problems: Vec::new(),
         };
         if self.meta.opcodes {
             data.instructions = data.instruction_stats();

@@ -111,6 +111,9 @@ pub struct Session {
     pub dropped_idle: u64,
     pub dropped_gil: u64,
     pub stats: SessionStats,
+    /// The target's root directory, opened at attach, to read its source files for
+    /// `pyprof annotate` (also after it exited; right for a chroot or container).
+    pub source_root: Option<crate::code::source::SourceRoot>,
 }
 
 impl Session {
@@ -168,6 +171,7 @@ impl Session {
             dropped_idle: 0,
             dropped_gil: 0,
             stats: SessionStats::default(),
+            source_root: crate::code::source::SourceRoot::open(pid),
         }
     }
 
@@ -834,6 +838,7 @@ impl Session {
             .collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
+        let mut files = std::collections::HashMap::new();
         let code = &self.sampler.code;
         for (addr, info) in code.entries() {
             let key = (info.filename.as_str(), info.name.as_str(), info.first_line);
@@ -847,18 +852,79 @@ impl Session {
             } else {
                 None
             };
+            let sym = info.symbols.clone().unwrap_or_default();
+            let (source, source_note) = self.source_lines(&mut files, info);
             out.push(crate::profile::CodeSnapshot {
                 file: info.filename.clone(),
                 function: info.name.clone(),
                 first_line: info.first_line,
                 bytecode: hex(live.as_deref().unwrap_or(&info.bytecode)),
                 line_table: hex(&info.line_table),
+                names: sym.names,
+                consts: sym.consts,
+                locals: sym.locals,
+                cells: sym.cells,
+                source,
+                source_note,
             });
         }
         out.sort_by(|a, b| {
             (&a.file, a.first_line, &a.function).cmp(&(&b.file, b.first_line, &b.function))
         });
         out
+    }
+
+    /// A function's source lines (`first_line` through the last line its line table
+    /// names), read through the target's root; or why they are missing. `files` caches
+    /// each file's text (or error) for the other functions in it.
+    fn source_lines(
+        &self,
+        files: &mut std::collections::HashMap<String, Result<std::rc::Rc<Vec<String>>, String>>,
+        info: &crate::code::CodeInfo,
+    ) -> (Vec<String>, Option<String>) {
+        let text = files
+            .entry(info.filename.clone())
+            .or_insert_with(|| match &self.source_root {
+                Some(root) => root
+                    .read(&info.filename)
+                    .map(|t| std::rc::Rc::new(t.lines().map(String::from).collect())),
+                None => Err(format!(
+                    "the target's root (/proc/{}/root) could not be opened",
+                    self.pid
+                )),
+            })
+            .clone();
+        let lines = match text {
+            Ok(lines) => lines,
+            Err(why) => return (Vec::new(), Some(why)),
+        };
+        let l = self.layout();
+        let last = crate::code::linetable::line_ranges(
+            l.line_table,
+            &info.line_table,
+            info.first_line,
+            info.bytecode.len() as u32,
+            l.major,
+            l.minor,
+        )
+        .iter()
+        .filter_map(|r| r.2)
+        .max()
+        .unwrap_or(info.first_line)
+        .max(info.first_line);
+        let first = info.first_line.max(1) as usize;
+        let last = (last as usize).min(first + 5000);
+        if first > lines.len() {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "{} has {} lines, the function starts at line {first} (the file changed?)",
+                    info.filename,
+                    lines.len()
+                )),
+            );
+        }
+        (lines[first - 1..last.min(lines.len())].to_vec(), None)
     }
 }
 
