@@ -1,28 +1,39 @@
 #!/usr/bin/env python3
-"""pyprof vs py-spy, side by side, on this machine.
+"""pyprof against its peers, side by side in one run, on this machine.
 
-    python3 scripts/bench.py --quick         # smoke test, about 2-3 minutes
-    python3 scripts/bench.py                 # full: ~13 minutes + a 10-minute RSS run
-    python3 scripts/bench.py --skip-long     # full without the 10-minute RSS run
+    python3 scripts/bench.py --quick           # smoke run, ~10 minutes
+    python3 scripts/bench.py                   # full: ~45 minutes (+10 with the RSS run)
+    python3 scripts/bench.py --only cpu,accuracy --rounds 5
+    python3 scripts/bench.py --update-readme   # also rewrite README.md's table
 
-Both profilers are run alternately on the same target programs
-(scripts/bench_targets/), several repetitions each, and compared by their medians:
+Every row says what was measured: the tool (pyprof with its bpf, ptrace or read sampler;
+py-spy; CPython 3.15's own profiling.sampling), its mode, the workload (a toy target from
+scripts/bench_targets/, or a pyperformance benchmark: real code nobody here wrote), the
+Python, and the build. Tools are run alternately, round after round (the order flips
+every round), and a row gives the median with min-max and n. A goal is PASS only when
+it holds outside the noise (the bootstrap 90% interval of the median is on the right
+side of the bound), FAIL when the whole interval is on the wrong side, else "within
+noise".
 
-  1. profiler CPU seconds (user+sys, from wait4) per sample written, stack depth 20 and
-     500, blocking and non-blocking, 1 kHz requested
-  2. delivered / requested samples at 1, 10 and 50 kHz (depth 50, non-blocking)
-  3. target slowdown: the target's own wall time for a fixed amount of work, alone vs
-     under each profiler at 100 Hz and 1 kHz, blocking and non-blocking (interleaved)
-  4. profiler peak RSS (ru_maxrss) after a long run at 1 kHz (both profilers attached at
-     once, non-blocking, to a target with thousands of distinct stacks)
-  5. pyprof only: time to render an SVG and an opcode report from a profile scaled to
-     >= 1,000,000 samples
-  6. pyprof only: memory reads (process_vm_readv calls) per tick, and the CPU that
-     --opcodes adds per sample
+Sections (--only):
+  cpu        profiler CPU per sample (the slope between a 2 s and a 6 s run, so that
+             start-up is not counted; the bpf sampler's in-kernel time included), depth
+             20 and 500, 1 kHz, one Python 3.15 target (spin.py) and pyperformance raytrace
+  syscalls   system calls per tick (strace -c -f, slope of two runs; and pyprof's count)
+  delivered  delivered ÷ requested at 1, 10 and 50 kHz, depth 50
+  threads    1,000 sleeping threads + 1 busy at 100 Hz: delivered, profiler CPU
+  slowdown   target slowdown: pyperformance raytrace (3.12) timed by pyperf, and the toy
+             work.py, alone and under each tool at 100 Hz and 1 kHz
+  accuracy   leaf-function distribution against a frozen profile (pyprof ptrace) of the
+             same process, total variation distance, on 5 pyperformance benchmarks,
+             3.12 and 3.15
+  rss        profiler peak RSS after a long run at 1 kHz
+  render     pyprof rendering an SVG / an opcode report from 1,000,000 samples
 
-Writes target/bench/results.json (every run, raw) and target/bench/results.md (the
-Markdown printed at the end). py-spy is installed from PyPI into target/bench-venv if
-it is not there. Every process started here is killed on exit, error or Ctrl-C.
+Writes target/bench/results.json (every run) and target/bench/results.md. py-spy is
+installed from PyPI into target/bench-venv (for comparison only); pyperformance by
+scripts/install-pyperformance.sh. Every process started here is stopped on exit, error
+or Ctrl-C. Run as root (ptrace, bpf, the sid chroot).
 """
 import argparse
 import atexit
@@ -32,6 +43,7 @@ import math
 import os
 import platform
 import random
+import re
 import select
 import shlex
 import shutil
@@ -41,22 +53,15 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = os.path.join(ROOT, "scripts", "bench_targets")
-DEFAULT_PYTHON = "/root/.pyenv/versions/3.12.1/bin/python"
-TOOLS = ("pyprof", "py-spy")
-
-# pyprof's goals, checked in the summary
-GOAL_CPU_RATIO = 0.10        # CPU per sample at depth 500 <= 1/10 of py-spy's
-GOAL_DELIVERED_10K = 0.95    # >= 95% of requested samples at 10 kHz, depth 50
-GOAL_SLOW_NB_100 = 0.5       # % slowdown at 100 Hz, non-blocking
-GOAL_SLOW_BLK_100 = 3.0      # % slowdown at 100 Hz, blocking
-GOAL_RSS_MB = 30.0           # peak RSS after 10 min at 1 kHz, MB (10^6 bytes)
-GOAL_RSS_SECONDS = 600
-GOAL_RENDER_S = 1.0          # render 1M samples
-GOAL_OPCODES_PCT = 10.0      # CPU per sample added by --opcodes
-
+TEST_SCRIPTS = os.path.join(ROOT, "tests", "scripts")
+PYENV = os.environ.get("PYENV_ROOT", "/root/.pyenv")
+SID = "/opt/sid"
+PYSPY_VERSION = "0.4.3"
+BENCHMARKS = ("raytrace", "chaos", "go", "deltablue", "richards")
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
@@ -257,6 +262,8 @@ def cpu_busy(seconds=2.0):
     return None if t1 == t0 else (1 - (i1 - i0) / (t1 - t0)) * 100
 
 
+
+
 def run_cmd(argv, **kw):
     try:
         return subprocess.run(argv, capture_output=True, text=True, **kw)
@@ -265,824 +272,746 @@ def run_cmd(argv, **kw):
 
 
 # ---------------------------------------------------------------------------------------
-# The bench
+# Statistics: medians, bootstrap intervals, verdicts
+
+def bootstrap_median(xs, iters=2000, level=0.90, seed=7):
+    """(low, high) of a bootstrap percentile interval of the median."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    if len(xs) == 1:
+        return xs[0], xs[0]
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choice(xs) for _ in xs) for _ in range(iters))
+    lo = meds[int((1 - level) / 2 * iters)]
+    hi = meds[min(iters - 1, int((1 + level) / 2 * iters))]
+    return lo, hi
+
+
+def verdict(xs, op, bound):
+    """PASS / FAIL / within noise for the goal `median op bound` ("<=" or ">=")."""
+    lo, hi = bootstrap_median(xs)
+    if lo is None:
+        return "n/a"
+    if op == "<=":
+        return "**PASS**" if hi <= bound else ("**FAIL**" if lo > bound else "within noise")
+    return "**PASS**" if lo >= bound else ("**FAIL**" if hi < bound else "within noise")
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreters and targets
+
+class Python:
+    """An interpreter that runs targets: a command prefix, and the root it sees."""
+
+    def __init__(self, label, cmd, root=None):
+        self.label, self.cmd, self.root = label, cmd, root
+
+    def ok(self):
+        r = run_cmd(self.cmd + ["-c", "pass"], timeout=60)
+        return r.returncode == 0
+
+    def path(self, host_path):
+        """Where the target sees `host_path` (copied under the chroot when there is one)."""
+        if not self.root:
+            return host_path
+        dst_dir = os.path.join(self.root, "tmp", "pyprof-bench")
+        os.makedirs(dst_dir, exist_ok=True)
+        dst = os.path.join(dst_dir, os.path.basename(host_path))
+        shutil.copyfile(host_path, dst)
+        return "/tmp/pyprof-bench/" + os.path.basename(host_path)
+
+    def host_path(self, target_path):
+        return os.path.join(self.root, target_path.lstrip("/")) if self.root else target_path
+
+
+def py312():
+    return Python("3.12", [os.path.join(PYENV, "versions", "3.12.1", "bin", "python")])
+
+
+def py315():
+    return Python("3.15", ["chroot", SID, "python3.15"], root=SID)
+
+
+# ---------------------------------------------------------------------------------------
+# The profilers
+
+class Tool:
+    """A profiler configuration: how to run it and read what it wrote."""
+
+    def __init__(self, name, kind, mode, extra=()):
+        self.name, self.kind, self.mode, self.extra = name, kind, mode, list(extra)
+
+    def __repr__(self):
+        return self.name
+
+
+def pyprof_tools():
+    return [Tool("pyprof bpf", "pyprof", "bpf", ["--sampler", "bpf"]),
+            Tool("pyprof ptrace", "pyprof", "ptrace", ["--sampler", "ptrace"]),
+            Tool("pyprof read", "pyprof", "read", ["--sampler", "read"])]
+
+
+PYSPY_NB = Tool("py-spy", "py-spy", "nonblocking", ["--nonblocking"])
+PYSPY_BLK = Tool("py-spy", "py-spy", "blocking")
+PROFSAMP = Tool("profiling.sampling", "profsamp", "nonblocking")
+
+
+def short_function(name):
+    """"Class.method" (3.11+ qualname) → "method": the name every tool reports."""
+    return name.rsplit(".", 1)[-1] if not name.startswith("<") else name
+
 
 class Bench:
-    def __init__(self, args):
-        self.a = args
-        self.py = args.python
-        self.pyprof = args.pyprof
-        self.pyspy = args.py_spy
-        self.out_dir = args.out_dir
-        self.work_dir = os.path.join(self.out_dir, "work")
-        os.makedirs(self.work_dir, exist_ok=True)
-        self.runs = []        # every run, raw
-        self.summary = {}
-        self.errors = {}      # section -> error
+    def __init__(self, a):
+        self.a = a
+        self.pyprof = a.pyprof
+        self.pyspy = a.py_spy
+        self.work = os.path.join(a.out_dir, "work")
+        os.makedirs(self.work, exist_ok=True)
+        self.runs = []
+        self.rows = []
+        self.errors = {}
         self.seq = 0
+        self.build = a.build_label
+        self.pyperf = {}   # version -> (Python, benchmarks dir as it sees it)
 
-    # -- profilers ----------------------------------------------------------------------
+    # -- rows -----------------------------------------------------------------------------
 
-    def profiler_argv(self, tool, pid, rate, duration, blocking, opcodes, fmt_, out):
-        if tool == "pyprof":
-            argv = [self.pyprof, "record", "-p", str(pid), "-r", str(rate),
-                    "-d", str(duration), "-f", fmt_ or "json", "-o", out]
-            if opcodes:
-                argv.append("--opcodes")
-        else:
-            if opcodes:
-                raise ValueError("py-spy has no --opcodes")
-            # py-spy takes whole seconds
-            argv = [self.pyspy, "record", "-p", str(pid), "-r", str(rate),
-                    "-d", str(int(math.ceil(duration))), "-f", "raw", "-o", out]
-        if not blocking:
-            argv.append("--nonblocking")
-        return argv
+    def row(self, section, measure, tool, workload, python, values, unit, goal=None,
+            fmt_spec=".1f", note=""):
+        values = [v for v in values if v is not None]
+        med = median(values)
+        lo, hi = (min(values), max(values)) if values else (None, None)
+        v = "n/a"
+        goal_text = ""
+        if goal is not None:
+            op, bound, text = goal
+            goal_text = text
+            v = verdict(values, op, bound)
+        r = {"section": section, "measure": measure,
+             "tool": tool if isinstance(tool, str) else tool.name,
+             "mode": "" if isinstance(tool, str) else tool.mode,
+             "workload": workload, "python": python, "build": self.build,
+             "values": values, "median": med, "min": lo, "max": hi, "n": len(values),
+             "unit": unit, "goal": goal_text, "verdict": v if goal else "", "fmt": fmt_spec,
+             "note": note}
+        self.rows.append(r)
+        log("[%s] %s | %s %s | %s %s: median %s%s (%s–%s, n=%d) %s" % (
+            section, measure, r["tool"], r["mode"], workload, python,
+            fmt(med, fmt_spec), unit, fmt(lo, fmt_spec), fmt(hi, fmt_spec), len(values),
+            r["verdict"]))
+        return r
 
-    def start_profiler(self, tool, pid, rate, duration, blocking, opcodes=False, fmt_=None,
-                       pipe_stdout=False):
+    # -- running profilers ---------------------------------------------------------------
+
+    def _out(self, ext):
         self.seq += 1
-        ext = "json" if tool == "pyprof" and (fmt_ or "json") == "json" else "txt"
-        out = os.path.join(self.work_dir, "%s-%d.%s" % (tool, self.seq, ext))
-        logp = os.path.join(self.work_dir, "%s-%d.log" % (tool, self.seq))
-        for f in (out, logp):
-            if os.path.exists(f):
-                os.unlink(f)
-        argv = self.profiler_argv(tool, pid, rate, duration, blocking, opcodes, fmt_, out)
-        logf = open(logp, "wb")
-        try:
-            p = CHILDREN.spawn(argv, "profiler", stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE if pipe_stdout else logf,
-                               stderr=logf if pipe_stdout else subprocess.STDOUT)
-        finally:
-            logf.close()
-        p._bench = {"argv": argv, "out": out, "log": logp, "tool": tool, "t0": time.monotonic()}
-        return p
+        return os.path.join(self.work, "run-%d.%s" % (self.seq, ext))
 
-    def finish_profiler(self, p, timeout, keep_output=False):
+    def profile(self, tool, py, pid, rate, duration, extra=(), strace=False, keep=False):
+        """Run `tool` on `pid` for `duration` s at `rate` Hz and return what it did:
+        cpu_s (user+sys, plus the bpf program's kernel time), samples, leaves (Counter of
+        (function, file) leaf samples), and pyprof's meta fields."""
+        h = self.start_profile(tool, py, pid, rate, duration, extra, strace)
+        return self.finish_profile(h, duration * 4 + 120, keep)
+
+    def start_profile(self, tool, py, pid, rate, duration, extra=(), strace=False):
+        res = {"tool": tool.name, "mode": tool.mode, "rate": rate, "duration": duration}
+        stderr_path = self._out("log")
+        out = None
+        if tool.kind == "pyprof":
+            out = self._out("json")
+            argv = [self.pyprof, "record", "-p", str(pid), "-r", str(rate), "-d",
+                    str(duration), "-f", "json", "-o", out, "-q"] + tool.extra + list(extra)
+        elif tool.kind == "py-spy":
+            out = self._out("txt")
+            argv = [self.pyspy, "record", "-p", str(pid), "-r", str(rate), "-d",
+                    str(int(math.ceil(duration))), "-f", "raw", "-o", out] + tool.extra
+        else:  # profiling.sampling, inside the chroot
+            rel = "/tmp/pyprof-bench/ps-%d.txt" % (self.seq + 1)
+            self.seq += 1
+            out = os.path.join(SID, rel.lstrip("/"))
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            argv = ["chroot", SID, "python3.15", "-m", "profiling.sampling", "attach",
+                    "-r", str(rate), "-d", str(duration), "-a", "--collapsed", "-o", rel,
+                    str(pid)] + tool.extra
+        strace_out = None
+        if strace:
+            strace_out = self._out("strace")
+            argv = ["strace", "-f", "-c", "-o", strace_out] + argv
+        res["argv"] = argv
+        if out and os.path.exists(out):
+            os.unlink(out)
+        with open(stderr_path, "wb") as errf:
+            p = CHILDREN.spawn(argv, "profiler", stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=errf)
+        return {"p": p, "res": res, "tool": tool, "out": out, "stderr": stderr_path,
+                "strace": strace_out, "t0": time.monotonic()}
+
+    def finish_profile(self, h, timeout, keep=False):
+        p, res, tool, out = h["p"], h["res"], h["tool"], h["out"]
+        stderr_path, strace_out = h["stderr"], h["strace"]
         ru = CHILDREN.reap(p, timeout)
-        timed_out = ru is None
-        if timed_out:
-            ru = CHILDREN.stop(p, signal.SIGINT, 10.0)
-        info = p._bench
-        res = {
-            "tool": info["tool"],
-            "argv": info["argv"],
-            "exit": p.returncode,
-            "timed_out": timed_out,
-            "wall_s": time.monotonic() - info["t0"],
-            "cpu_user_s": None if ru is None else ru.ru_utime,
-            "cpu_sys_s": None if ru is None else ru.ru_stime,
-            "cpu_s": cpu_of(ru),
-            "maxrss_kb": None if ru is None else ru.ru_maxrss,
-            "samples": None,
-        }
-        out = info["out"]
+        if ru is None:
+            ru = CHILDREN.stop(p, signal.SIGINT, 10)
+        res["wall_s"] = time.monotonic() - h["t0"]
+        res["exit"] = p.returncode
+        res["cpu_s"] = cpu_of(ru)
+        res["maxrss_kb"] = None if ru is None else ru.ru_maxrss
+        res["samples"] = None
+        leaves = Counter()
         try:
-            if info["tool"] == "pyprof" and out.endswith(".json"):
+            if tool.kind == "pyprof":
                 with open(out) as f:
                     d = json.load(f)
-                m = d.get("meta", {})
-                res["samples"] = m.get("samples")
-                for k in ("ticks", "late", "errors", "memory_reads", "duration_secs", "mode",
-                          "opcodes"):
+                m = d["meta"]
+                for k in ("samples", "ticks", "late", "memory_reads", "syscalls",
+                          "bpf_runs", "bpf_run_ns", "duration_secs", "sampler"):
                     res[k] = m.get(k)
-                res["distinct_stacks"] = len(d.get("stacks", []))
+                res["errors"] = sum(m.get("errors", {}).values())
+                res["distinct_stacks"] = len(d["stacks"])
+                for s in d["stacks"]:
+                    f = d["frames"][s["frames"][-1]]
+                    leaves[(short_function(f["function"]),
+                            os.path.basename(f["file"]))] += s["count"]
+                if res.get("bpf_run_ns") and res["cpu_s"] is not None:
+                    res["cpu_s"] += res["bpf_run_ns"] / 1e9
             else:
                 n = 0
-                lines = 0
                 with open(out, errors="replace") as f:
                     for line in f:
                         line = line.rstrip("\n")
-                        if not line:
-                            continue
                         head, _, cnt = line.rpartition(" ")
-                        if head and cnt.isdigit():
-                            n += int(cnt)
-                            lines += 1
+                        if not head or not cnt.isdigit():
+                            continue
+                        n += int(cnt)
+                        leaf = head.split(";")[-1]
+                        if tool.kind == "py-spy":
+                            # "name (path:line)"
+                            mm = re.match(r"(.*) \((.*):\d+\)$", leaf)
+                            key = (short_function(mm.group(1)), os.path.basename(mm.group(2))) \
+                                if mm else (leaf, "")
+                        else:
+                            # "file:function:line"
+                            parts = leaf.rsplit(":", 2)
+                            key = (short_function(parts[1]), os.path.basename(parts[0])) \
+                                if len(parts) == 3 else (leaf, "")
+                        leaves[key] += int(cnt)
                 res["samples"] = n
-                res["distinct_stacks"] = lines
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError, IndexError) as e:
             res["output_error"] = "%s: %s" % (type(e).__name__, e)
-        if p.returncode != 0 or "output_error" in res:
-            res["log_tail"] = tail(info["log"], 5)
-        if res["cpu_s"] is not None and res["samples"]:
-            res["cpu_us_per_sample"] = res["cpu_s"] / res["samples"] * 1e6
-        else:
-            res["cpu_us_per_sample"] = None
-        if not keep_output:
-            for f in (out, info["log"]):
-                if os.path.exists(f) and "log_tail" not in res:
-                    os.unlink(f)
-        else:
-            res["output"] = out
+            res["log_tail"] = tail(stderr_path, 5)
+        if strace_out:
+            res["strace"] = parse_strace(strace_out)
+        res["leaves"] = leaves
+        if not keep:
+            for fpath in (out, stderr_path, strace_out):
+                if fpath and os.path.exists(fpath) and "log_tail" not in res:
+                    os.unlink(fpath)
+        rec = {k: v for k, v in res.items() if k != "leaves"}
+        self.runs.append(rec)
+        if res["exit"] not in (0, None) or "output_error" in res:
+            log("  %s: exit %s %s %s" % (tool.name, res["exit"], res.get("output_error", ""),
+                                         tail(stderr_path, 3)))
         return res
 
-    # -- targets ------------------------------------------------------------------------
-
-    def start_target(self, script, args, stdin=False, ready_timeout=30.0):
-        argv = [self.py, os.path.join(TARGETS, script)] + [str(a) for a in args]
-        p = CHILDREN.spawn(argv, "target",
-                           stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = read_line(p, ready_timeout)
-        if line is None or line.strip() != "ready":
-            CHILDREN.kill(p)
-            raise RuntimeError("target %s did not start (got %r)" % (" ".join(argv), line))
+    def spawn_target(self, py, script, args, ready=True):
+        path = py.path(script)
+        argv = py.cmd + [path] + [str(x) for x in args]
+        p = CHILDREN.spawn(argv, "target", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+        if ready:
+            line = read_line(p, 60)
+            if line is None or line.strip() != "ready":
+                CHILDREN.kill(p)
+                raise RuntimeError("target %s did not start (%r)" % (" ".join(argv), line))
         return p
 
-    # -- 1 + 6: CPU per sample, memory reads per tick ----------------------------------
+    def spawn_benchmark(self, version, bm, extra=("-n", "100000")):
+        py, bdir = self.pyperf[version]
+        script = "%s/bm_%s/run_benchmark.py" % (bdir, bm)
+        argv = py.cmd + [script, "--worker", "-l", "1", "-w", "0"] + list(extra)
+        return CHILDREN.spawn(argv, "target", stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def order(self, items, rnd):
+        """The tools in this round's order: reversed every other round."""
+        return list(items) if rnd % 2 == 0 else list(reversed(items))
+
+    # -- cpu: profiler CPU per sample ------------------------------------------------------
 
     def bench_cpu(self):
         a = self.a
-        reps, dur, rate = a.reps, a.cpu_seconds, 1000
-        configs = []
-        for depth in (20, 500):
-            for blocking in (False, True):
-                for tool in TOOLS:
-                    configs.append((tool, depth, blocking, False))
-            configs.append(("pyprof", depth, False, True))   # --opcodes, non-blocking
-        total = reps * len(configs)
-        i = 0
-        for rep in range(reps):
-            # alternate: the order of tools flips every repetition, and so does the order
-            # of the configurations
-            order = configs if rep % 2 == 0 else list(reversed(configs))
-            for tool, depth, blocking, opcodes in order:
-                i += 1
-                tgt = self.start_target("spin.py", [depth])
+        py = py315()
+        tools = pyprof_tools() + [PYSPY_NB, PYSPY_BLK, PROFSAMP]
+        workloads = [("spin.py, depth 20", "spin", 20), ("spin.py, depth 500", "spin", 500),
+                     ("pyperformance raytrace", "bm", "raytrace")]
+        short, long_ = (1.0, 3.0) if a.quick else (2.0, 6.0)
+        per = {}   # (workload, tool name, mode) -> [µs per sample, one per round]
+        for rnd in range(a.rounds):
+            for wl, kind, arg in workloads:
+                if kind == "spin":
+                    tgt = self.spawn_target(py, os.path.join(TARGETS, "spin.py"), [arg])
+                else:
+                    tgt = self.spawn_benchmark("3.15", arg)
+                    time.sleep(1.5)
                 try:
                     time.sleep(0.3)
-                    p = self.start_profiler(tool, tgt.pid, rate, dur, blocking, opcodes)
-                    res = self.finish_profiler(p, dur + 60)
+                    for tool in self.order(tools, rnd):
+                        r1 = self.profile(tool, py, tgt.pid, 1000, short)
+                        r2 = self.profile(tool, py, tgt.pid, 1000, long_)
+                        us = None
+                        if r1.get("cpu_s") is not None and r2.get("cpu_s") is not None \
+                                and r1.get("samples") and r2.get("samples") \
+                                and r2["samples"] > r1["samples"]:
+                            us = (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
+                        per.setdefault((wl, tool.name, tool.mode), []).append(us)
+                        log("[cpu] round %d %s %s %s: %s µs/sample" % (
+                            rnd, wl, tool.name, tool.mode, fmt(us)))
                 finally:
                     CHILDREN.kill(tgt)
-                res.update(section="cpu", rep=rep, depth=depth, rate=rate, duration=dur,
-                           blocking=blocking, opcodes=opcodes)
-                self.runs.append(res)
-                log("[cpu %d/%d] %-6s depth=%-3d %-11s%s: %s us/sample, %s samples, "
-                    "maxrss %s kB%s" % (
-                        i, total, tool, depth, "blocking" if blocking else "nonblocking",
-                        " +opcodes" if opcodes else "", fmt(res["cpu_us_per_sample"]),
-                        res["samples"], res["maxrss_kb"],
-                        "" if res["exit"] == 0 else " EXIT %s %s" % (res["exit"],
-                                                                    res.get("log_tail"))))
+        for wl, _, _ in workloads:
+            for tool in tools:
+                self.row("cpu", "profiler CPU per sample (1 kHz)", tool, wl, "3.15",
+                         per.get((wl, tool.name, tool.mode), []), " µs")
+        # The goals, as ratios of paired runs (same round, same target).
+        def ratios(wl, t, peer):
+            xs = per.get((wl, t.name, t.mode), [])
+            ys = per.get((wl, peer.name, peer.mode), [])
+            return [x / y if x is not None and y else None for x, y in zip(xs, ys)]
+        bpf, ptrace, read = pyprof_tools()
+        for wl, depth_goal in (("spin.py, depth 20", True), ("spin.py, depth 500", False),
+                               ("pyperformance raytrace", True)):
+            self.row("cpu", "CPU per sample ÷ profiling.sampling's", bpf, wl, "3.15",
+                     ratios(wl, bpf, PROFSAMP), "", ("<=", 0.1, "≤ 1/10"), ".3f")
+            self.row("cpu", "CPU per sample ÷ profiling.sampling's", read, wl, "3.15",
+                     ratios(wl, read, PROFSAMP), "",
+                     ("<=", 1 / 3, "≤ 1/3") if depth_goal else None, ".3f")
+            self.row("cpu", "CPU per sample ÷ py-spy's (non-blocking)", read, wl, "3.15",
+                     ratios(wl, read, PYSPY_NB), "",
+                     ("<=", 0.1, "≤ 1/10") if depth_goal else ("<=", 0.02, "≤ 1/50"), ".3f")
+            self.row("cpu", "CPU per sample ÷ py-spy's (blocking)", ptrace, wl, "3.15",
+                     ratios(wl, ptrace, PYSPY_BLK), "", None, ".3f")
 
-        def sel(tool, depth, blocking, opcodes=False):
-            return [r for r in self.runs if r["section"] == "cpu" and r["tool"] == tool
-                    and r["depth"] == depth and r["blocking"] == blocking
-                    and r["opcodes"] == opcodes]
+    # -- syscalls per tick -------------------------------------------------------------------
 
-        cpu = {}
-        for tool, depth, blocking, opcodes in configs:
-            rs = sel(tool, depth, blocking, opcodes)
-            key = "%s/d%d/%s%s" % (tool, depth, "blocking" if blocking else "nonblocking",
-                                   "+opcodes" if opcodes else "")
-            ent = {
-                "cpu_us_per_sample": median([r["cpu_us_per_sample"] for r in rs]),
-                "samples": median([r["samples"] for r in rs]),
-                "maxrss_kb": median([r["maxrss_kb"] for r in rs]),
-                "n": len(rs),
-                "all_cpu_us_per_sample": [r["cpu_us_per_sample"] for r in rs],
-            }
-            if tool == "pyprof":
-                per_tick = [r["memory_reads"] / r["ticks"] for r in rs
-                            if r.get("memory_reads") is not None and r.get("ticks")]
-                ent["memory_reads_per_tick"] = median(per_tick)
-                ent["memory_reads_per_sample"] = median(
-                    [r["memory_reads"] / r["samples"] for r in rs
-                     if r.get("memory_reads") is not None and r.get("samples")])
-            cpu[key] = ent
-        self.summary["cpu"] = cpu
-        ops = {}
-        for depth in (20, 500):
-            base = cpu["pyprof/d%d/nonblocking" % depth]["cpu_us_per_sample"]
-            withop = cpu["pyprof/d%d/nonblocking+opcodes" % depth]["cpu_us_per_sample"]
-            r = ratio(withop, base)
-            ops["d%d" % depth] = None if r is None else (r - 1) * 100
-        self.summary["opcodes_added_cpu_pct"] = ops
+    def bench_syscalls(self):
+        a = self.a
+        py = py315()
+        short, long_ = (1.0, 3.0) if a.quick else (2.0, 5.0)
+        per, own = {}, {}
+        for rnd in range(max(1, a.rounds // 2)):
+            tgt = self.spawn_target(py, os.path.join(TARGETS, "spin.py"), [20])
+            try:
+                time.sleep(0.3)
+                for tool in self.order(pyprof_tools(), rnd):
+                    r1 = self.profile(tool, py, tgt.pid, 1000, short, strace=True)
+                    r2 = self.profile(tool, py, tgt.pid, 1000, long_, strace=True)
+                    v = None
+                    if r1.get("strace") is not None and r2.get("strace") is not None \
+                            and r2.get("ticks") and r1.get("ticks") and r2["ticks"] > r1["ticks"]:
+                        v = (r2["strace"] - r1["strace"]) / (r2["ticks"] - r1["ticks"])
+                    per.setdefault(tool.mode, []).append(v)
+                    if r2.get("syscalls") is not None and r2.get("ticks"):
+                        own.setdefault(tool.mode, []).append(r2["syscalls"] / r2["ticks"])
+            finally:
+                CHILDREN.kill(tgt)
+        for tool in pyprof_tools():
+            self.row("syscalls", "system calls per tick, besides the sleep (strace -c -f)",
+                     tool, "spin.py, depth 20", "3.15", per.get(tool.mode, []), "",
+                     ("<=", 3.0, "≤ 3"), ".2f")
+            self.row("syscalls", "system calls per tick, as pyprof counts them", tool,
+                     "spin.py, depth 20", "3.15", own.get(tool.mode, []), "", None, ".2f")
 
-    # -- 2: delivered / requested --------------------------------------------------------
+    # -- delivered ÷ requested -----------------------------------------------------------
 
-    def delivered_run(self, tool, pid, rate, dur):
-        """Samples delivered per requested over the profiler's own sampling window.
-
-        pyprof: -d DUR, and meta.samples / (rate x meta.duration_secs).
-        py-spy: its -d counts samples (rate x DUR), not time: when it falls behind it
-        samples back to back and runs for longer. So it gets a -d it never reaches and is
-        stopped with SIGINT DUR seconds after it printed "Sampling process ..." (which it
-        prints once attached); samples / (rate x DUR).
-        """
-        if tool == "pyprof":
-            p = self.start_profiler(tool, pid, rate, dur, False)
-            res = self.finish_profiler(p, dur * 5 + 60)
-            window = res.get("duration_secs")
-        else:
-            p = self.start_profiler(tool, pid, rate, dur * 1000, False, pipe_stdout=True)
-            line = None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                line = read_line(p, deadline - time.monotonic())
-                if line is None or "Sampling process" in line:
-                    break
-            if line is None:
-                res = self.finish_profiler(p, 0)
-                res["error"] = "py-spy did not start sampling"
-                window = None
-            else:
-                t1 = time.monotonic()
-                time.sleep(max(0.0, t1 + dur - time.monotonic()))
-                try:
-                    os.kill(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-                window = time.monotonic() - t1
-                res = self.finish_profiler(p, 60)
-        res["requested"] = rate * dur
-        res["window_s"] = window
-        res["delivered_ratio"] = (None if not res.get("samples") or not window
-                                  else res["samples"] / (rate * window))
-        return res
+    def delivered(self, tool, py, pid, rate, dur):
+        r = self.profile(tool, py, pid, rate, dur)
+        window = r.get("duration_secs") or dur
+        if not r.get("samples"):
+            return None, r
+        return r["samples"] / (rate * window), r
 
     def bench_delivered(self):
         a = self.a
-        reps, dur, depth = a.reps, a.delivered_seconds, 50
-        rates = (1000, 10000, 50000)
-        total = reps * len(rates) * len(TOOLS)
-        i = 0
-        for rep in range(reps):
-            for rate in rates:
-                tools = TOOLS if (rep + rates.index(rate)) % 2 == 0 else TOOLS[::-1]
-                for tool in tools:
-                    i += 1
-                    tgt = self.start_target("spin.py", [depth])
-                    try:
-                        time.sleep(0.3)
-                        res = self.delivered_run(tool, tgt.pid, rate, dur)
-                    finally:
-                        CHILDREN.kill(tgt)
-                    res.update(section="delivered", rep=rep, depth=depth, rate=rate,
-                               duration=dur, blocking=False, opcodes=False)
-                    self.runs.append(res)
-                    log("[delivered %d/%d] %-6s %6d Hz: %s of %d requested (%s%%)%s" % (
-                        i, total, tool, rate, res["samples"], rate * dur,
-                        fmt(None if res["delivered_ratio"] is None
-                            else res["delivered_ratio"] * 100),
-                        "" if res["exit"] == 0 else " EXIT %s %s" % (res["exit"],
-                                                                    res.get("log_tail"))))
-        out = {}
-        for tool in TOOLS:
-            for rate in rates:
-                rs = [r for r in self.runs if r["section"] == "delivered"
-                      and r["tool"] == tool and r["rate"] == rate]
-                out["%s/%d" % (tool, rate)] = {
-                    "delivered_ratio": median([r["delivered_ratio"] for r in rs]),
-                    "cpu_s": median([r["cpu_s"] for r in rs]),
-                    "late": median([r.get("late") for r in rs]),
-                    "n": len(rs),
-                }
-        self.summary["delivered"] = out
+        py = py315()
+        dur = 2.0 if a.quick else 5.0
+        tools = pyprof_tools() + [PYSPY_NB, PROFSAMP]
+        per = {}
+        for rnd in range(a.rounds):
+            tgt = self.spawn_target(py, os.path.join(TARGETS, "spin.py"), [50])
+            try:
+                time.sleep(0.3)
+                for rate in (1000, 10000, 50000):
+                    for tool in self.order(tools, rnd):
+                        v, _ = self.delivered(tool, py, tgt.pid, rate, dur)
+                        per.setdefault((rate, tool.name, tool.mode), []).append(v)
+            finally:
+                CHILDREN.kill(tgt)
+        for rate in (1000, 10000, 50000):
+            for tool in tools:
+                goal = (">=", 99.0, "≥ 99%") if rate == 10000 and tool.mode == "bpf" else None
+                xs = [None if x is None else x * 100 for x in
+                      per.get((rate, tool.name, tool.mode), [])]
+                self.row("delivered", "delivered ÷ requested at %d Hz" % rate, tool,
+                         "spin.py, depth 50", "3.15", xs, "%", goal)
 
     def bench_threads(self):
-        """1000 threads at 100 Hz (non-blocking): delivered ÷ requested, CPU per tick."""
         a = self.a
-        dur, rate = a.delivered_seconds, 100
-        shutil_target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                     "scripts", "many_threads.py")
-        out = {}
-        for tool in TOOLS:
-            rs = []
-            for rep in range(a.reps):
-                tgt = self.start_target(os.path.abspath(shutil_target), [1000])
-                try:
-                    time.sleep(0.5)
-                    res = self.delivered_run(tool, tgt.pid, rate, dur)
-                finally:
-                    CHILDREN.kill(tgt)
-                res.update(section="threads", rep=rep, rate=rate, duration=dur, threads=1000)
-                self.runs.append(res)
-                rs.append(res)
-                log("[threads] %-6s 1000 threads %d Hz: %s%% delivered" % (
-                    tool, rate, fmt(None if res["delivered_ratio"] is None
-                                    else res["delivered_ratio"] * 100)))
-            out[tool] = {"delivered_ratio": median([r["delivered_ratio"] for r in rs]),
-                         "cpu_s": median([r["cpu_s"] for r in rs])}
-        self.summary["threads"] = out
+        py = py312()
+        dur = 3.0 if a.quick else 6.0
+        tools = pyprof_tools() + [PYSPY_NB]
+        deliv, cpu = {}, {}
+        for rnd in range(a.rounds):
+            tgt = self.spawn_target(py, os.path.join(TEST_SCRIPTS, "many_threads.py"), [1000])
+            try:
+                time.sleep(1.0)
+                for tool in self.order(tools, rnd):
+                    v, r = self.delivered(tool, py, tgt.pid, 100, dur)
+                    deliv.setdefault(tool.name + tool.mode, []).append(
+                        None if v is None else v * 100)
+                    window = r.get("duration_secs") or dur
+                    cpu.setdefault(tool.name + tool.mode, []).append(
+                        None if r.get("cpu_s") is None else r["cpu_s"] / window * 100)
+            finally:
+                CHILDREN.kill(tgt)
+        for tool in tools:
+            k = tool.name + tool.mode
+            self.row("threads", "1,000 sleeping + 1 busy thread, 100 Hz: delivered ÷ requested",
+                     tool, "many_threads.py", "3.12", deliv.get(k, []), "%",
+                     (">=", 99.0, "≥ 99%") if tool.kind == "pyprof" else None)
+            self.row("threads", "1,000 sleeping + 1 busy thread, 100 Hz: profiler CPU",
+                     tool, "many_threads.py", "3.12", cpu.get(k, []), "% of a core",
+                     ("<=", 5.0, "≤ 5%") if tool.mode in ("ptrace", "read") else None)
 
-    # -- 3: target slowdown ----------------------------------------------------------------
+    # -- slowdown ----------------------------------------------------------------------------
+
+    def timed_raytrace(self, tool, rate, n):
+        """pyperformance raytrace on 3.12, `n` timed runs: their median, and the profiler."""
+        out = os.path.join(self.work, "rt-%d.json" % random.randrange(1 << 30))
+        p = self.spawn_benchmark("3.12", "raytrace", ["-n", str(n), "-o", out])
+        h = None
+        if tool is not None:
+            time.sleep(0.15)
+            h = self.start_profile(tool, py312(), p.pid, rate, 3600)  # ends with the target
+        ru = CHILDREN.reap(p, 600)
+        prof = None if h is None else self.finish_profile(h, 60)
+        try:
+            with open(out) as f:
+                d = json.load(f)
+            values = [v for r in d["benchmarks"][0]["runs"] for v in r.get("values", [])]
+        except (OSError, ValueError, KeyError, IndexError):
+            values = []
+        finally:
+            if os.path.exists(out):
+                os.unlink(out)
+        # The first value may have run before the profiler was attached.
+        return (median(values[1:]) if len(values) > 1 else None), prof, cpu_of(ru)
+
+    def timed_work(self, tool, rate, iterations):
+        """The toy work.py (fixed work, timed by itself), alone or under `tool`."""
+        py = py312()
+        tgt = self.spawn_target(py, os.path.join(TARGETS, "work.py"), [iterations, 20])
+        h = None
+        try:
+            if tool is not None:
+                h = self.start_profile(tool, py, tgt.pid, rate, 3600)
+                time.sleep(0.7)
+            tgt.stdin.write(b"go\n")
+            tgt.stdin.flush()
+            line = read_line(tgt, 600)
+            if line is None or not line.startswith("elapsed "):
+                raise RuntimeError("work.py said %r" % line)
+            return float(line.split()[1])
+        finally:
+            CHILDREN.kill(tgt)
+            if h is not None:
+                self.finish_profile(h, 60)
 
     def calibrate_work(self, seconds):
-        """Iterations of work.py that take about `seconds` alone."""
         n = 200000
         for _ in range(6):
-            t = self.work_once(n, None, attach_wait=0)["elapsed_s"]
+            t = self.timed_work(None, None, n)
             if t >= 0.4:
                 break
             n *= 4
-        n = max(1, int(n * seconds / t))
-        # once more at full size: short runs extrapolate poorly
-        t = self.work_once(n, None, attach_wait=0)["elapsed_s"]
         return max(1, int(n * seconds / t))
-
-    def work_once(self, iterations, prof_cfg, attach_wait=None):
-        """Run work.py once (optionally under a profiler); return its elapsed time."""
-        tgt = self.start_target("work.py", [iterations, 20], stdin=True)
-        p = None
-        res = {}
-        try:
-            if prof_cfg is not None:
-                tool, rate, blocking = prof_cfg
-                # a duration well past the work: the profiler stops when the target exits
-                p = self.start_profiler(tool, tgt.pid, rate, self.a.work_seconds * 6 + 30,
-                                        blocking)
-            time.sleep(self.a.attach_wait if attach_wait is None else attach_wait)
-            if p is not None and CHILDREN.reap(p, 0) is not None:
-                raise RuntimeError("%s exited before the work started: %s" % (
-                    prof_cfg[0], tail(p._bench["log"], 5)))
-            tgt.stdin.write(b"go\n")
-            tgt.stdin.flush()
-            line = read_line(tgt, self.a.work_seconds * 20 + 60)
-            if line is None or not line.startswith("elapsed "):
-                raise RuntimeError("work.py gave %r" % line)
-            res["elapsed_s"] = float(line.split()[1])
-            tru = CHILDREN.reap(tgt, 30)
-            res["target_cpu_s"] = cpu_of(tru)
-            if p is not None:
-                res.update(self.finish_profiler(p, 30))
-        finally:
-            if p is not None and p.pid in CHILDREN.live:
-                CHILDREN.stop(p, signal.SIGINT, 10)
-            CHILDREN.kill(tgt)
-        return res
 
     def bench_slowdown(self):
         a = self.a
-        log("[slowdown] calibrating work.py for ~%.1f s alone ..." % a.work_seconds)
-        iters = self.calibrate_work(a.work_seconds)
-        log("[slowdown] %d iterations" % iters)
-        configs = [None, None]  # "alone" twice per round: a steadier baseline
-        for tool in TOOLS:
-            for rate in (100, 1000):
-                for blocking in (False, True):
-                    configs.append((tool, rate, blocking))
-        rng = random.Random(12345)
-        total = a.slowdown_reps * len(configs)
-        i = 0
-        for rnd in range(a.slowdown_reps):
-            order = list(configs)
-            rng.shuffle(order)   # interleaved, a fresh order each round
+        n = 6 if a.quick else 14
+        rt_configs = [None] + [(t, 1000) for t in pyprof_tools()] + \
+            [(PYSPY_NB, 1000), (PYSPY_BLK, 1000)] + \
+            [(pyprof_tools()[0], 100), (pyprof_tools()[1], 100)]
+        per = {}
+        rng = random.Random(1234)
+        for rnd in range(a.rounds):
+            order = list(rt_configs)
+            rng.shuffle(order)
+            # "alone" is run twice per round, first and last, for a steadier baseline
+            order = [None] + [c for c in order if c is not None] + [None]
             for cfg in order:
-                i += 1
+                tool, rate = (None, None) if cfg is None else cfg
+                med, prof, _ = self.timed_raytrace(tool, rate, n)
+                key = "alone" if cfg is None else "%s|%s|%d" % (tool.name, tool.mode, rate)
+                per.setdefault(key, []).append((rnd, med))
+                log("[slowdown] round %d %s: %s s per raytrace run" % (rnd, key, fmt(med, ".4f")))
+        alone_by_round = {}
+        for rnd, med in per.get("alone", []):
+            if med is not None:
+                alone_by_round.setdefault(rnd, []).append(med)
+        base = {r: statistics.median(v) for r, v in alone_by_round.items()}
+        alone = [m for _, m in per.get("alone", []) if m is not None]
+        self.row("slowdown", "the workload alone: spread of its own runs (max−min ÷ median)",
+                 "none", "pyperformance raytrace", "3.12",
+                 [(max(alone) - min(alone)) / statistics.median(alone) * 100] if alone else [],
+                 "%", None, ".2f")
+        for cfg in rt_configs[1:]:
+            tool, rate = cfg
+            key = "%s|%s|%d" % (tool.name, tool.mode, rate)
+            xs = [(m / base[r] - 1) * 100 for r, m in per.get(key, [])
+                  if m is not None and r in base]
+            goal = None
+            if rate == 1000 and tool.mode == "bpf":
+                goal = ("<=", 1.0, "≤ 1%")
+            elif rate == 1000 and tool.mode == "ptrace":
+                goal = ("<=", 3.0, "≤ 3%")
+            self.row("slowdown", "target slowdown at %d Hz" % rate, tool,
+                     "pyperformance raytrace", "3.12", xs, "%", goal, "+.2f")
+        # The toy beside it (what earlier figures were measured on).
+        iters = self.calibrate_work(1.5 if a.quick else 3.0)
+        toy = [None, (pyprof_tools()[0], 1000), (pyprof_tools()[1], 1000), (PYSPY_BLK, 1000)]
+        tper = {}
+        for rnd in range(a.rounds):
+            order = [None] + self.order(toy[1:], rnd) + [None]
+            for cfg in order:
+                tool, rate = (None, None) if cfg is None else cfg
                 try:
-                    res = self.work_once(iters, cfg)
-                except RuntimeError as e:   # one failed run is recorded, not fatal
-                    log("[slowdown] run failed: %s" % e)
-                    res = {"elapsed_s": None, "error": str(e)}
-                res.update(section="slowdown", round=rnd, iterations=iters,
-                           config="alone" if cfg is None else
-                           "%s/%d/%s" % (cfg[0], cfg[1], "blocking" if cfg[2] else "nonblocking"))
-                if cfg is not None:
-                    res.update(rate=cfg[1], blocking=cfg[2])
-                else:
-                    res["tool"] = None
-                self.runs.append(res)
-                log("[slowdown %d/%d] %-28s %s s%s" % (
-                    i, total, res["config"], fmt(res["elapsed_s"], ".3f"),
-                    "" if cfg is None else " (%s samples)" % res.get("samples")))
-        alone = [r["elapsed_s"] for r in self.runs if r["section"] == "slowdown"
-                 and r["config"] == "alone" and r["elapsed_s"] is not None]
-        base = median(alone)
-        alone_cpu = [r.get("target_cpu_s") for r in self.runs
-                     if r["section"] == "slowdown" and r["config"] == "alone"]
-        base_cpu = median(alone_cpu)
-        out = {"alone_median_s": base, "alone_n": len(alone),
-               "alone_target_cpu_s": base_cpu,
-               "alone_spread_pct": (max(alone) - min(alone)) / base * 100 if alone else None,
-               "iterations": iters, "configs": {}}
-        for cfg in configs[2:]:
-            name = "%s/%d/%s" % (cfg[0], cfg[1], "blocking" if cfg[2] else "nonblocking")
-            rs = [r for r in self.runs if r["section"] == "slowdown" and r["config"] == name]
-            m = median([r["elapsed_s"] for r in rs])
-            mc = median([r.get("target_cpu_s") for r in rs])
-            out["configs"][name] = {
-                "median_s": m,
-                "slowdown_pct": None if m is None or not base else (m / base - 1) * 100,
-                "target_cpu_s": mc,
-                "target_cpu_pct": None if mc is None or not base_cpu
-                else (mc / base_cpu - 1) * 100,
-                "profiler_cpu_s": median([r.get("cpu_s") for r in rs]),
-                "n": len(rs),
-                "samples": median([r.get("samples") for r in rs]),
-            }
-        self.summary["slowdown"] = out
+                    t = self.timed_work(tool, rate, iters)
+                except RuntimeError as e:
+                    log("[slowdown] %s" % e)
+                    t = None
+                key = "alone" if cfg is None else "%s|%s|%d" % (tool.name, tool.mode, rate)
+                tper.setdefault(key, []).append((rnd, t))
+        tbase = {}
+        for rnd, t in tper.get("alone", []):
+            if t is not None:
+                tbase.setdefault(rnd, []).append(t)
+        tbase = {r: statistics.median(v) for r, v in tbase.items()}
+        for cfg in toy[1:]:
+            tool, rate = cfg
+            key = "%s|%s|%d" % (tool.name, tool.mode, rate)
+            xs = [(t / tbase[r] - 1) * 100 for r, t in tper.get(key, [])
+                  if t is not None and r in tbase]
+            self.row("slowdown", "target slowdown at %d Hz" % rate, tool,
+                     "work.py (toy, depth 20)", "3.12", xs, "%", None, "+.2f")
 
-    # -- 4: peak RSS after a long run ------------------------------------------------------
+    # -- accuracy on real code ---------------------------------------------------------
 
-    def bench_long(self):
-        secs = self.a.long_seconds
-        log("[rss] both profilers at 1 kHz, non-blocking, on varied.py for %d s ..." % secs)
-        tgt = self.start_target("varied.py", [])
-        procs = {}
-        trace = {t: [] for t in TOOLS}
+    def bench_accuracy(self):
+        a = self.a
+        secs = 2.0 if a.quick else 3.0
+        rounds = 1 if a.quick else 2
+        benchmarks = BENCHMARKS[:2] if a.quick else BENCHMARKS
+        bpf, ptrace, read = pyprof_tools()
+        for version in ("3.12", "3.15"):
+            if version not in self.pyperf:
+                self.errors["accuracy %s" % version] = "pyperformance not installed"
+                continue
+            py = self.pyperf[version][0]
+            peers = [bpf, read, PYSPY_NB] + ([PROFSAMP] if version == "3.15" else [])
+            for bm in benchmarks:
+                p = self.spawn_benchmark(version, bm)
+                try:
+                    time.sleep(1.5)
+                    ref_halves = [Counter(), Counter()]
+                    got = {t.name + t.mode: Counter() for t in peers}
+                    failed = {t.name + t.mode: [0, 0] for t in peers}
+                    for rnd in range(rounds):
+                        for k, tool in enumerate(self.order([ptrace] + peers + [ptrace], rnd)):
+                            r = self.profile(tool, py, p.pid, 1000, secs)
+                            if tool is ptrace:
+                                ref_halves[k == 0].update(r["leaves"])
+                            else:
+                                got[tool.name + tool.mode].update(r["leaves"])
+                                f = failed[tool.name + tool.mode]
+                                f[0] += r.get("errors") or 0
+                                f[1] += r.get("samples") or 0
+                finally:
+                    CHILDREN.kill(p)
+                ref = ref_halves[0] + ref_halves[1]
+                # The noise floor: the two halves of the reference against each other.
+                self.row("accuracy", "TVD of leaf functions vs a frozen profile", "pyprof ptrace "
+                         "(half vs half)", "pyperformance %s" % bm, version,
+                         [tvd(ref_halves[0], ref_halves[1])], "", None, ".3f",
+                         "%d samples each" % (sum(ref_halves[0].values())))
+                for tool in peers:
+                    k = tool.name + tool.mode
+                    goal = ("<=", 0.05, "≤ 0.05") if tool.mode == "bpf" else None
+                    n = sum(got[k].values())
+                    self.row("accuracy", "TVD of leaf functions vs a frozen profile", tool,
+                             "pyperformance %s" % bm, version,
+                             [tvd(ref, got[k])] if n else [], "", goal, ".3f",
+                             "%d samples (%d failed), reference %d" % (
+                                 n, failed[k][0], sum(ref.values())))
+
+    # -- peak RSS ------------------------------------------------------------------------
+
+    def bench_rss(self):
+        a = self.a
+        secs = a.long_seconds
+        py = py312()
+        tgt = self.spawn_target(py, os.path.join(TARGETS, "varied.py"), [])
         try:
             time.sleep(0.3)
-            for tool in TOOLS:
-                procs[tool] = self.start_profiler(tool, tgt.pid, 1000, secs, False)
-            t0 = time.monotonic()
-            step = max(1.0, secs / 120.0)
-            results = {}
-            next_report = t0 + 60
-            while len(results) < len(procs):
-                for tool, p in procs.items():
-                    if tool in results:
-                        continue
-                    rss = None
-                    try:
-                        with open("/proc/%d/status" % p.pid) as f:
-                            for line in f:
-                                if line.startswith("VmRSS:"):
-                                    rss = int(line.split()[1])
-                    except OSError:
-                        pass
-                    if rss is not None:
-                        trace[tool].append((round(time.monotonic() - t0, 1), rss))
-                    if CHILDREN.reap(p, 0) is not None or p.returncode is not None:
-                        results[tool] = self.finish_profiler(p, 1)
-                    elif time.monotonic() - t0 > secs + 120:
-                        results[tool] = self.finish_profiler(p, 0)
-                if time.monotonic() >= next_report:
-                    log("[rss] %.0f s: %s" % (time.monotonic() - t0, ", ".join(
-                        "%s %s kB" % (t, trace[t][-1][1]) for t in TOOLS if trace[t])))
-                    next_report += 60
-                if len(results) < len(procs):
-                    time.sleep(step)
+            hs = [self.start_profile(t, py, tgt.pid, 1000, secs)
+                  for t in (pyprof_tools()[0], PYSPY_NB)]
+            results = [self.finish_profile(h, secs + 300) for h in hs]
         finally:
-            for p in procs.values():
-                if p.pid in CHILDREN.live:
-                    CHILDREN.stop(p, signal.SIGINT, 10)
             CHILDREN.kill(tgt)
-        out = {"seconds": secs}
-        for tool in TOOLS:
-            res = results[tool]
-            res.update(section="rss", rate=1000, duration=secs, blocking=False, opcodes=False,
-                       rss_trace_kb=trace[tool])
-            self.runs.append(res)
-            out[tool] = {"maxrss_kb": res["maxrss_kb"], "samples": res["samples"],
-                         "distinct_stacks": res.get("distinct_stacks"),
-                         "cpu_s": res["cpu_s"]}
-            log("[rss] %-6s peak %s kB, %s samples, %s distinct stacks" % (
-                tool, res["maxrss_kb"], res["samples"], res.get("distinct_stacks")))
-        self.summary["rss"] = out
+        for r, tool in zip(results, (pyprof_tools()[0], PYSPY_NB)):
+            self.row("rss", "peak RSS after %d s at 1 kHz" % secs, tool,
+                     "varied.py (thousands of distinct stacks)", "3.12",
+                     [None if r["maxrss_kb"] is None else r["maxrss_kb"] / 1000.0], " MB",
+                     ("<=", 30.0, "≤ 30 MB") if tool.kind == "pyprof" else None, ".1f",
+                     "%s samples, %s distinct stacks" % (r.get("samples"),
+                                                          r.get("distinct_stacks")))
 
-    # -- 5: rendering a 1M-sample profile -------------------------------------------------
+    # -- rendering -------------------------------------------------------------------------
 
     def bench_render(self):
         a = self.a
-        secs, rate = a.render_record_seconds, a.render_record_rate
-        log("[render] recording varied.py with --opcodes, %d Hz for %s s ..." % (rate, secs))
-        tgt = self.start_target("varied.py", [])
+        py = py312()
+        secs = 3 if a.quick else 10
+        tgt = self.spawn_target(py, os.path.join(TARGETS, "varied.py"), [])
         try:
             time.sleep(0.3)
-            p = self.start_profiler("pyprof", tgt.pid, rate, secs, False, opcodes=True)
-            rec = self.finish_profiler(p, secs + 60, keep_output=True)
+            r = self.profile(Tool("pyprof", "pyprof", "bpf", ["--opcodes"]), py, tgt.pid,
+                             2000, secs, keep=True)
         finally:
             CHILDREN.kill(tgt)
-        if rec["exit"] != 0 or not rec.get("samples"):
-            raise RuntimeError("recording for the render test failed: %s" % rec.get("log_tail"))
-        with open(rec["output"]) as f:
+        src = r["argv"][r["argv"].index("-o") + 1]
+        with open(src) as f:
             d = json.load(f)
-        total = sum(s["count"] for s in d["stacks"])
+        total = sum(s["count"] for s in d["stacks"]) or 1
         k = max(1, math.ceil(1000000 / total))
         for s in d["stacks"]:
             s["count"] *= k
         for ins in d.get("instructions", []):
             ins["samples"] *= k
-        m = d["meta"]
-        for key in ("samples", "ticks", "memory_reads", "late"):
-            if isinstance(m.get(key), int):
-                m[key] *= k
-        if isinstance(m.get("duration_secs"), (int, float)):
-            m["duration_secs"] *= k
-        m["errors"] = {r: c * k for r, c in (m.get("errors") or {}).items()}
-        big = os.path.join(self.work_dir, "big.json")
+        d["meta"]["samples"] = sum(s["count"] for s in d["stacks"])
+        big = os.path.join(self.work, "big.json")
         with open(big, "w") as f:
             json.dump(d, f)
-        scaled = sum(s["count"] for s in d["stacks"])
-        os.unlink(rec["output"])
-        info = {"recorded_samples": total, "scale": k, "samples": scaled,
-                "distinct_stacks": len(d["stacks"]), "frames": len(d["frames"]),
-                "instructions": len(d.get("instructions", [])),
-                "json_bytes": os.path.getsize(big)}
-        log("[render] %d samples x %d = %d, %d distinct stacks, %d frames" % (
-            total, k, scaled, info["distinct_stacks"], info["frames"]))
-        for kind, ext in (("flamegraph", "svg"), ("opcodes", "txt")):
-            walls, cpus = [], []
-            for rep in range(a.reps):
-                out = os.path.join(self.work_dir, "big.%s" % ext)
-                if os.path.exists(out):
-                    os.unlink(out)
-                argv = [self.pyprof, "report", big, "-f", kind, "-o", out]
+        for fmt_, what in (("flamegraph", "SVG"), ("opcodes", "opcode report")):
+            xs = []
+            for _ in range(a.rounds):
                 t0 = time.monotonic()
-                p = CHILDREN.spawn(argv, "report", stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                ru = CHILDREN.reap(p, 300)
-                wall = time.monotonic() - t0
-                if ru is None:
-                    CHILDREN.kill(p)
-                ok = p.returncode == 0 and os.path.exists(out) and os.path.getsize(out) > 0
-                res = {"section": "render", "tool": "pyprof", "kind": kind, "rep": rep,
-                       "argv": argv, "exit": p.returncode, "ok": ok, "wall_s": wall,
-                       "cpu_s": cpu_of(ru), "maxrss_kb": None if ru is None else ru.ru_maxrss,
-                       "output_bytes": os.path.getsize(out) if os.path.exists(out) else None}
-                self.runs.append(res)
-                log("[render] %-10s %.3f s wall, %s s CPU, %s kB, ok=%s" % (
-                    kind, wall, fmt(res["cpu_s"], ".3f"), res["maxrss_kb"], ok))
-                if ok:
-                    walls.append(wall)
-                    cpus.append(res["cpu_s"])
-            info[kind] = {"wall_s": median(walls), "cpu_s": median(cpus), "n": len(walls),
-                          "failed": a.reps - len(walls)}
-        self.summary["render"] = info
+                rr = run_cmd([self.pyprof, "report", big, "-f", fmt_, "-o",
+                              os.path.join(self.work, "big." + fmt_)])
+                xs.append(time.monotonic() - t0 if rr.returncode == 0 else None)
+            self.row("render", "render %s from %s samples" % (what, d["meta"]["samples"]),
+                     "pyprof", "varied.py", "3.12", xs, " s", ("<=", 1.0, "< 1 s"), ".3f")
 
-    # -- report ---------------------------------------------------------------------------
-
-    def machine(self):
-        model = None
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        model = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        mem_kb = None
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemTotal:"):
-                        mem_kb = int(line.split()[1])
-        except OSError:
-            pass
-        pyv = run_cmd([self.py, "-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()
-        spy = run_cmd([self.pyspy, "--version"]).stdout.strip()
-        ppv = run_cmd([self.pyprof, "--version"]).stdout.strip()
-        rev = run_cmd(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
-        dirty = run_cmd(["git", "-C", ROOT, "status", "--porcelain", "--", "src",
-                         "Cargo.toml", "Cargo.lock"]).stdout.strip()
-        return {
-            "cpu_model": model,
-            "cores": os.cpu_count(),
-            "mem_gib": None if mem_kb is None else round(mem_kb / 1024 / 1024, 1),
-            "kernel": platform.release(),
-            "os": platform.platform(),
-            "python_target": "%s (%s)" % (pyv, self.py),
-            "py_spy": spy,
-            "pyprof": "%s (git %s%s)" % (ppv, rev or "?", ", src modified" if dirty else ""),
-            "loadavg_at_start": os.getloadavg(),
-        }
+    # -- output ----------------------------------------------------------------------------
 
     def markdown(self, meta):
-        s = self.summary
-        a = self.a
-        L = []
-        L.append("## pyprof vs py-spy")
-        L.append("")
-        L.append("- command: `%s`" % meta["command"])
-        L.append("- mode: %s; took %s (started %s)" % (
-            meta["mode"], meta["elapsed_human"], meta["started_at"]))
-        m = meta["machine"]
-        L.append("- machine: %s, %s cores, %s GiB, Linux %s; load average (1/5/15 min) at "
-                 "start %s, at end %s" % (
-                     m["cpu_model"], m["cores"], m["mem_gib"], m["kernel"],
-                     " ".join("%.2f" % x for x in m["loadavg_at_start"]),
-                     " ".join("%.2f" % x for x in meta.get("loadavg_at_end", ()))))
-        L.append("- other load: CPU busy %s before the first run, %s after the last "
-                 "(share of all cores over 2 s, nothing of the bench running)" % (
-                     fmt_pct(meta.get("busy_before_pct"), ".0f"),
-                     fmt_pct(meta.get("busy_after_pct"), ".0f")))
-        if max(meta.get("busy_before_pct") or 0, meta.get("busy_after_pct") or 0) > 10:
-            L.append("- **note: other processes were using the CPU: slowdown, delivery and "
-                     "CPU figures are then unreliable; rerun on a quiet machine**")
-        L.append("- target interpreter: Python %s; %s; %s" % (
-            m["python_target"], m["pyprof"], m["py_spy"]))
-        L.append("- repetitions: %d per profiler run (alternating pyprof / py-spy), %d "
-                 "interleaved rounds for slowdown; medians throughout" % (
-                     a.reps, a.slowdown_reps))
-        L.append("")
-        L.append("| measurement | pyprof | py-spy | pyprof ÷ py-spy | pyprof target | result |")
-        L.append("|---|---:|---:|---:|---|---|")
-
-        def row(name, pp, ps, rat, goal, res):
-            L.append("| %s | %s | %s | %s | %s | %s |" % (name, pp, ps, rat, goal, res))
-
-        if "cpu" in s:
-            c = s["cpu"]
-            dur = a.cpu_seconds
-            for depth in (20, 500):
-                for mode in ("nonblocking", "blocking"):
-                    pp = c["pyprof/d%d/%s" % (depth, mode)]["cpu_us_per_sample"]
-                    ps = c["py-spy/d%d/%s" % (depth, mode)]["cpu_us_per_sample"]
-                    r = ratio(pp, ps)
-                    if depth == 500:
-                        goal = "≤ 1/10 of py-spy"
-                        res = pass_fail(None if r is None else r <= GOAL_CPU_RATIO)
-                    else:
-                        goal, res = "", ""
-                    row("CPU µs per sample, depth %d, %s (1 kHz, %g s)" % (depth, mode, dur),
-                        fmt(pp), fmt(ps),
-                        "n/a" if r is None else "%.3f (1/%.1f)" % (r, 1 / r) if r else "0",
-                        goal, res)
-        if "delivered" in s:
-            dv = s["delivered"]
-            for rate in (1000, 10000, 50000):
-                pp = dv["pyprof/%d" % rate]["delivered_ratio"]
-                ps = dv["py-spy/%d" % rate]["delivered_ratio"]
-                goal = "≥ 95%" if rate == 10000 else ""
-                res = pass_fail(None if pp is None else pp >= GOAL_DELIVERED_10K) \
-                    if rate == 10000 else ""
-                row("delivered ÷ requested, %g kHz, depth 50, nonblocking" % (rate / 1000),
-                    fmt_pct(None if pp is None else pp * 100, ".1f"),
-                    fmt_pct(None if ps is None else ps * 100, ".1f"),
-                    fmt(ratio(pp, ps), ".2f"), goal, res)
-        if "threads" in s:
-            th = s["threads"]
-            pp = th["pyprof"]["delivered_ratio"]
-            ps = th["py-spy"]["delivered_ratio"]
-            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
-                fmt_pct(None if pp is None else pp * 100, ".1f"),
-                fmt_pct(None if ps is None else ps * 100, ".1f"),
-                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
-        if "slowdown" in s:
-            sd = s["slowdown"]
-            for rate in (100, 1000):
-                for mode in ("nonblocking", "blocking"):
-                    pp = sd["configs"]["pyprof/%d/%s" % (rate, mode)]["slowdown_pct"]
-                    ps = sd["configs"]["py-spy/%d/%s" % (rate, mode)]["slowdown_pct"]
-                    goal, res = "", ""
-                    if rate == 100:
-                        g = GOAL_SLOW_NB_100 if mode == "nonblocking" else GOAL_SLOW_BLK_100
-                        goal = "≤ %g%%" % g
-                        res = pass_fail(None if pp is None else pp <= g)
-                    row("target slowdown, %d Hz, %s" % (rate, mode), fmt_pct(pp),
-                        fmt_pct(ps), "", goal, res)
-        if "rss" in s:
-            rs = s["rss"]
-            pp = rs["pyprof"]["maxrss_kb"]
-            ps = rs["py-spy"]["maxrss_kb"]
-            ppm = None if pp is None else pp * 1024 / 1e6
-            psm = None if ps is None else ps * 1024 / 1e6
-            short = rs["seconds"] < GOAL_RSS_SECONDS
-            res = pass_fail(None if ppm is None else ppm <= GOAL_RSS_MB)
-            if short:
-                res += " (run of %d s, not 600 s)" % rs["seconds"]
-            row("peak RSS, MB, after %s at 1 kHz" % (
-                "%d min" % (rs["seconds"] // 60) if rs["seconds"] % 60 == 0 and
-                rs["seconds"] >= 60 else "%d s" % rs["seconds"]),
-                fmt(ppm), fmt(psm), fmt(ratio(ppm, psm), ".2f"),
-                "≤ %g MB after 10 min" % GOAL_RSS_MB, res)
-        if "render" in s:
-            rd = s["render"]
-            for kind, label in (("flamegraph", "render SVG flamegraph"),
-                                ("opcodes", "render opcode report")):
-                w = rd[kind]["wall_s"]
-                row("%s, %s samples (s)" % (label, format(rd["samples"], ",")),
-                    fmt(w, ".3f"), "—", "", "< %g s" % GOAL_RENDER_S,
-                    pass_fail(None if w is None else w < GOAL_RENDER_S))
-        if "cpu" in s:
-            c = s["cpu"]
-            for depth in (20, 500):
-                for suffix, label in (("", ""), ("+opcodes", ", --opcodes")):
-                    v = c["pyprof/d%d/nonblocking%s" % (depth, suffix)]["memory_reads_per_tick"]
-                    row("memory reads (process_vm_readv) per tick, depth %d%s" % (depth, label), fmt(v), "—",
-                        "", "", "")
-            for depth in (20, 500):
-                v = s["opcodes_added_cpu_pct"]["d%d" % depth]
-                row("CPU per sample added by --opcodes, depth %d" % depth, fmt_pct(v, "+.1f"),
-                    "—", "", "≤ %g%%" % GOAL_OPCODES_PCT,
-                    pass_fail(None if v is None else v <= GOAL_OPCODES_PCT))
-        for sec, err in sorted(self.errors.items()):
-            L.append("| %s | failed: %s | | | | **FAIL** |" % (sec, err.replace("|", "/")))
-        L.append("")
-        L.append("How: CPU = user+sys of the profiler process (wait4) ÷ samples it wrote "
-                 "(pyprof `meta.samples`; py-spy: sum of the raw output's counts), target "
-                 "`spin.py DEPTH` spinning at the bottom of a DEPTH-frame stack. Delivered = "
-                 "samples ÷ (rate × sampling window): pyprof's `meta.duration_secs`; py-spy's "
-                 "`-d` counts samples, not time (it samples back to back when late and runs "
-                 "longer), so it is stopped with SIGINT that many seconds after it reports "
-                 "sampling. Slowdown = median wall time of a fixed "
-                 "workload (`work.py`, ~%.1f s alone, depth 20, timed by the target itself) "
-                 "under the profiler ÷ median alone − 1." % a.work_seconds)
-        if "threads" in s:
-            th = s["threads"]
-            pp = th["pyprof"]["delivered_ratio"]
-            ps = th["py-spy"]["delivered_ratio"]
-            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
-                fmt_pct(None if pp is None else pp * 100, ".1f"),
-                fmt_pct(None if ps is None else ps * 100, ".1f"),
-                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
-        if "slowdown" in s:
-            sd = s["slowdown"]
-            L.append("Slowdown noise: %d runs alone, median %s s, spread (max−min) %s%% "
-                     "of the median." % (sd["alone_n"], fmt(sd["alone_median_s"], ".3f"),
-                                         fmt(sd["alone_spread_pct"], ".2f")))
-        if "rss" in s:
-            rs = s["rss"]
-            L.append("Peak RSS: both profilers attached at once (non-blocking) to `varied.py` "
-                     "(1,024 random root-to-leaf call paths); at the end pyprof held %s distinct "
-                     "stacks, py-spy %s." % (rs["pyprof"]["distinct_stacks"],
-                                             rs["py-spy"]["distinct_stacks"]))
-        if "render" in s:
-            rd = s["render"]
-            L.append("Render: a real `--opcodes` recording of `varied.py` (%s samples, %s "
-                     "distinct stacks, %s frames) with every count ×%d; wall time of "
-                     "`pyprof report big.json -f flamegraph|opcodes -o …` (CPU %s s / %s s)."
-                     % (format(rd["recorded_samples"], ","), format(rd["distinct_stacks"], ","),
-                        format(rd["frames"], ","), rd["scale"],
-                        fmt(rd["flamegraph"]["cpu_s"], ".3f"), fmt(rd["opcodes"]["cpu_s"], ".3f")))
-        if "cpu" in s:
+        L = ["# pyprof bench", "",
+             "`%s` — %s, %s; build: %s" % (meta["command"], meta["started_at"],
+                                          meta["elapsed_human"], self.build),
+             "", "Machine: %s" % meta["machine"], "",
+             "Rows: median (min–max, n runs). A goal is **PASS** when the bootstrap 90% "
+             "interval of the median is on its side of the bound, **FAIL** when it is on "
+             "the other, else within noise.", ""]
+        for section in self.a.sections:
+            rows = [r for r in self.rows if r["section"] == section]
+            if not rows and section not in self.errors:
+                continue
+            L += ["## " + section, ""]
+            if section in self.errors:
+                L += ["(section failed: %s)" % self.errors[section], ""]
+            L.append("| measure | tool | mode | workload | Python | median | min–max | n | goal | result |")
+            L.append("|---|---|---|---|---|---:|---|---:|---|---|")
+            for r in rows:
+                f_ = r["fmt"]
+                L.append("| %s | %s | %s | %s | %s | %s%s | %s–%s | %d | %s | %s |" % (
+                    r["measure"] + (" (%s)" % r["note"] if r["note"] else ""), r["tool"],
+                    r["mode"], r["workload"], r["python"], fmt(r["median"], f_), r["unit"],
+                    fmt(r["min"], f_), fmt(r["max"], f_), r["n"], r["goal"], r["verdict"]))
             L.append("")
-            L.append("CPU per sample, every configuration (median of %d; 1 kHz requested):" %
-                     a.reps)
-            L.append("")
-            L.append("| profiler | depth | mode | µs CPU per sample | samples | peak RSS MB "
-                     "| reads per tick |")
-            L.append("|---|---:|---|---:|---:|---:|---:|")
-            for key, e in s["cpu"].items():
-                tool, d, mode = key.split("/")
-                L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                    tool, d[1:], mode, fmt(e["cpu_us_per_sample"]), fmt(e["samples"], ".0f"),
-                    fmt(None if e["maxrss_kb"] is None else e["maxrss_kb"] * 1024 / 1e6),
-                    fmt(e.get("memory_reads_per_tick"), ".1f", "—")))
-        if "threads" in s:
-            th = s["threads"]
-            pp = th["pyprof"]["delivered_ratio"]
-            ps = th["py-spy"]["delivered_ratio"]
-            row("1000 threads at 100 Hz, nonblocking: delivered ÷ requested",
-                fmt_pct(None if pp is None else pp * 100, ".1f"),
-                fmt_pct(None if ps is None else ps * 100, ".1f"),
-                fmt(ratio(pp, ps), ".2f"), "keeps up", pass_fail(None if pp is None else pp >= 0.95))
-        if "slowdown" in s:
-            sd = s["slowdown"]
-            L.append("")
-            L.append("Target slowdown, every configuration (%d interleaved rounds; `work.py` "
-                     "%s iterations; alone: %.3f s wall, %s s CPU). Target CPU = user+sys of "
-                     "the target process (includes ~interpreter start-up), insensitive to "
-                     "other load on the machine but blind to pauses:" % (
-                         a.slowdown_reps, format(sd["iterations"], ","),
-                         sd["alone_median_s"] or float("nan"),
-                         fmt(sd["alone_target_cpu_s"], ".3f")))
-            L.append("")
-            L.append("| profiler | rate | mode | wall s | wall slowdown | target CPU s | "
-                     "CPU slowdown | samples | profiler CPU s |")
-            L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-            for key, e in sd["configs"].items():
-                tool, rate, mode = key.split("/")
-                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                    tool, rate, mode, fmt(e["median_s"], ".3f"), fmt_pct(e["slowdown_pct"]),
-                    fmt(e["target_cpu_s"], ".3f"), fmt_pct(e["target_cpu_pct"]),
-                    fmt(e["samples"], ".0f"), fmt(e["profiler_cpu_s"], ".3f")))
+        for k, v in self.errors.items():
+            if k not in self.a.sections:
+                L.append("- %s: %s" % (k, v))
         return "\n".join(L) + "\n"
+
+    def readme_table(self):
+        """The rows with a goal, for README.md's performance table."""
+        L = ["| measure | tool (mode) | workload | Python | median (min–max, n) | goal | result |",
+             "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            if not r["goal"]:
+                continue
+            f_ = r["fmt"]
+            L.append("| %s | %s (%s) | %s | %s | %s%s (%s–%s, %d) | %s | %s |" % (
+                r["measure"], r["tool"], r["mode"], r["workload"], r["python"],
+                fmt(r["median"], f_), r["unit"], fmt(r["min"], f_), fmt(r["max"], f_),
+                r["n"], r["goal"], r["verdict"]))
+        return "\n".join(L) + "\n"
+
+
+def tvd(a, b):
+    na, nb = sum(a.values()) or 1, sum(b.values()) or 1
+    return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in set(a) | set(b))
+
+
+def parse_strace(path):
+    """System calls in an `strace -c` summary, without the sleeps and waits between ticks
+    and the calls strace attributes to the profiler's own exit."""
+    skip = {"clock_nanosleep", "nanosleep", "futex", "exit_group", "restart_syscall"}
+    total = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] not in skip \
+                        and parts[-1] != "total":
+                    # % time, seconds, usecs/call, calls, [errors], syscall
+                    calls = int(parts[3])
+                    total += calls
+    except (OSError, ValueError):
+        return None
+    return total
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="1-2 repetitions, short runs: a smoke test of 2-3 minutes")
-    ap.add_argument("--skip-long", action="store_true", help="skip the long peak-RSS run")
+    ap.add_argument("--quick", action="store_true", help="short runs, fewer rounds")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds of every comparison (default 5, quick 2)")
+    ap.add_argument("--skip-long", action="store_true", help="leave out the long RSS run")
     ap.add_argument("--long-seconds", type=int, default=None,
-                    help="length of the peak-RSS run (default 600, quick 20)")
-    ap.add_argument("--reps", type=int, default=None,
-                    help="repetitions of each profiler run (default 3, quick 1)")
-    ap.add_argument("--slowdown-reps", type=int, default=None,
-                    help="interleaved rounds for the slowdown test (default 7, quick 2)")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated subset of: cpu,delivered,threads,slowdown,rss,render")
-    ap.add_argument("--python", default=DEFAULT_PYTHON, help="target interpreter")
+                    help="length of the RSS run (default 600, quick 20)")
+    ap.add_argument("--only", default=None, help="comma-separated sections (see above)")
     ap.add_argument("--pyprof", default=os.path.join(ROOT, "target", "release", "pyprof"))
     ap.add_argument("--py-spy", dest="py_spy",
                     default=os.path.join(ROOT, "target", "bench-venv", "bin", "py-spy"))
     ap.add_argument("--no-build", action="store_true",
                     help="use the existing pyprof binary (default: cargo build --release)")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "target", "bench"))
+    ap.add_argument("--update-readme", action="store_true",
+                    help="replace README.md's measured table with this run's")
     a = ap.parse_args()
-    q = a.quick
-    a.reps = a.reps or (1 if q else 3)
-    a.slowdown_reps = a.slowdown_reps or (2 if q else 7)
-    a.long_seconds = a.long_seconds or (20 if q else GOAL_RSS_SECONDS)
-    a.cpu_seconds = 2 if q else 5
-    a.delivered_seconds = 2 if q else 5
-    a.work_seconds = 1.5 if q else 4.0
-    a.attach_wait = 1.0
-    a.render_record_seconds = 3 if q else 10
-    a.render_record_rate = 1000 if q else 2000
-    sections = ["cpu", "delivered", "threads", "slowdown", "rss", "render"]
+    a.rounds = a.rounds or (2 if a.quick else 5)
+    a.long_seconds = a.long_seconds or (20 if a.quick else 600)
+    sections = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "rss",
+                "render"]
     if a.only:
         want = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = [x for x in want if x not in sections]
         if bad:
-            ap.error("unknown section(s) for --only: %s" % ", ".join(bad))
+            ap.error("unknown section(s): %s" % ", ".join(bad))
         sections = [x for x in sections if x in want]
     if a.skip_long and "rss" in sections:
         sections.remove("rss")
@@ -1090,26 +1019,56 @@ def parse_args():
     return a
 
 
-def ensure_tools(a):
+def setup(a):
     if not a.no_build:
         log("[setup] cargo build --release")
-        r = subprocess.run(["cargo", "build", "--release"], cwd=ROOT)
-        if r.returncode != 0:
-            sys.exit("bench: cargo build --release failed (use --no-build to bench the "
-                     "existing binary)")
+        if subprocess.run(["cargo", "build", "--release"], cwd=ROOT).returncode != 0:
+            sys.exit("bench: cargo build --release failed")
     if not os.access(a.pyprof, os.X_OK):
         sys.exit("bench: no pyprof binary at %s" % a.pyprof)
-    if not os.access(a.python, os.X_OK):
-        sys.exit("bench: no target interpreter at %s (use --python)" % a.python)
+    git = run_cmd(["git", "-C", ROOT, "describe", "--always", "--dirty"])
+    a.build_label = "release %s" % (git.stdout.strip() or "?")
     if not os.access(a.py_spy, os.X_OK):
         venv = os.path.dirname(os.path.dirname(a.py_spy))
-        log("[setup] installing py-spy into %s" % venv)
-        if not os.path.exists(os.path.join(venv, "bin", "pip")):
-            subprocess.run([a.python, "-m", "venv", venv], check=True)
-        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "py-spy"],
-                       check=True)
-        if not os.access(a.py_spy, os.X_OK):
-            sys.exit("bench: py-spy not found at %s after installing" % a.py_spy)
+        log("[setup] installing py-spy %s into %s" % (PYSPY_VERSION, venv))
+        subprocess.run([py312().cmd[0], "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q",
+                        "py-spy==%s" % PYSPY_VERSION], check=True)
+    if os.path.isdir(os.path.join(SID, "proc")) and \
+            run_cmd(["mountpoint", "-q", os.path.join(SID, "proc")]).returncode != 0:
+        run_cmd(["mount", "-t", "proc", "proc", os.path.join(SID, "proc")])
+    # The bpf program's own CPU time counts as the profiler's: ask the kernel to keep it.
+    a.bpf_stats_old = None
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            a.bpf_stats_old = f.read().strip()
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("1")
+    except OSError as e:
+        log("[setup] cannot enable kernel.bpf_stats_enabled (%s): bpf CPU rows leave out "
+            "the in-kernel time" % e)
+
+
+def restore(a):
+    if a.bpf_stats_old is not None:
+        try:
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write(a.bpf_stats_old)
+        except OSError:
+            pass
+
+
+def machine():
+    info = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
 
 
 def human(secs):
@@ -1117,39 +1076,52 @@ def human(secs):
     return "%d min %02d s" % (m, s) if m else "%d s" % s
 
 
+def update_readme(table):
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        text = f.read()
+    start, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        log("bench: README.md has no %s ... %s markers: not updated" % (start, end))
+        return
+    head, rest = text.split(start, 1)
+    _, tail_ = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + start + "\n" + table + end + tail_)
+    log("bench: README.md table updated")
+
+
 def main():
     a = parse_args()
-    # Ctrl-C raises KeyboardInterrupt even when started with SIGINT ignored (as a
-    # background job); SIGTERM and SIGHUP do the same
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    command = shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv)) \
-        if hasattr(shlex, "join") else " ".join(sys.argv)
-    t_start = time.monotonic()
+    command = "python3 scripts/bench.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    ensure_tools(a)
+    t_start = time.monotonic()
+    setup(a)
     b = Bench(a)
-    meta = {"command": command, "cwd": os.getcwd(), "started_at": started,
-            "mode": "quick" if a.quick else "full", "sections": a.sections,
-            "machine": b.machine(),
-            "settings": {k: getattr(a, k) for k in (
-                "reps", "slowdown_reps", "long_seconds", "cpu_seconds", "delivered_seconds",
-                "work_seconds", "attach_wait", "render_record_seconds", "render_record_rate",
-                "python", "pyprof", "py_spy")}}
-    log("[setup] %s" % json.dumps(meta["machine"]))
-    log("[setup] sections: %s" % ", ".join(a.sections))
-    meta["busy_before_pct"] = cpu_busy()
-    log("[setup] CPU busy before start: %s%%" % fmt(meta["busy_before_pct"], ".0f"))
+    inst = run_cmd(["bash", os.path.join(ROOT, "scripts", "install-pyperformance.sh")])
+    for line in inst.stdout.splitlines():
+        m = re.match(r"pyperformance (\S+): (.*)$", line)
+        if m:
+            cmd = m.group(2).split()
+            py = Python(m.group(1), cmd, root=SID if cmd[0] == "chroot" else None)
+            lib = cmd[-1][:-len("/bin/python")]
+            b.pyperf[m.group(1)] = (py, "%s/lib/python%s/site-packages/pyperformance/"
+                                        "data-files/benchmarks" % (lib, m.group(1)))
+    meta = {"command": command, "started_at": started, "machine": machine(),
+            "sections": a.sections, "rounds": a.rounds, "build": a.build_label,
+            "busy_before_pct": cpu_busy()}
+    log("[setup] %s; CPU busy before: %s%%" % (json.dumps(meta["machine"]),
+                                              fmt(meta["busy_before_pct"], ".0f")))
     interrupted = None
     try:
         for sec in a.sections:
             t0 = time.monotonic()
             try:
-                getattr(b, "bench_" + {"rss": "long"}.get(sec, sec))()
+                getattr(b, "bench_" + sec)()
             except Exception:
-                # one broken section (a profiler that crashed, a target that did not
-                # start) does not lose the others
                 tb = traceback.format_exc()
                 log(tb)
                 b.errors[sec] = tb.strip().splitlines()[-1]
@@ -1157,26 +1129,27 @@ def main():
             log("[%s] done in %s" % (sec, human(time.monotonic() - t0)))
     except KeyboardInterrupt as e:
         interrupted = "interrupted (%s)" % (str(e) or "Ctrl-C")
-        log("bench: %s; stopping every child process" % interrupted)
     finally:
         CHILDREN.cleanup()
+        restore(a)
     elapsed = time.monotonic() - t_start
     meta["elapsed_s"] = elapsed
-    meta["loadavg_at_end"] = os.getloadavg()
-    meta["busy_after_pct"] = None if interrupted else cpu_busy()
     meta["elapsed_human"] = human(elapsed) + (" — " + interrupted if interrupted else "")
+    meta["busy_after_pct"] = None if interrupted else cpu_busy()
     os.makedirs(a.out_dir, exist_ok=True)
     with open(os.path.join(a.out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "summary": b.summary, "errors": b.errors, "runs": b.runs},
-                  f, indent=1)
+        json.dump({"meta": meta, "rows": b.rows, "errors": b.errors, "runs": b.runs}, f,
+                  indent=1, default=str)
     md = b.markdown(meta)
     with open(os.path.join(a.out_dir, "results.md"), "w") as f:
         f.write(md)
-    if not any("log_tail" in r for r in b.runs):   # keep the logs of failed runs
-        shutil.rmtree(b.work_dir, ignore_errors=True)
+    table = b.readme_table()
+    with open(os.path.join(a.out_dir, "readme-table.md"), "w") as f:
+        f.write(table)
+    if a.update_readme and not interrupted:
+        update_readme(table)
     print(md)
-    log("bench: wrote %s and %s (%s)" % (os.path.join(a.out_dir, "results.json"),
-                                         os.path.join(a.out_dir, "results.md"), human(elapsed)))
+    log("bench: wrote %s (%s)" % (os.path.join(a.out_dir, "results.md"), human(elapsed)))
     return 130 if interrupted else 0
 
 

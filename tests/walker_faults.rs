@@ -1788,7 +1788,8 @@ fn random_corruption_with_pointers_near_the_top_of_the_address_space() {
 /// * CodeReader::code, once per code object per tick: one header read; on a miss (cold
 ///   cache) also name (co_qualname 3.11+) and file name (3 reads each: length, state,
 ///   characters; 2.7: size, characters), the line table (size, contents), `co_code`'s size
-///   (≤3.10), the bytecode (with opcode capture); the very first miss checks the type:
+///   (≤3.10), the bytecode and the symbols (with opcode capture); the very first miss
+///   checks the type:
 ///   tp_name pointer + the C string = 2;
 /// * with opcode capture on 3.11+: the live opcodes come with the code objects' own
 ///   reads (header and inline bytecode through the instructions executed); resolving
@@ -1807,7 +1808,9 @@ fn expected_reads(l: &Layout, threads: u64, frames: u64, cold: bool, opcodes: bo
         StringKind::Unicode => 3,
         StringKind::Bytes => 2,
     };
-    let per_miss = 2 * per_string + 2 + b(l.code_code.is_some()) + b(opcodes);
+    // With opcodes, a miss also reads the code object's symbols (its names tuple first:
+    // the image has none, so that one read is all).
+    let per_miss = 2 * per_string + 2 + b(l.code_code.is_some()) + 2 * b(opcodes);
     let per_frame_code = 1 + if cold { per_miss } else { 0 };
     // The first miss checks the type (2); the first sample also looks for thread names
     // (read again once a second): the image has no `sys.modules`, one read finds that.

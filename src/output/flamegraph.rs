@@ -28,14 +28,19 @@ pub fn title(data: &ProfileData) -> String {
     format!("{} · Python {}", data.meta.target, data.meta.python_version)
 }
 
-/// "100 Hz, 10.0 s, blocking · 1000 samples, 2 errors"
+/// "100 Hz, 10.0 s, bpf sampler (nonblocking) · 1000 samples, 2 errors"
 pub fn subtitle(data: &ProfileData) -> String {
     let m = &data.meta;
+    let how = if m.sampler.is_empty() {
+        m.mode.clone()
+    } else {
+        format!("{} sampler ({})", m.sampler, m.mode)
+    };
     format!(
         "{} Hz, {:.1} s, {} · {} samples, {} errors{}",
         m.rate_hz,
         m.duration_secs,
-        m.mode,
+        how,
         m.samples,
         m.error_count(),
         if m.opcodes {

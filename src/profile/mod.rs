@@ -106,10 +106,25 @@ pub struct Meta {
     /// `process_vm_readv` calls made, for cost accounting.
     #[serde(default)]
     pub memory_reads: u64,
+    /// Every system call the sampler made (memory reads, /proc reads, ptrace, bpf map
+    /// updates; not the sleeps between ticks), for cost accounting.
+    #[serde(default)]
+    pub syscalls: u64,
+    /// bpf: runs of the in-kernel program for the target and the nanoseconds they took
+    /// (the sampler's cost in the target's context; 0 unless the kernel keeps BPF
+    /// statistics, `sysctl kernel.bpf_stats_enabled=1`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bpf_runs: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bpf_run_ns: u64,
     pub started_at: String,
     /// Anything the user should know (layout mismatches, instrumentation seen, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Meta {

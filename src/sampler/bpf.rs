@@ -239,7 +239,9 @@ mod imp {
 
     /// The loaded program, its perf events and maps.
     pub struct BpfSampler {
-        _ebpf: Ebpf,
+        ebpf: Ebpf,
+        /// System calls made on the maps (thread and target updates).
+        pub syscalls: u64,
         configs: BpfHashMap<MapData, u32, BpfConfig>,
         threads: BpfHashMap<MapData, u32, u64>,
         counters: PerCpuArray<MapData, u64>,
@@ -286,7 +288,8 @@ mod imp {
             let ring = RingBuf::try_from(take(&mut ebpf, "events")?)
                 .map_err(|e| format!("events: {e}"))?;
             Ok(BpfSampler {
-                _ebpf: ebpf,
+                ebpf,
+                syscalls: 0,
                 configs,
                 threads,
                 counters,
@@ -295,22 +298,36 @@ mod imp {
         }
 
         pub fn add_target(&mut self, pid: i32, cfg: BpfConfig) -> Result<(), String> {
+            self.syscalls += 1;
             self.configs
                 .insert(pid as u32, cfg, 0)
                 .map_err(|e| format!("adding target {pid}: {e}"))
         }
 
         pub fn remove_target(&mut self, pid: i32) {
+            self.syscalls += 1;
             let _ = self.configs.remove(&(pid as u32));
         }
 
         /// Tell the kernel side which thread state OS thread `tid` runs.
         pub fn set_thread(&mut self, tid: u32, tstate: u64) -> bool {
+            self.syscalls += 1;
             self.threads.insert(tid, tstate, 0).is_ok()
         }
 
         pub fn remove_thread(&mut self, tid: u32) {
+            self.syscalls += 1;
             let _ = self.threads.remove(&tid);
+        }
+
+        /// The kernel's account of the program (with `kernel.bpf_stats_enabled` set):
+        /// runs and nanoseconds spent in it, the sampler's own cost in the target's
+        /// context. None when the kernel keeps no statistics.
+        pub fn kernel_cost(&self) -> Option<(u64, u64)> {
+            let prog = self.ebpf.program("pyprof_sample")?;
+            let info = prog.info().ok()?;
+            let runs = info.run_count();
+            (runs > 0).then(|| (runs, info.run_time().as_nanos() as u64))
         }
 
         /// Every sample waiting in the ring buffer, oldest first. No system call: the
@@ -388,7 +405,9 @@ mod imp {
     use super::*;
 
     /// Built without clang: bpf is never available.
-    pub struct BpfSampler;
+    pub struct BpfSampler {
+        pub syscalls: u64,
+    }
 
     impl BpfSampler {
         pub fn open(_rate_hz: f64) -> Result<BpfSampler, String> {
@@ -410,6 +429,9 @@ mod imp {
         }
         pub fn counters(&self) -> BpfCounters {
             BpfCounters::default()
+        }
+        pub fn kernel_cost(&self) -> Option<(u64, u64)> {
+            None
         }
     }
 }

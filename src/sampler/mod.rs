@@ -163,8 +163,9 @@ pub struct Sampler {
     registered: std::collections::HashSet<i32>,
     max_depth: usize,
     opcodes: bool,
-    /// Memory reads of sessions that ended.
+    /// Memory reads and system calls of sessions that ended.
     pub reads_of_gone: u64,
+    pub syscalls_of_gone: u64,
 }
 
 impl Sampler {
@@ -177,6 +178,7 @@ impl Sampler {
             max_depth: config.max_depth,
             opcodes: config.opcodes,
             reads_of_gone: 0,
+            syscalls_of_gone: 0,
         };
         for session in &mut s.targets.sessions {
             session.prime();
@@ -252,6 +254,7 @@ impl Sampler {
     pub fn remove(&mut self, i: usize) {
         let mut s = self.targets.sessions.remove(i);
         self.reads_of_gone += s.mem.read_calls();
+        self.syscalls_of_gone += s.syscalls();
         if let Some(bpf) = self.bpf.as_mut() {
             bpf.remove_target(s.pid);
             s.forget_bpf_threads(bpf);
@@ -330,6 +333,18 @@ pub fn record(
             .iter()
             .map(|s| s.mem.read_calls())
             .sum::<u64>();
+    profile.meta.syscalls = sampler.syscalls_of_gone
+        + sampler.bpf.as_ref().map_or(0, |b| b.syscalls)
+        + sampler
+            .targets
+            .sessions
+            .iter()
+            .map(|s| s.syscalls())
+            .sum::<u64>();
+    if let Some((runs, ns)) = sampler.bpf.as_ref().and_then(|b| b.kernel_cost()) {
+        profile.meta.bpf_runs = runs;
+        profile.meta.bpf_run_ns = ns;
+    }
     reason
 }
 

@@ -232,6 +232,12 @@ impl Session {
         self.sampler.refresh_names(&view, self.interp, true);
     }
 
+    /// Every system call this session made: memory reads, the thread monitor's /proc
+    /// reads and clock, pausing.
+    pub fn syscalls(&self) -> u64 {
+        self.mem.read_calls() + self.monitor.syscalls + self.stats.ptrace_syscalls
+    }
+
     /// Before the first tick: learn the threads and their OS states, so that the clock
     /// does not start with a tick that opens a file per thread.
     pub fn prime(&mut self) {

@@ -18,7 +18,7 @@ class Worker(object):
         return leaf()  # MARK:run_call
 
 
-def leaf():
+def leaf():  # MARK:leaf_def
     truth()
     block, arg = (sum, itertools.repeat(1, 10 ** 15)) if SPIN else (time.sleep, 1000)
     sys.stdout.write("ready\n")

@@ -1,0 +1,174 @@
+//! Choosing the sampler: the default is bpf where it can run, else ptrace; --nonblocking
+//! never stops the target (bpf, else plain reads, with a warning that says so); an
+//! explicit --sampler that cannot run is an error. Where bpf cannot run (here: run
+//! without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, as a container would be), one line
+//! says why and which sampler is used instead. Deep stacks and the kernel-side thread
+//! discovery are checked here too.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+
+fn py312() -> Python {
+    pythons()
+        .into_iter()
+        .find(|p| p.major == 3 && p.minor == 12)
+        .expect("Python 3.12")
+}
+
+/// Run pyprof without the capabilities bpf needs (dropped from the bounding set, so
+/// that root's exec does not regain them); CAP_SYS_PTRACE stays.
+fn pyprof_without_bpf_caps(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--bounding-set", "-bpf,-perfmon,-sys_admin", "--"])
+        .arg(pyprof_bin())
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn without_bpf_privileges_the_default_falls_back_to_ptrace_and_says_why() {
+    if !samplers().contains(&"bpf") {
+        panic!("bpf does not run here at all: nothing to take away");
+    }
+    let py = py312();
+    let target = Target::spawn(&py, "split.py", &[]);
+    let pid = target.pid.to_string();
+    let dir = temp_dir();
+    let out = dir.path().join("p.json");
+    let out_s = out.to_str().unwrap();
+    // Default: ptrace, with one line saying why.
+    let o =
+        pyprof_without_bpf_caps(&["record", "-p", &pid, "-d", "0.5", "-f", "json", "-o", out_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("bpf sampler unavailable"))
+        .collect();
+    assert_eq!(notes.len(), 1, "one line about bpf: {err}");
+    assert!(
+        notes[0].contains("using ptrace") && notes[0].contains("CAP_BPF"),
+        "{}",
+        notes[0]
+    );
+    let p = read_profile(&out);
+    assert_eq!(p.meta.sampler, "ptrace");
+    assert!(p.meta.samples > 0);
+    // --nonblocking: plain reads, and the warning about what that costs.
+    let o = pyprof_without_bpf_caps(&[
+        "record",
+        "-p",
+        &pid,
+        "-d",
+        "0.5",
+        "--nonblocking",
+        "-f",
+        "json",
+        "-o",
+        out_s,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("bpf sampler unavailable") && err.contains("under-counted"),
+        "{err}"
+    );
+    assert_eq!(read_profile(&out).meta.sampler, "read");
+    // An explicit --sampler bpf cannot be honoured: one line, non-zero exit.
+    let o = pyprof_without_bpf_caps(&[
+        "record",
+        "-p",
+        &pid,
+        "-d",
+        "0.5",
+        "--sampler",
+        "bpf",
+        "-o",
+        out_s,
+    ]);
+    let err = assert_one_line_error(&o, "--sampler bpf without privileges");
+    assert!(
+        err.contains("--sampler bpf") && err.contains("not permitted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_privileges_the_default_is_bpf_and_the_title_says_so() {
+    if !samplers().contains(&"bpf") {
+        panic!("the bpf sampler cannot run here");
+    }
+    let py = py312();
+    let target = Target::spawn(&py, "split.py", &[]);
+    let pid = target.pid.to_string();
+    let dir = temp_dir();
+    let svg = dir.path().join("p.svg");
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &pid,
+        "-d",
+        "0.5",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("unavailable"), "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("bpf"), "the SVG title names the sampler");
+    let (p, _) = record_json(target.pid, 0.3, &["--no-idle"]);
+    assert_eq!(p.meta.sampler, "bpf");
+    let (p, _) = record_json(target.pid, 0.3, &["--blocking"]);
+    assert_eq!(
+        (p.meta.sampler.as_str(), p.meta.mode.as_str()),
+        ("ptrace", "blocking")
+    );
+    let (p, _) = record_json(target.pid, 0.3, &["--nonblocking"]);
+    assert_eq!(
+        (p.meta.sampler.as_str(), p.meta.mode.as_str()),
+        ("bpf", "nonblocking")
+    );
+    // --blocking and --nonblocking together make no sense.
+    let o = pyprof(&["record", "-p", &pid, "--blocking", "--nonblocking"]);
+    assert_one_line_error(&o, "--blocking --nonblocking");
+}
+
+/// A 5,000-frame recursion on a CPU: walked whole in the kernel (bpf_loop), and cut at
+/// --max-depth with the cut marked, as the other samplers do.
+#[test]
+fn five_thousand_frames_are_walked_in_the_kernel_and_max_depth_cuts_visibly() {
+    let py = py312();
+    for spin in [false, true] {
+        let target = Target::spawn(
+            &py,
+            "deep.py",
+            if spin { &["5000", "spin"] } else { &["5000"] },
+        );
+        for sampler in samplers() {
+            let mut args = vec!["-r", "50", "--sampler", sampler];
+            if spin {
+                args.push("--no-idle");
+            }
+            let (p, _) = record_json(target.pid, 0.5, &args);
+            assert!(!p.stacks.is_empty(), "{sampler} spin={spin}: no stacks");
+            for s in &p.stacks {
+                // <module> + 5001 calls of down().
+                assert_eq!(s.frames.len(), 5002, "{sampler} spin={spin}: frames walked");
+                assert!(!s.truncated);
+            }
+            let mut args = args.clone();
+            args.extend(["--max-depth", "100"]);
+            let (p, _) = record_json(target.pid, 0.5, &args);
+            for s in &p.stacks {
+                assert!(s.truncated, "{sampler} spin={spin}");
+                assert_eq!(s.frames.len(), 100, "{sampler} spin={spin}");
+            }
+        }
+    }
+}
