@@ -433,9 +433,10 @@ class Bench:
             self.seq += 1
             out = os.path.join(SID, rel.lstrip("/"))
             os.makedirs(os.path.dirname(out), exist_ok=True)
+            # (its -d takes whole seconds)
             argv = ["chroot", SID, "python3.15", "-m", "profiling.sampling", "attach",
-                    "-r", str(rate), "-d", str(duration), "-a", "--collapsed", "-o", rel,
-                    str(pid)] + tool.extra
+                    "-r", str(rate), "-d", str(int(math.ceil(duration))), "-a",
+                    "--collapsed", "-o", rel, str(pid)] + tool.extra
         strace_out = None
         if strace:
             strace_out = self._out("strace")

@@ -148,9 +148,10 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
     targets.follow_children = req.subprocesses;
     let mut sampler =
         sampler::Sampler::new(targets, opened, &config).map_err(anyhow::Error::msg)?;
+    let mut liveness = crate::process::live::Liveness::new(pid);
     let mut alive = || match guard.0.as_mut() {
         Some(c) => matches!(c.try_wait(), Ok(None)),
-        None => crate::process::live::is_alive(pid),
+        None => liveness.alive(),
     };
     let reason = sampler::record(
         &mut sampler,

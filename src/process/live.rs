@@ -127,6 +127,41 @@ impl Memory for LiveMemory {
     }
 }
 
+/// Whether a process still lives, asked through a descriptor kept open on its
+/// `/proc/PID/stat` (one `pread`, no path lookup): cheap enough to ask often.
+pub struct Liveness {
+    file: Option<std::fs::File>,
+    pid: i32,
+}
+
+impl Liveness {
+    pub fn new(pid: i32) -> Liveness {
+        Liveness {
+            file: std::fs::File::open(format!("/proc/{pid}/stat")).ok(),
+            pid,
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = &self.file else {
+            return is_alive(self.pid);
+        };
+        let mut buf = [0u8; 256];
+        match f.read_at(&mut buf, 0) {
+            // The state is the field after the parenthesised command name.
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let state = text
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next());
+                !matches!(state, Some('Z') | Some('X') | None)
+            }
+            Err(_) => false, // the process is gone: its /proc entry reads as ESRCH
+        }
+    }
+}
+
 /// Is a process with this pid alive (and not a zombie)?
 pub fn is_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -26,8 +26,10 @@ const MAX_RANGES: usize = 16_384;
 
 #[derive(Default)]
 pub struct Snapshot {
-    /// Copies of this tick: (start, bytes), sorted by start, not overlapping.
-    regions: Vec<(u64, Vec<u8>)>,
+    /// Copies of this tick: (start, offset in `data`, length), sorted by start, not
+    /// overlapping; `data` holds them one after the other (kept between ticks).
+    regions: Vec<(u64, usize, usize)>,
+    data: Vec<u8>,
     /// What to read at the next `take`: what was read since the last one.
     used: RefCell<Vec<(u64, u64)>>,
     want: Vec<(u64, u64)>,
@@ -50,12 +52,13 @@ impl Snapshot {
         }
         let reqs: Vec<(u64, usize)> = self.want.iter().map(|&(a, n)| (a, n as usize)).collect();
         let total: usize = reqs.iter().map(|r| r.1).sum();
-        let mut buf = vec![0u8; total];
-        let ok = mem.read_scatter(&reqs, &mut buf);
+        // Same size as last tick, most of the time: no allocation, no clearing.
+        self.data.resize(total, 0);
+        let ok = mem.read_scatter(&reqs, &mut self.data);
         let mut pos = 0;
         for (i, &(addr, len)) in reqs.iter().enumerate() {
             if ok[i] {
-                self.regions.push((addr, buf[pos..pos + len].to_vec()));
+                self.regions.push((addr, pos, len));
             }
             pos += len;
         }
@@ -104,9 +107,12 @@ impl Snapshot {
     /// The copy of `[addr, addr + len)`, if this tick's snapshot holds it whole.
     fn get(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let i = self.regions.partition_point(|r| r.0 <= addr);
-        let (start, data) = self.regions.get(i.checked_sub(1)?)?;
+        let &(start, at, n) = self.regions.get(i.checked_sub(1)?)?;
         let off = (addr - start) as usize;
-        data.get(off..off.checked_add(len)?)
+        if off.checked_add(len)? > n {
+            return None;
+        }
+        self.data.get(at + off..at + off + len)
     }
 
     fn note(&self, addr: u64, len: usize) {
@@ -123,7 +129,7 @@ impl Snapshot {
 
     /// Bytes held this tick.
     pub fn bytes(&self) -> usize {
-        self.regions.iter().map(|r| r.1.len()).sum()
+        self.regions.iter().map(|r| r.2).sum()
     }
 }
 

@@ -189,6 +189,9 @@ pub struct ThreadMonitor {
     last_tick: Option<Instant>,
     last_full: Option<Instant>,
     last_period: Duration,
+    /// Read every watched thread's run time each tick (no shortcut for a single one):
+    /// for proving, after a read, that no thread believed asleep ran during it.
+    pub exact: bool,
     /// System calls made, for cost accounting (the bench reports them).
     pub syscalls: u64,
     /// Full passes made (every thread's schedstat read).
@@ -213,6 +216,7 @@ impl ThreadMonitor {
             last_tick: None,
             last_full: None,
             last_period: Duration::ZERO,
+            exact: false,
             syscalls: 0,
             full_passes: 0,
             buf: vec![0u8; 512],
@@ -335,7 +339,9 @@ impl ThreadMonitor {
             _ => None,
         };
         self.last_cpu = cpu;
-        // 1. Watched threads: how much did each run since the last tick?
+        // 1. Watched threads: how much did each run since the last tick? With one
+        //    watched thread and the others asleep, that is what the whole process ran:
+        //    no read of its own (the full passes, once a second, check the others).
         let watched: Vec<u64> = self
             .threads
             .iter()
@@ -343,8 +349,18 @@ impl ThreadMonitor {
             .map(|(t, _)| *t)
             .collect();
         let mut explained = 0u64;
-        for tid in watched {
-            self.look(tid, period, &mut explained);
+        match (watched.as_slice(), cpu_delta, due || self.exact) {
+            ([only], Some(d), false) => {
+                // (Its stored run time stays the last one read: the next look sees all it
+                // ran since, as running.)
+                self.judge(*only, d, period);
+                explained = d;
+            }
+            _ => {
+                for tid in watched {
+                    self.look(tid, period, &mut explained);
+                }
+            }
         }
         // 2. The rest: asleep, unless the process used CPU the watched ones did not.
         let slack = self.slack_for(period);
@@ -374,12 +390,20 @@ impl ThreadMonitor {
         let Some(w) = self.threads.get_mut(&tid) else {
             return;
         };
-        let now = Instant::now();
         let ran = r.saturating_sub(w.runtime);
         w.runtime = r;
+        *explained += ran;
+        self.judge(tid, ran, period);
+    }
+
+    /// What a thread that ran `ran` ns since the last look is now.
+    fn judge(&mut self, tid: u64, ran: u64, period: Duration) {
+        let Some(w) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let now = Instant::now();
         let ran_before = w.ran;
         w.ran = ran > 0;
-        *explained += ran;
         if ran == 0 {
             if !w.watched {
                 return;

@@ -95,7 +95,8 @@ pub struct Meta {
     #[serde(default)]
     pub sampler: String,
     pub opcodes: bool,
-    /// Sampling ticks attempted (each reads every thread).
+    /// Sampling ticks attempted (each reads every thread; with the bpf sampler and no
+    /// `--idle`, where the kernel takes the samples, the drains of its ring buffer).
     pub ticks: u64,
     /// Thread stacks recorded (a tick yields one per thread).
     pub samples: u64,

@@ -47,6 +47,8 @@ pub struct BpfConfig {
     pub max_threads: u32,
     pub task_mm: i32,
     pub task_flags: i32,
+    pub span_start: u32,
+    pub span_len: u32,
 }
 
 impl BpfConfig {
@@ -62,6 +64,18 @@ impl BpfConfig {
         task: crate::process::btf::TaskOffsets,
     ) -> Self {
         let opt = |v: Option<u32>| v.map_or(-1, |v| v as i32);
+        // The part of a frame that holds every field read: one read per frame.
+        let mut fields = vec![
+            (layout.frame_back, 8),
+            (layout.frame_code, 8),
+            (layout.frame_instr, 8),
+        ];
+        fields.extend(layout.frame_owner.map(|o| (o, 1)));
+        fields.extend(layout.frame_tlbc_index.map(|o| (o, 4)));
+        let lo = fields.iter().map(|f| f.0).min().unwrap_or(0);
+        let hi = fields.iter().map(|f| f.0 + f.1).max().unwrap_or(0);
+        // The C side reads 8 bytes at the back/code/instr offsets and bounds them.
+        let span = (lo, (hi - lo).max(8).next_multiple_of(8));
         BpfConfig {
             gil_locked: gil.map_or(0, |g| g.0),
             gil_holder: gil.map_or(0, |g| g.1),
@@ -88,6 +102,8 @@ impl BpfConfig {
             max_threads: 4096,
             task_mm: task.mm.map_or(-1, |o| o as i32),
             task_flags: task.flags.map_or(-1, |o| o as i32),
+            span_start: span.0,
+            span_len: span.1,
         }
     }
 }
@@ -444,8 +460,8 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 12 u32, then 1 u64 + 6 u32.
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 104);
+        // struct config: 3 u64 + 12 u32, then 1 u64 + 8 u32.
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 112);
         assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
     }

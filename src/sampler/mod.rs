@@ -25,6 +25,9 @@ use crate::profile::Profile;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How often the bpf sampler's ring buffer is drained when nothing else needs a tick.
+pub const BPF_DRAIN_EVERY: Duration = Duration::from_millis(20);
+
 /// Default deepest stack we follow before marking it truncated.
 pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 
@@ -282,7 +285,16 @@ pub fn record(
     profile: &mut Profile,
     on_tick: &mut dyn FnMut(&Profile, Duration),
 ) -> StopReason {
+    // bpf without --idle: the kernel samples at the rate; userspace only drains the ring
+    // buffer, which it need not do at the rate (every wake-up costs the profiler CPU).
     let period = Duration::from_secs_f64(1.0 / config.rate_hz);
+    let period = if sampler.kind == SamplerKind::Bpf
+        && sampler.targets.sessions.iter().all(|s| !s.filter.idle)
+    {
+        period.max(BPF_DRAIN_EVERY)
+    } else {
+        period
+    };
     let start = Instant::now();
     let mut k: u64 = 0;
     let reason = loop {

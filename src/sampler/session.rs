@@ -754,6 +754,7 @@ impl Session {
     /// time beyond the running threads'); else it is retried once, then counted.
     pub fn sample_idle(&mut self, profile: &mut Profile) -> Vec<WalkError> {
         let mut errors = Vec::new();
+        self.monitor.exact = true;
         if self.list.is_empty() || self.list_due() {
             self.learn_thread_list();
             self.list_dirty = false;

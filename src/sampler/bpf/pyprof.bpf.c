@@ -42,6 +42,8 @@ static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *unsafe_ptr
 
 // Most frames one sample carries (userspace's --max-depth is capped to this).
 #define MAX_FRAMES 10000
+// Most bytes of a frame read at once (a frame's fields the walk needs lie within this).
+#define SPAN_MAX 256
 #define MAX_TARGETS 4096
 #define MAX_THREADS 131072
 
@@ -74,6 +76,8 @@ struct config {
     u32 max_threads;
     s32 task_mm;         // task_struct.mm, -1 when unknown
     s32 task_flags;      // task_struct.flags (PF_EXITING), -1 when unknown
+    u32 span_start;      // the part of a frame holding every field read, as offsets
+    u32 span_len;        //   from the frame (at most SPAN_MAX bytes)
 };
 
 #define PF_EXITING 0x4
@@ -162,6 +166,18 @@ struct {
     __type(value, struct sample);
 } scratch SEC(".maps");
 
+// A frame's bytes, per CPU (the BPF stack is small).
+struct span {
+    u8 b[SPAN_MAX];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct span);
+} spans SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, N_COUNTERS);
@@ -183,6 +199,7 @@ static __attribute__((always_inline)) void count(u32 which) {
 struct walk {
     struct config *cfg;
     struct sample *s;
+    u8 *buf;
 };
 
 // The search of the thread list for the thread state whose thread_id is `want`.
@@ -254,27 +271,42 @@ static long walk_one(u32 index, struct walk *w) {
         s->h.flags |= FLAG_TRUNCATED;
         return 1;
     }
+    // Every field the walk needs, in one read: the frame's [span_start, span_start +
+    // span_len) (offsets below are from the frame; userspace computed the span).
+    u8 *buf = w->buf;
+    u32 len = cfg->span_len;
+    if (len > SPAN_MAX)
+        len = SPAN_MAX;
+    if (len == 0 || bpf_probe_read_user(buf, len, (void *)(f + cfg->span_start))) {
+        s->h.flags |= FLAG_READ_ERROR;
+        s->h.fault_addr = f;
+        return 1;
+    }
     u64 back = 0, code = 0, instr = 0, owner = 0;
     u32 tlbc = 0;
-    if (bpf_probe_read_user(&back, 8, (void *)(f + cfg->frame_back)) ||
-        bpf_probe_read_user(&code, 8, (void *)(f + cfg->frame_code)) ||
-        bpf_probe_read_user(&instr, 8, (void *)(f + cfg->frame_instr))) {
-        s->h.flags |= FLAG_READ_ERROR;
-        s->h.fault_addr = f;
+    u32 o = cfg->frame_back - cfg->span_start;
+    if (o > SPAN_MAX - 8)
         return 1;
-    }
+    __builtin_memcpy(&back, buf + o, 8);
+    o = cfg->frame_code - cfg->span_start;
+    if (o > SPAN_MAX - 8)
+        return 1;
+    __builtin_memcpy(&code, buf + o, 8);
+    o = cfg->frame_instr - cfg->span_start;
+    if (o > SPAN_MAX - 8)
+        return 1;
+    __builtin_memcpy(&instr, buf + o, 8);
     if (cfg->frame_owner >= 0) {
-        if (bpf_probe_read_user(&owner, 1, (void *)(f + cfg->frame_owner))) {
-            s->h.flags |= FLAG_READ_ERROR;
-            s->h.fault_addr = f;
+        o = (u32)cfg->frame_owner - cfg->span_start;
+        if (o > SPAN_MAX - 1)
             return 1;
-        }
-        owner &= 0xff;
+        owner = buf[o];
     }
-    if (cfg->frame_tlbc >= 0 && bpf_probe_read_user(&tlbc, 4, (void *)(f + cfg->frame_tlbc))) {
-        s->h.flags |= FLAG_READ_ERROR;
-        s->h.fault_addr = f;
-        return 1;
+    if (cfg->frame_tlbc >= 0) {
+        o = (u32)cfg->frame_tlbc - cfg->span_start;
+        if (o > SPAN_MAX - 4)
+            return 1;
+        __builtin_memcpy(&tlbc, buf + o, 4);
     }
     // A frame pointing at itself is kept and the walk ends: userspace reports the cycle.
     s->h.cursor = back == f ? 0 : back;
@@ -358,7 +390,11 @@ int pyprof_sample(void *ctx) {
         }
     }
     s->h.cursor = frame;
-    struct walk w = {.cfg = cfg, .s = s};
+    u32 zero = 0;
+    u8 *buf = bpf_map_lookup_elem(&spans, &zero);
+    if (!buf)
+        return 0;
+    struct walk w = {.cfg = cfg, .s = s, .buf = buf};
     if (!(s->h.flags & FLAG_READ_ERROR)) {
         u32 visits = cfg->max_depth;
         if (visits > MAX_FRAMES)
