@@ -18,8 +18,11 @@ use serde::Serialize;
 pub struct ThreadDump {
     /// `threading.get_ident()`
     pub thread_id: u64,
-    /// The OS thread id, when known.
+    /// The OS thread id as the kernel numbers it where pyprof runs, when known.
     pub native_id: Option<u64>,
+    /// Its id in the target's own PID namespace, where that differs (a container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_id: Option<u64>,
     /// The thread's name in Python, when it can be read.
     pub name: Option<String>,
     /// "running", "idle" (waiting), "stopped", or "unknown", from the OS.
@@ -59,8 +62,12 @@ fn state_word(c: Option<char>) -> &'static str {
 pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump> {
     let mut os = ThreadStates::new(session.pid);
     let states = os.snapshot();
+    // Every thread paused (a stopped target is paused already: its group stop is seen
+    // for what it is, and it stays stopped after).
     let _lock = if blocking {
-        Some(remoteprocess::Process::new(session.pid).and_then(|p| p.lock())?)
+        Some(crate::process::ptrace::pause_all(session.pid).map_err(|e| {
+            anyhow::anyhow!("cannot pause process {}: {}", session.pid, e.desc())
+        })?)
     } else {
         None
     };
@@ -81,8 +88,9 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
         .map_err(|e| anyhow::anyhow!("reading the thread list: {e}"))?;
     let layout = session.runtime.layout.clone();
     let mut out = Vec::new();
-    let tasks: std::collections::HashSet<u64> = states.keys().copied().collect();
-    // ≤3.10 records no OS thread id: learn where glibc keeps it, from every thread.
+    // ≤3.10 records no OS thread id: learn where glibc keeps it (the id in the target's
+    // PID namespace), from every thread.
+    let tasks: std::collections::HashSet<u64> = session.ns.ns_ids();
     let mut tids = crate::process::threads::TidResolver::default();
     let pthreads: Vec<u64> = threads_raw
         .iter()
@@ -101,6 +109,7 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
         let mut d = ThreadDump {
             thread_id: 0,
             native_id: None,
+            ns_id: None,
             name: None,
             state: "unknown".into(),
             gil: gil == Some(tstate),
@@ -111,9 +120,11 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
         match t {
             Ok(raw) => {
                 d.thread_id = raw.thread_id;
-                d.native_id = raw
+                let ns_tid = raw
                     .native_id
                     .or_else(|| tids.tid(mem, raw.thread_id, &tasks));
+                d.native_id = ns_tid.and_then(|t| session.ns.host(t));
+                d.ns_id = ns_tid.filter(|&t| Some(t) != d.native_id);
                 d.name = names.get(&raw.thread_id).cloned();
                 d.state = state_word(d.native_id.and_then(|n| states.get(&n).copied())).into();
                 let frames: Result<Vec<Frame>, WalkError> = raw
@@ -249,9 +260,10 @@ pub fn write_text(d: &Dump, w: &mut dyn std::io::Write) -> Result<()> {
     )?;
     for t in &d.threads {
         let name = t.name.as_deref().unwrap_or("?");
-        let id = match t.native_id {
-            Some(n) => format!("tid {n}"),
-            None => format!("{:#x}", t.thread_id),
+        let id = match (t.native_id, t.ns_id) {
+            (Some(n), Some(ns)) => format!("tid {n}, {ns} in its namespace"),
+            (Some(n), None) => format!("tid {n}"),
+            (None, _) => format!("{:#x}", t.thread_id),
         };
         writeln!(w)?;
         writeln!(

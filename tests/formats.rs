@@ -634,12 +634,14 @@ fn two_threads() -> ProfileData {
                 native_id: Some(4242),
                 name: Some("MainThread".into()),
                 process: None,
+                ns_id: None,
             },
             ThreadInfo {
                 thread_id: 0x7f00_0000_2000,
                 native_id: None,
                 name: None,
                 process: None,
+                ns_id: None,
             },
         ],
         stacks: vec![
@@ -675,6 +677,7 @@ fn opcodes_and_truncation() -> ProfileData {
             native_id: Some(77),
             name: Some("worker-1".into()),
             process: None,
+            ns_id: None,
         }],
         stacks: vec![
             stack(&[0, 1], 0, 11),

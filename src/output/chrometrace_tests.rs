@@ -19,6 +19,7 @@ fn children_nest_inside_parents() {
             thread_id: 1,
             native_id: None,
             name: None,
+            ns_id: None,
             process: None,
         }],
         stacks: vec![

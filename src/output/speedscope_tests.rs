@@ -22,6 +22,7 @@ fn merges_frames_made_equal_by_options() {
             thread_id: 1,
             native_id: Some(7),
             name: None,
+            ns_id: None,
             process: None,
         }],
         stacks: vec![

@@ -526,3 +526,123 @@ impl ThreadMonitor {
         self.threads.is_empty()
     }
 }
+
+/// The thread ids of a target in another PID namespace (a container), as the kernel
+/// numbers them where pyprof runs (`host`) and in the target's namespace (`ns`): the
+/// interpreter records the latter, /proc and the kernel's events speak the former.
+/// Read from `NSpid` in /proc/PID/task/TID/status.
+pub struct NsTids {
+    pid: i32,
+    /// The target shares our PID namespace: ids are the same.
+    same: bool,
+    to_host: HashMap<u64, u64>,
+    to_ns: HashMap<u64, u64>,
+    read_at: Option<Instant>,
+}
+
+impl NsTids {
+    pub fn new(pid: i32) -> NsTids {
+        let ns = |p: &str| std::fs::metadata(p).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        });
+        let ours = ns("/proc/self/ns/pid");
+        let theirs = ns(&format!("/proc/{pid}/ns/pid"));
+        NsTids {
+            pid,
+            same: ours.is_none() || theirs.is_none() || ours == theirs,
+            to_host: HashMap::new(),
+            to_ns: HashMap::new(),
+            read_at: None,
+        }
+    }
+
+    /// Does the target live in another PID namespace?
+    pub fn namespaced(&self) -> bool {
+        !self.same
+    }
+
+    /// Read every thread's NSpid again (at most every 50 ms).
+    fn reread(&mut self) {
+        if self.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(50)) {
+            return;
+        }
+        self.read_at = Some(Instant::now());
+        self.to_host.clear();
+        self.to_ns.clear();
+        for host in task_ids(self.pid) {
+            let Ok(status) = std::fs::read_to_string(format!(
+                "/proc/{}/task/{host}/status",
+                self.pid
+            )) else {
+                continue;
+            };
+            if let Some(ns) = parse_nspid(&status) {
+                self.to_host.insert(ns, host);
+                self.to_ns.insert(host, ns);
+            }
+        }
+    }
+
+    /// The host's id of the thread the target numbers `ns`.
+    pub fn host(&mut self, ns: u64) -> Option<u64> {
+        if self.same {
+            return Some(ns);
+        }
+        if let Some(&h) = self.to_host.get(&ns) {
+            return Some(h);
+        }
+        self.reread();
+        self.to_host.get(&ns).copied()
+    }
+
+    /// The target's id of host thread `host` (None if the same, or unknown).
+    pub fn ns(&mut self, host: u64) -> Option<u64> {
+        if self.same {
+            return None;
+        }
+        if let Some(&n) = self.to_ns.get(&host) {
+            return Some(n);
+        }
+        self.reread();
+        self.to_ns.get(&host).copied()
+    }
+
+    /// Every thread's id in the target's namespace (for learning glibc's tid offset,
+    /// ≤3.10: `struct pthread` holds the namespaced id).
+    pub fn ns_ids(&mut self) -> HashSet<u64> {
+        if self.same {
+            return task_ids(self.pid).into_iter().collect();
+        }
+        self.reread();
+        self.to_host.keys().copied().collect()
+    }
+}
+
+/// The innermost id of an `NSpid:` line of a status file (the id in the thread's own
+/// namespace).
+pub fn parse_nspid(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nspid_lines_give_the_innermost_id() {
+        assert_eq!(parse_nspid("Name:\tx\nNSpid:\t4242\t7\nNSsid: 1\n"), Some(7));
+        assert_eq!(parse_nspid("NSpid:\t99\n"), Some(99));
+        assert_eq!(parse_nspid("Name: x\n"), None);
+    }
+
+    #[test]
+    fn a_process_in_our_namespace_has_the_same_ids() {
+        let me = std::process::id() as i32;
+        let mut ns = NsTids::new(me);
+        assert!(!ns.namespaced());
+        assert_eq!(ns.host(me as u64), Some(me as u64));
+        assert_eq!(ns.ns(me as u64), None);
+    }
+}

@@ -33,9 +33,13 @@ pub struct Frame {
 pub struct ThreadInfo {
     /// `threading.get_ident()` (pthread_t).
     pub thread_id: u64,
-    /// OS thread id, where the interpreter records it (3.11+).
+    /// OS thread id, as the kernel numbers it where pyprof runs (the host's, for a
+    /// target in a container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_id: Option<u64>,
+    /// The thread's id in its own PID namespace, where that differs (a container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// With `--subprocesses`: the process the thread belongs to, "process PID (command)".
@@ -45,15 +49,24 @@ pub struct ThreadInfo {
 
 impl ThreadInfo {
     pub fn label(&self) -> String {
-        let id = match self.native_id {
-            Some(tid) => format!("tid {tid}"),
-            None => format!("{:#x}", self.thread_id),
+        let id = match (self.native_id, self.ns_id) {
+            (Some(tid), Some(ns)) if ns != tid => format!("tid {tid}, {ns} in its namespace"),
+            (Some(tid), _) => format!("tid {tid}"),
+            (None, _) => format!("{:#x}", self.thread_id),
         };
         match &self.name {
             Some(name) => format!("thread {name} ({id})"),
             None => format!("thread {id}"),
         }
     }
+}
+
+/// What tells threads apart (a name is learned later, so it is not part of it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ThreadKey {
+    thread_id: u64,
+    native_id: Option<u64>,
+    process: Option<String>,
 }
 
 /// A distinct stack and how many samples had it.
@@ -291,6 +304,27 @@ impl ProfileData {
     }
 
     /// Total samples (sum of stack counts).
+    /// Does every index point at something (a profile read from a file may be damaged
+    /// or hand-edited)? The first problem found, said.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, st) in self.stacks.iter().enumerate() {
+            if st.thread as usize >= self.threads.len() {
+                return Err(format!(
+                    "stack {i} names thread {}, and there are {} threads",
+                    st.thread,
+                    self.threads.len()
+                ));
+            }
+            if let Some(&f) = st.frames.iter().find(|&&f| f as usize >= self.frames.len()) {
+                return Err(format!(
+                    "stack {i} names frame {f}, and there are {} frames",
+                    self.frames.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn total_samples(&self) -> u64 {
         self.stacks.iter().map(|s| s.count).sum()
     }
@@ -305,7 +339,7 @@ pub struct Profile {
     frames: Vec<Frame>,
     frame_ids: HashMap<Frame, u32>,
     threads: Vec<ThreadInfo>,
-    thread_ids: HashMap<ThreadInfo, u32>,
+    thread_ids: HashMap<ThreadKey, u32>,
     /// Key: thread index, truncated flag, then the frame ids (root first). Looking up a
     /// borrowed slice costs no allocation; only a new stack allocates its key.
     stacks: HashMap<Vec<u32>, u64>,
@@ -332,13 +366,27 @@ impl Profile {
         id
     }
 
+    /// The index of thread `t`, one per thread: threads are told apart by their ids and
+    /// process, and a name learned later is given to the thread already there (a
+    /// thread is one thread in every format, named as soon as its name is known).
     pub fn intern_thread(&mut self, t: &ThreadInfo) -> u32 {
-        if let Some(&id) = self.thread_ids.get(t) {
+        let key = ThreadKey {
+            thread_id: t.thread_id,
+            native_id: t.native_id,
+            process: t.process.clone(),
+        };
+        if let Some(&id) = self.thread_ids.get(&key) {
+            if t.name.is_some() {
+                let known = &mut self.threads[id as usize];
+                if known.name != t.name {
+                    known.name = t.name.clone();
+                }
+            }
             return id;
         }
         let id = self.threads.len() as u32;
         self.threads.push(t.clone());
-        self.thread_ids.insert(t.clone(), id);
+        self.thread_ids.insert(key, id);
         id
     }
 

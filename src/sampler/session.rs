@@ -81,6 +81,8 @@ pub struct Session {
     pub filter: ThreadFilter,
     pub monitor: ThreadMonitor,
     tids: TidResolver,
+    /// Thread ids in the target's PID namespace and in ours.
+    pub ns: crate::process::threads::NsTids,
     /// What ticks read, read again in one batch at the next (`process::snapshot`): one
     /// for the walks, one for the bpf thread-list refresh, one for the code objects of
     /// the kernel's samples.
@@ -153,6 +155,7 @@ impl Session {
             },
             monitor: ThreadMonitor::new(pid),
             tids: Default::default(),
+            ns: crate::process::threads::NsTids::new(pid),
             snapshot: Snapshot::new(),
             list_snapshot: Snapshot::new(),
             code_snapshot: Snapshot::new(),
@@ -185,7 +188,9 @@ impl Session {
     }
 
     /// Learn the OS thread ids of threads seen for the first time: the interpreter's
-    /// `native_thread_id` (3.11+), else found in glibc's `struct pthread` (≤3.10).
+    /// `native_thread_id` (3.11+), else found in glibc's `struct pthread` (≤3.10); in
+    /// both cases the id in the target's own PID namespace, mapped to ours (a target
+    /// in a container: /proc and the kernel speak the host's ids).
     fn learn_os_tids(&mut self, seen: &[(u64, RawThreadIds)]) {
         let new: Vec<&(u64, RawThreadIds)> = seen
             .iter()
@@ -196,14 +201,10 @@ impl Session {
         }
         let mut tasks: Option<HashSet<u64>> = None;
         for &&(tstate, ids) in &new {
-            let tid = match ids.native_id {
+            let ns_tid = match ids.native_id {
                 Some(n) => Some(n),
                 None => {
-                    let tasks = tasks.get_or_insert_with(|| {
-                        crate::process::threads::task_ids(self.pid)
-                            .into_iter()
-                            .collect()
-                    });
+                    let tasks = tasks.get_or_insert_with(|| self.ns.ns_ids());
                     if !self.tids.learned() {
                         let pthreads: Vec<u64> = seen.iter().map(|s| s.1.thread_id).collect();
                         self.tids.learn(&self.mem, &pthreads, tasks);
@@ -211,13 +212,18 @@ impl Session {
                     self.tids.tid(&self.mem, ids.thread_id, tasks)
                 }
             };
-            if let Some(t) = tid {
-                self.os_tids.insert(tstate, t);
-            }
+            let Some(ns_tid) = ns_tid else { continue };
+            let Some(host) = self.ns.host(ns_tid) else {
+                continue;
+            };
+            self.os_tids.insert(tstate, host);
+            let ns = (host != ns_tid).then_some(ns_tid);
+            self.sampler.set_identity(tstate, host, ns);
         }
         if self.os_tids.len() > 2 * seen.len() + 64 {
             let alive: HashSet<u64> = seen.iter().map(|s| s.0).collect();
             self.os_tids.retain(|t, _| alive.contains(t));
+            self.sampler.keep_identities(&alive);
         }
     }
 
@@ -373,7 +379,8 @@ impl Session {
         // (with --idle, without opcodes) sleeping ones that did not run since their last
         // sample, whose last stack is recorded again.
         let plan = |tstate: u64, native_id: Option<u64>| -> Plan {
-            let Some(tid) = native_id.or_else(|| os_tids.get(&tstate).copied()) else {
+            let _ = native_id;
+            let Some(&tid) = os_tids.get(&tstate) else {
                 return Plan::Walk;
             };
             if !monitor.knows(tid) || (filter.gil_only && gil.is_some_and(|g| g != tstate)) {
@@ -418,7 +425,7 @@ impl Session {
                 return false;
             }
             if !filter.idle {
-                match raw.native_id.or_else(|| os_tids.get(&raw.tstate).copied()) {
+                match os_tids.get(&raw.tstate).copied() {
                     Some(tid) if monitor.knows(tid) => {
                         if !monitor.is_active(tid) {
                             idle += 1;
@@ -504,9 +511,7 @@ impl Session {
         }
         // New threads: active now? (Their stacks were read with the others.)
         for raw in deferred {
-            let tid = raw
-                .native_id
-                .or_else(|| self.os_tids.get(&raw.tstate).copied());
+            let tid = self.os_tids.get(&raw.tstate).copied();
             let active = match tid {
                 Some(t) => crate::process::threads::is_active(self.monitor.state_now(t)),
                 None => true, // unknown: kept, as nothing is dropped on a failed read
@@ -583,13 +588,18 @@ impl Session {
             let tid = match self.os_tids.get(&holder).copied() {
                 Some(t) => Some(t),
                 // A thread started since the list was read: its OS id is in its thread
-                // state (3.11+).
-                None => self.runtime.layout.tstate_native_thread_id.and_then(|off| {
-                    snap.view(&self.mem)
-                        .read_u64(holder.wrapping_add(off as u64))
-                        .ok()
-                        .filter(|&t| t > 0 && t < u32::MAX as u64)
-                }),
+                // state (3.11+), as its namespace numbers it.
+                None => self
+                    .runtime
+                    .layout
+                    .tstate_native_thread_id
+                    .and_then(|off| {
+                        snap.view(&self.mem)
+                            .read_u64(holder.wrapping_add(off as u64))
+                            .ok()
+                            .filter(|&t| t > 0 && t < u32::MAX as u64)
+                    })
+                    .and_then(|t| self.ns.host(t)),
             };
             match tid {
                 Some(t) if paused.contains(t) => {
@@ -774,7 +784,7 @@ impl Session {
         let mut walk: Vec<(u64, u64, Option<u64>)> = Vec::new();
         let mut repeat: Vec<u64> = Vec::new();
         for (tstate, ids) in &self.list {
-            let tid = ids.native_id.or_else(|| self.os_tids.get(tstate).copied());
+            let tid = self.os_tids.get(tstate).copied();
             let Some(tid) = tid else { continue };
             if !self.monitor.knows(tid) || self.monitor.is_active(tid) {
                 continue; // on a CPU (or new): the kernel samples it
@@ -936,66 +946,173 @@ impl Session {
 }
 
 /// What the recording loop samples: the target, and with `--subprocesses` its Python
-/// descendants, found as they appear.
+/// descendants, found as they appear (from their first milliseconds). The process given
+/// (launched or `--pid`) need not be Python itself: a shell script or a launcher is
+/// followed to its Python descendants (the first one; all of them with
+/// `--subprocesses`).
 pub struct Targets {
+    /// The process given.
+    pub root: i32,
     pub sessions: Vec<Session>,
-    /// Follow Python child processes of the first session's process.
+    /// Follow Python descendants (--subprocesses).
     pub follow_children: bool,
     /// Processes found not to be Python (not tried again).
     not_python: std::collections::HashSet<i32>,
+    /// Descendants whose interpreter is not initialised yet (tried again).
     last_scan: Option<Instant>,
+    last_full_scan: Option<Instant>,
+    children: ChildFiles,
     pub max_depth: usize,
     pub opcodes: bool,
     pub filter: ThreadFilter,
 }
 
+/// How often descendants are looked for: every 5 ms through the main threads' `children`
+/// files (kept open), every 100 ms through every thread's.
+const SCAN_EVERY: Duration = Duration::from_millis(5);
+const FULL_SCAN_EVERY: Duration = Duration::from_millis(100);
+
 impl Targets {
     pub fn new(root: Session) -> Targets {
+        let mut t = Targets::empty(root.pid, root.sampler.walker.max_depth, root.sampler.code.opcode_table().is_some(), root.filter);
+        t.sessions.push(root);
+        t
+    }
+
+    /// Targets of a root process that is not (or not yet) Python.
+    pub fn empty(root: i32, max_depth: usize, opcodes: bool, filter: ThreadFilter) -> Targets {
         Targets {
-            max_depth: root.sampler.walker.max_depth,
-            opcodes: root.sampler.code.opcode_table().is_some(),
-            filter: root.filter,
-            sessions: vec![root],
+            root,
+            sessions: Vec::new(),
             follow_children: false,
             not_python: Default::default(),
             last_scan: None,
+            last_full_scan: None,
+            children: ChildFiles::default(),
+            max_depth,
+            opcodes,
+            filter,
         }
     }
 
-    /// Attach to Python descendants not seen yet (at most once a second).
+    /// Is the root process itself one of the sessions?
+    pub fn root_is_python(&self) -> bool {
+        self.sessions.iter().any(|s| s.pid == self.root)
+    }
+
+    /// Label every session with its process (with --subprocesses, from the first sample,
+    /// so that a process's samples never split into two roots).
+    pub fn label_processes(&mut self) {
+        if self.follow_children {
+            for s in &mut self.sessions {
+                if s.sampler.process_label.is_none() {
+                    s.sampler.process_label = Some(process_label(s.pid));
+                }
+            }
+        }
+    }
+
+    /// Attach to Python descendants not seen yet: with --subprocesses all of them, else,
+    /// when the root is not Python, the first one.
     pub fn scan_children(&mut self) {
-        if !self.follow_children
-            || self
-                .last_scan
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
+        let wanted = self.follow_children || self.sessions.is_empty();
+        if !wanted || self.last_scan.is_some_and(|t| t.elapsed() < SCAN_EVERY) {
             return;
         }
-        self.last_scan = Some(Instant::now());
-        let root = self.sessions[0].pid;
-        let Ok(kids) = remoteprocess::Process::new(root).and_then(|p| p.child_processes()) else {
-            return;
-        };
-        for (child, _parent) in kids {
+        let now = Instant::now();
+        self.last_scan = Some(now);
+        let full = self
+            .last_full_scan
+            .is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY);
+        if full {
+            self.last_full_scan = Some(now);
+        }
+        for child in self.children.descendants(self.root, full) {
             if self.sessions.iter().any(|s| s.pid == child) || self.not_python.contains(&child) {
                 continue;
             }
             match Session::attach(child, self.max_depth, self.opcodes) {
+                Ok(s) if !s.ready() => {} // not initialised yet: next scan
                 Ok(mut s) => {
                     s.filter = self.filter;
-                    s.sampler.process_label = Some(process_label(child));
+                    if self.follow_children {
+                        s.sampler.process_label = Some(process_label(child));
+                    }
+                    s.prime();
                     self.sessions.push(s);
+                    if !self.follow_children {
+                        return; // the first Python descendant is the target
+                    }
                 }
                 Err(DiscoverError::NotReady(_)) => {}
+                Err(DiscoverError::NoSuchProcess(_)) => {}
                 Err(_) => {
                     self.not_python.insert(child);
                 }
             }
         }
-        if self.sessions.len() > 1 && self.sessions[0].sampler.process_label.is_none() {
-            let label = process_label(root);
-            self.sessions[0].sampler.process_label = Some(label);
+        if self.not_python.len() > 100_000 {
+            self.not_python.clear();
         }
+    }
+}
+
+/// The descendants of a process, from the `children` files of its threads (kept open).
+#[derive(Default)]
+struct ChildFiles {
+    files: std::collections::HashMap<(i32, u64), std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl ChildFiles {
+    /// Every descendant of `root` (breadth first, bounded). With `all_threads`, the
+    /// children of every thread; else of each process's main thread only (where
+    /// `fork` usually comes from), which is one read per process.
+    fn descendants(&mut self, root: i32, all_threads: bool) -> Vec<i32> {
+        use std::os::unix::fs::FileExt;
+        let mut out = Vec::new();
+        let mut queue = vec![root];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(pid) = queue.pop() {
+            if !seen.insert(pid) || seen.len() > 4096 {
+                continue;
+            }
+            let tids: Vec<u64> = if all_threads {
+                crate::process::threads::task_ids(pid)
+            } else {
+                vec![pid as u64]
+            };
+            for tid in tids {
+                if !self.files.contains_key(&(pid, tid)) {
+                    match std::fs::File::open(format!("/proc/{pid}/task/{tid}/children")) {
+                        Ok(f) => {
+                            self.files.insert((pid, tid), f);
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                self.buf.resize(4096, 0);
+                let Some(f) = self.files.get(&(pid, tid)) else {
+                    continue;
+                };
+                let n = match f.read_at(&mut self.buf, 0) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.files.remove(&(pid, tid));
+                        continue;
+                    }
+                };
+                let text = String::from_utf8_lossy(&self.buf[..n]);
+                for c in text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                    out.push(c);
+                    queue.push(c);
+                }
+            }
+        }
+        if self.files.len() > 4096 {
+            self.files.clear();
+        }
+        out
     }
 }
 

@@ -40,6 +40,10 @@ pub struct StackSampler {
     /// (code object id, instruction, opcode, owner) → frame id in the profile below.
     frame_ids: std::collections::HashMap<FrameKey, u32>,
     frame_ids_profile: u64,
+    /// Per thread state: its OS thread as the kernel numbers it where pyprof runs, and
+    /// in the target's namespace where that differs (set by the session; the walker
+    /// only knows the interpreter's own `native_thread_id`).
+    identities: std::collections::HashMap<u64, (u64, Option<u64>)>,
     /// Per thread state: the last stack recorded (for `repeat`).
     recorded: std::collections::HashMap<u64, Recorded>,
     /// Per thread state: the previous stack's (key, frame id), leaf first.
@@ -91,6 +95,7 @@ impl StackSampler {
             frame_ids_profile: 0,
             prev_stacks: Default::default(),
             recorded: Default::default(),
+            identities: Default::default(),
             keys: Vec::new(),
             frame_keys_ids: Vec::new(),
             enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
@@ -463,9 +468,14 @@ impl StackSampler {
         }
         if !self.ids.is_empty() {
             self.ids.reverse();
+            let (native_id, ns_id) = match self.identities.get(&raw.tstate) {
+                Some(&(host, ns)) => (Some(host), ns),
+                None => (raw.native_id, None),
+            };
             let thread = profile.intern_thread(&ThreadInfo {
                 thread_id: raw.thread_id,
-                native_id: raw.native_id,
+                native_id,
+                ns_id,
                 name: self.names.get(&raw.thread_id).cloned(),
                 process: self.process_label.clone(),
             });
@@ -481,6 +491,20 @@ impl StackSampler {
             self.recorded.remove(&raw.tstate);
         }
         Ok(())
+    }
+
+    /// Say which OS thread runs thread state `tstate` (host id; namespaced id if it
+    /// differs): the profile's threads carry these.
+    pub fn set_identity(&mut self, tstate: u64, host: u64, ns: Option<u64>) {
+        if self.identities.len() > 100_000 {
+            self.identities.clear();
+        }
+        self.identities.insert(tstate, (host, ns));
+    }
+
+    /// Forget the identities of thread states not in `alive`.
+    pub fn keep_identities(&mut self, alive: &std::collections::HashSet<u64>) {
+        self.identities.retain(|t, _| alive.contains(t));
     }
 
     /// Thread states with a stack `repeat` can record again.
