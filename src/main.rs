@@ -70,7 +70,7 @@ enum Cmd {
 #[derive(Args)]
 struct SamplingArgs {
     /// Samples per second
-    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate)]
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = parse_rate, allow_hyphen_values = true)]
     rate: f64,
     /// Never stop the target: the bpf sampler, else plain reads (approximate on hot code)
     #[arg(long, conflicts_with_all = ["blocking", "sampler"])]
@@ -87,13 +87,13 @@ struct SamplingArgs {
     #[arg(long)]
     opcodes: bool,
     /// Include idle threads (by default threads the OS reports as waiting are dropped)
-    #[arg(long)]
+    #[arg(short, long)]
     idle: bool,
     /// Only sample the thread holding the GIL
-    #[arg(long)]
+    #[arg(short, long)]
     gil: bool,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
-    #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH)]
+    #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH, value_parser = parse_depth)]
     max_depth: usize,
 }
 
@@ -127,11 +127,14 @@ impl SamplingArgs {
 
 #[derive(Args)]
 struct TopArgs {
-    /// PID of a running Python process
-    #[arg(short, long, value_name = "PID")]
-    pid: i32,
+    /// PID of a running Python process (decimal, or hex with 0x)
+    #[arg(short, long, value_name = "PID", value_parser = parse_pid, conflicts_with = "command")]
+    pid: Option<i32>,
     #[command(flatten)]
     sampling: SamplingArgs,
+    /// The command to launch and watch (after --)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -154,6 +157,11 @@ struct LabelArgs {
 }
 
 impl LabelArgs {
+    /// Was any label option given?
+    fn any(&self) -> bool {
+        self.threads || self.function || self.nolineno || self.full_filenames || self.imports
+    }
+
     fn render_options(&self) -> RenderOptions {
         RenderOptions {
             threads: self.threads,
@@ -183,18 +191,21 @@ struct DiffArgs {
 
 #[derive(Args)]
 struct DumpArgs {
-    /// PID of a running Python process
-    #[arg(short, long, value_name = "PID")]
+    /// PID of a running Python process (decimal, or hex with 0x)
+    #[arg(short, long, value_name = "PID", value_parser = parse_pid)]
     pid: i32,
     /// JSON instead of text
-    #[arg(long)]
+    #[arg(short, long)]
     json: bool,
     /// Do not pause the target while reading
     #[arg(long)]
     nonblocking: bool,
-    /// Show each frame's local variables (simple values; others by type)
-    #[arg(long)]
+    /// Show each frame's arguments and local variables
+    #[arg(short, long)]
     locals: bool,
+    /// Show file names as the interpreter has them (default: shortened)
+    #[arg(long)]
+    full_filenames: bool,
 }
 
 #[derive(Args)]
@@ -202,10 +213,11 @@ struct ReportArgs {
     /// A profile written by `pyprof record -f json`
     #[arg(value_name = "PROFILE.json")]
     profile: PathBuf,
-    /// Output format
-    #[arg(short, long, value_enum, default_value = "flamegraph")]
-    format: Format,
-    /// Output file (default: standard output for text formats, else PROFILE.<ext>)
+    /// Output format (default: from the output's extension, else flamegraph)
+    #[arg(short, long, value_enum)]
+    format: Option<Format>,
+    /// Output file, `-` for standard output (default: standard output for text formats,
+    /// else PROFILE.<ext>)
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -221,7 +233,7 @@ struct AnnotateArgs {
     #[arg(long, value_name = "NAME")]
     function: Option<String>,
     /// Annotate the N hottest functions
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = parse_count)]
     top: usize,
     /// Write a self-contained HTML page instead of text
     #[arg(long)]
@@ -233,20 +245,22 @@ struct AnnotateArgs {
 
 #[derive(Args)]
 struct RecordArgs {
-    /// PID of a running Python process
-    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    /// PID of a running Python process (decimal, or hex with 0x); a process that is not
+    /// Python is followed to its Python descendants
+    #[arg(short, long, value_name = "PID", value_parser = parse_pid, conflicts_with = "command")]
     pid: Option<i32>,
-    /// Output file (default: a name from the program or pid and a timestamp)
+    /// Output file, `-` for standard output (default: a name from the program or pid and
+    /// the time)
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
-    /// Output format
-    #[arg(short, long, value_enum, default_value = "flamegraph")]
-    format: Format,
+    /// Output format (default: from the output's extension, else flamegraph)
+    #[arg(short, long, value_enum)]
+    format: Option<Format>,
     /// Stop after this many seconds (default: when the target exits or on Ctrl-C)
-    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Option<f64>,
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
-    #[arg(long)]
+    #[arg(short, long)]
     subprocesses: bool,
     /// No progress line while recording
     #[arg(short, long)]
@@ -258,6 +272,34 @@ struct RecordArgs {
     /// The command to launch and profile (after --)
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+fn parse_pid(s: &str) -> Result<i32, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => s.parse::<i64>(),
+    }
+    .map_err(|_| format!("'{s}' is not a process id"))?;
+    if v <= 0 || v > i32::MAX as i64 {
+        return Err(format!("'{s}' is not a process id (it must be positive)"));
+    }
+    Ok(v as i32)
+}
+
+fn parse_depth(s: &str) -> Result<usize, String> {
+    let v: usize = s.parse().map_err(|_| format!("'{s}' is not a number of frames"))?;
+    if v == 0 {
+        return Err("the deepest stack must be at least 1 frame".into());
+    }
+    Ok(v)
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    let v: usize = s.parse().map_err(|_| format!("'{s}' is not a count"))?;
+    if v == 0 {
+        return Err("the count must be at least 1".into());
+    }
+    Ok(v)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -310,12 +352,12 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
+            // clap's whole message: what is wrong, and for a missing or bad value what
+            // it takes (the list of formats, the required --pid), then the usage.
             let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("pyprof: {}", first.trim_start_matches("error: "));
+            let text = text.trim_end();
+            let text = text.strip_prefix("error: ").unwrap_or(text);
+            eprintln!("pyprof: {text}");
             return ExitCode::from(2);
         }
     };
@@ -328,8 +370,9 @@ fn main() -> ExitCode {
         Cmd::Top(args) => top(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pyprof", &mut script);
+            write_stdout_bytes(&script).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {
@@ -351,7 +394,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn default_output(args: &RecordArgs) -> PathBuf {
+fn default_output(args: &RecordArgs, format: Format) -> PathBuf {
     let name = if let Some(pid) = args.pid {
         format!("pid{pid}")
     } else {
@@ -367,11 +410,57 @@ fn default_output(args: &RecordArgs) -> PathBuf {
         let base = script.rsplit('/').next().unwrap_or(&script).to_string();
         base.trim_end_matches(".py").to_string()
     };
-    PathBuf::from(format!(
-        "{name}-{}.{}",
-        timestamp(),
-        args.format.extension()
-    ))
+    // Unique: two recordings started in the same second do not overwrite each other.
+    let stem = format!("{name}-{}", timestamp());
+    let mut path = PathBuf::from(format!("{stem}.{}", format.extension()));
+    let mut n = 2;
+    while path.exists() {
+        path = PathBuf::from(format!("{stem}-{n}.{}", format.extension()));
+        n += 1;
+    }
+    path
+}
+
+/// The format of an output: `-f` if given (refused when the output's extension names
+/// another), else the extension's, else `default`.
+fn output_format(f: Option<Format>, output: Option<&std::path::Path>, default: Format) -> Result<Format> {
+    let by_name = output.and_then(Format::from_path);
+    match (f, output) {
+        (Some(f), Some(out)) if !f.fits(out) => bail!(
+            "-f {} does not match the output {} (which names {}): change one of them",
+            format_name(f),
+            out.display(),
+            by_name.map(format_name).unwrap_or("another format")
+        ),
+        (Some(f), _) => Ok(f),
+        (None, _) => Ok(by_name.unwrap_or(default)),
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    use clap::ValueEnum;
+    match f.to_possible_value() {
+        Some(v) => match v.get_name() {
+            "flamegraph" => "flamegraph",
+            "collapsed" => "collapsed",
+            "json" => "json",
+            "opcodes" => "opcodes",
+            "speedscope" => "speedscope",
+            "chrometrace" => "chrometrace",
+            _ => "pprof",
+        },
+        None => "?",
+    }
+}
+
+/// Write bytes to standard output: a closed pipe ends quietly, a full disk is an error.
+fn write_stdout_bytes(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context("cannot write to standard output")),
+    }
 }
 
 fn timestamp() -> String {
@@ -382,14 +471,15 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if args.pid.is_none() && args.command.is_empty() {
         bail!("nothing to profile: give --pid PID or a command after --, e.g. pyprof record -- python app.py");
     }
-    if args.format == Format::Opcodes && !args.sampling.opcodes {
+    let format = output_format(args.format, args.output.as_deref(), Format::Flamegraph)?;
+    if format == Format::Opcodes && !args.sampling.opcodes {
         bail!("-f opcodes needs --opcodes (record the instruction of each sample)");
     }
     // The opcode report is for a terminal: without -o it goes to standard output.
-    let output = match (&args.output, args.format) {
+    let output = match (&args.output, format) {
         (Some(p), _) => Some(p.clone()),
         (None, Format::Opcodes) => None,
-        (None, _) => Some(default_output(&args)),
+        (None, _) => Some(default_output(&args, format)),
     };
     if let Some(output) = &output {
         output::check_writable(output)?;
@@ -412,46 +502,56 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.max_depth = args.sampling.max_depth.max(1);
     req.filter = args.sampling.filter();
     req.subprocesses = args.subprocesses;
-    let mut progress = Progress::new(!args.quiet, args.sampling.rate);
+    let mut progress = Progress::new(!args.quiet, args.sampling.rate, args.duration);
     let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();
-    finish(rec, &args, output.as_deref())
+    finish(rec, &args, format, output.as_deref())
 }
 
 /// A one-line progress display on a terminal: elapsed time, samples, errors, rate.
 struct Progress {
     on: bool,
-    last: Option<Instant>,
+    last: Option<(Instant, u64)>,
     rate: f64,
+    duration: Option<f64>,
 }
 
 impl Progress {
-    fn new(wanted: bool, rate: f64) -> Progress {
+    fn new(wanted: bool, rate: f64, duration: Option<f64>) -> Progress {
         use std::io::IsTerminal;
         Progress {
             on: wanted && std::io::stderr().is_terminal(),
             last: None,
             rate,
+            duration,
         }
     }
 
     fn tick(&mut self, p: &Profile, elapsed: Duration) {
-        if !self.on
-            || self
-                .last
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
-        {
+        let now = Instant::now();
+        let Some((then, before)) = self.last else {
+            self.last = Some((now, p.meta.samples));
+            return;
+        };
+        if !self.on || now.duration_since(then) < Duration::from_millis(500) {
             return;
         }
-        self.last = Some(Instant::now());
-        let secs = elapsed.as_secs_f64().max(1e-9);
+        // The rate over the last half second, not since the start (noisy at first, and
+        // slow to show a change).
+        let window = now.duration_since(then).as_secs_f64().max(1e-3);
+        self.last = Some((now, p.meta.samples));
+        let secs = elapsed.as_secs_f64();
+        let end = match self.duration {
+            Some(d) => format!("{:.0} s left", (d - secs).max(0.0)),
+            None => "Ctrl-C to stop".to_string(),
+        };
         eprint!(
-            "\r\x1b[Kpyprof: {:.1} s, {} samples, {} errors, {:.0} of {} Hz (Ctrl-C to stop)",
+            "\r\x1b[Kpyprof: {:.1} s, {} samples ({:.0}/s at {} Hz), {} errors ({end})",
             secs,
             p.meta.samples,
+            p.meta.samples.saturating_sub(before) as f64 / window,
+            self.rate,
             p.meta.error_count(),
-            p.meta.ticks as f64 / secs,
-            self.rate
         );
     }
 
@@ -476,17 +576,20 @@ impl pyprof::record::Observer for Progress {
 fn finish(
     rec: pyprof::record::Recording,
     args: &RecordArgs,
+    format: Format,
     output: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let data = rec.data;
     let opts = args.labels.render_options();
     match output {
-        Some(path) => output::write(&data, args.format, &opts, path)?,
-        None => output::write_stdout(&data, args.format, &opts)?,
+        Some(path) => output::write(&data, format, &opts, path)?,
+        None => output::write_stdout(&data, format, &opts)?,
     }
-    let written = output
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "report to standard output".into());
+    let written = match output {
+        Some(p) if p.as_os_str() == "-" => "standard output".to_string(),
+        Some(p) => p.display().to_string(),
+        None => "report to standard output".into(),
+    };
     let m = &data.meta;
     let errors = if m.errors.is_empty() {
         "0 failed".to_string()
@@ -494,16 +597,36 @@ fn finish(
         let why: Vec<String> = m.errors.iter().map(|(k, v)| format!("{v} {k}")).collect();
         format!("{} failed: {}", m.error_count(), why.join(", "))
     };
-    let why = match rec.reason {
-        StopReason::Duration => "duration reached",
-        StopReason::Interrupted => "interrupted",
-        StopReason::TargetExited => "target exited",
+    let why = match (rec.reason, rec.exit) {
+        (StopReason::Duration, _) => "duration reached".to_string(),
+        (StopReason::Interrupted, _) => "interrupted".to_string(),
+        (StopReason::TargetExited, Some(e)) => format!("target {e}"),
+        (StopReason::TargetExited, None) => "target exited".to_string(),
     };
-    eprintln!(
-        "pyprof: {} samples in {} ticks over {:.1} s ({why}, {} sampler); {errors}; {} late; wrote {written}",
-        m.samples, m.ticks, m.duration_secs, m.sampler, m.late,
-    );
-    Ok(ExitCode::SUCCESS)
+    if m.sampler == "bpf" {
+        // The kernel times the samples (per thread, on CPU): userspace's wake-ups are
+        // not ticks of the rate, and none can be late.
+        eprintln!(
+            "pyprof: {} samples over {:.1} s ({why}, bpf sampler: CPU time sampled in the kernel at {} Hz); {errors}; wrote {written}",
+            m.samples, m.duration_secs, m.rate_hz,
+        );
+    } else {
+        eprintln!(
+            "pyprof: {} samples in {} ticks over {:.1} s ({why}, {} sampler); {errors}; {} late; wrote {written}",
+            m.samples, m.ticks, m.duration_secs, m.sampler, m.late,
+        );
+    }
+    if m.samples == 0 && rec.dropped_idle > 0 {
+        eprintln!(
+            "pyprof: every thread was idle (waiting) at every sample: nothing was recorded; \
+             --idle keeps idle threads"
+        );
+    }
+    // Launched: end as the target did, as `time` does.
+    Ok(match rec.exit {
+        Some(e) => ExitCode::from(e.code()),
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn load_profile(path: &std::path::Path) -> Result<pyprof::profile::ProfileData> {
@@ -518,24 +641,57 @@ fn load_profile(path: &std::path::Path) -> Result<pyprof::profile::ProfileData> 
             data.format
         );
     }
+    if data.format_version != pyprof::profile::FORMAT_VERSION {
+        bail!(
+            "{} is a pyprof profile of format version {}, which this pyprof ({}) does not read \
+             (it reads version {})",
+            path.display(),
+            data.format_version,
+            env!("CARGO_PKG_VERSION"),
+            pyprof::profile::FORMAT_VERSION
+        );
+    }
+    if let Err(why) = data.check() {
+        bail!("{} is not a valid pyprof profile: {why}", path.display());
+    }
     Ok(data)
 }
 
 fn report(args: ReportArgs) -> Result<ExitCode> {
     let data = load_profile(&args.profile)?;
     let opts = args.labels.render_options();
-    let output = match (&args.output, args.format) {
+    let format = output_format(args.format, args.output.as_deref(), Format::Flamegraph)?;
+    if format == Format::Json && args.labels.any() {
+        bail!(
+            "-f json writes the profile as recorded: --threads, -F, --nolineno, \
+             --full-filenames and --imports apply to the other formats"
+        );
+    }
+    let output = match (&args.output, format) {
         (Some(p), _) => Some(p.clone()),
         (None, Format::Opcodes) | (None, Format::Collapsed) => None,
         (None, f) => Some(args.profile.with_extension(f.extension())),
     };
+    if let Some(path) = &output {
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            std::fs::canonicalize(a).ok().is_some_and(|x| std::fs::canonicalize(b).ok() == Some(x))
+        };
+        if same(path, &args.profile) {
+            bail!(
+                "the output {} is the profile being read: give another -o",
+                path.display()
+            );
+        }
+    }
     match &output {
         Some(path) => {
             output::check_writable(path)?;
-            output::write(&data, args.format, &opts, path)?;
-            eprintln!("pyprof: wrote {}", path.display());
+            output::write(&data, format, &opts, path)?;
+            if path.as_os_str() != "-" {
+                eprintln!("pyprof: wrote {}", path.display());
+            }
         }
-        None => output::write_stdout(&data, args.format, &opts)?,
+        None => output::write_stdout(&data, format, &opts)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -555,13 +711,11 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
             annotate::write_text(&data, &listings, w, style)
         }
     };
-    match &args.output {
-        Some(path) => {
-            output::check_writable(path)?;
-            output::write_atomic(path, render)?;
-            eprintln!("pyprof: wrote {}", path.display());
-        }
-        None => render(&mut std::io::stdout().lock())?,
+    let path = args.output.clone().unwrap_or_else(|| PathBuf::from("-"));
+    output::check_writable(&path)?;
+    output::write_atomic(&path, render)?;
+    if path.as_os_str() != "-" {
+        eprintln!("pyprof: wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -603,18 +757,49 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn top(args: TopArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let target = match (args.pid, args.command.is_empty()) {
+        (Some(pid), _) => pyprof::record::Target::Pid(pid),
+        (None, false) => pyprof::record::Target::Command(args.command.clone()),
+        (None, true) => {
+            bail!("pyprof top: give a process (--pid PID) or a command to launch (-- python app.py)")
+        }
+    };
+    // Said before a command is launched for nothing.
+    if !std::io::stdout().is_terminal() {
+        bail!("pyprof top needs a terminal: standard output is not one (use pyprof record to write a profile)");
+    }
     let max_depth = args.sampling.max_depth.max(1);
-    let mut session =
-        Session::attach(args.pid, max_depth, args.sampling.opcodes).map_err(anyhow::Error::from)?;
-    session.filter = args.sampling.filter();
+    let mut req = pyprof::record::Request::new(target);
+    req.rate_hz = args.sampling.rate;
+    req.opcodes = args.sampling.opcodes;
+    req.max_depth = max_depth;
+    req.filter = args.sampling.filter();
+    req.sampler = args.sampling.choice()?;
+    let stop = AtomicBool::new(false);
+    struct Say;
+    impl pyprof::record::Observer for Say {
+        fn note(&mut self, line: &str) {
+            eprintln!("pyprof: {line}");
+        }
+    }
+    let started = pyprof::record::start(&req, &stop, &mut Say)?;
+    let mut guard = started.guard;
+    if !started.found {
+        guard.finish();
+        match guard.exit() {
+            Some(e) => bail!("{} {e} before running any Python", started.label),
+            None => bail!("{} ended before running any Python", started.label),
+        }
+    }
+    let session = &started.targets.sessions[0];
     if args.sampling.gil && !session.sampler.walker.has_gil() {
         bail!(
             "--gil: Python {} has no GIL to follow (free-threaded build)",
             session.runtime.version
         );
     }
-    let opened =
-        sampler::open(args.sampling.choice()?, args.sampling.rate).map_err(anyhow::Error::msg)?;
+    let opened = sampler::open(req.sampler, args.sampling.rate).map_err(anyhow::Error::msg)?;
     if let Some(note) = &opened.note {
         eprintln!("pyprof: {note}");
     }
@@ -625,16 +810,25 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         opcodes: args.sampling.opcodes,
         max_depth,
     };
+    let target_label = match args.pid {
+        Some(pid) if session.pid == pid => format!("pid {pid} ({})", short_cmdline(pid)),
+        _ => format!("pid {} ({})", session.pid, short_cmdline(session.pid)),
+    };
     let opts = pyprof::top::TopOptions {
         rate_hz: args.sampling.rate,
         sampler: opened.kind,
         opcodes: args.sampling.opcodes,
-        target_label: format!("pid {} ({})", args.pid, short_cmdline(args.pid)),
+        target_label,
     };
-    let sampler = sampler::Sampler::new(sampler::Targets::new(session), opened, &config)
+    let sampler = sampler::Sampler::new(started.targets, opened, &config)
         .map_err(anyhow::Error::msg)?;
-    pyprof::top::run(sampler, opts)?;
-    Ok(ExitCode::SUCCESS)
+    let result = pyprof::top::run(sampler, opts);
+    guard.finish();
+    result?;
+    Ok(match guard.exit() {
+        Some(e) => ExitCode::from(e.code()),
+        None => ExitCode::SUCCESS,
+    })
 }
 
 /// The command line with the program's folder left out: "python3.12 app.py --flag".

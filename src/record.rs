@@ -53,6 +53,55 @@ pub struct Recording {
     pub reason: StopReason,
     /// Lines to show the user before the summary (sampler fallback, warnings).
     pub notes: Vec<String>,
+    /// How a launched command ended, when it ended by itself (not stopped by pyprof).
+    pub exit: Option<Exit>,
+    /// Thread stacks left out because the thread was idle.
+    pub dropped_idle: u64,
+}
+
+/// How a launched process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    fn of(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(0),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+
+    /// The exit status to end with: the command's, or 128 + the signal, as a shell does.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Code(c) => (c & 0xff) as u8,
+            Exit::Signal(s) => (128 + s).clamp(0, 255) as u8,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Exit::Code(0) => write!(f, "exited"),
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(s)
+                    .map(|sig| sig.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {s}"));
+                write!(f, "was killed by {name}")
+            }
+        }
+    }
 }
 
 /// Called while recording: after every tick (progress), and once with a line to show
@@ -66,8 +115,21 @@ pub trait Observer {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-/// Record `req` until it is done (duration, target exit) or `stop` is set.
-pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Recording> {
+/// A target found and attached: its sessions, the launched child (if any) and the label
+/// to show for it.
+pub struct Started {
+    pub targets: sampler::Targets,
+    pub guard: ChildGuard,
+    /// The pid given or launched (the Python may be a descendant of it).
+    pub pid: i32,
+    pub label: String,
+    /// False when it ended (or Ctrl-C) before any Python ran in it.
+    pub found: bool,
+}
+
+/// Attach to `req.target` or launch it, and wait for its Python (the process itself or a
+/// descendant).
+pub fn start(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Started> {
     let max_depth = req.max_depth.max(1);
     let mut child: Option<Child> = None;
     let (pid, target_label) = match &req.target {
@@ -91,24 +153,51 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             (pid, shown.join(" "))
         }
     };
-    let mut guard = ChildGuard(child);
-    let session = match guard.0.as_mut() {
-        None => Session::attach(pid, max_depth, req.opcodes).map_err(anyhow::Error::from)?,
-        Some(c) => match wait_for_python(c, max_depth, req.opcodes, stop)? {
-            Some(s) => s,
-            None => {
-                // Exited before Python started: an empty profile all the same.
-                let meta = base_meta(req, pid, &target_label, None, "none");
-                return Ok(Recording {
-                    data: Profile::new(meta).to_data(),
-                    reason: StopReason::TargetExited,
-                    notes: Vec::new(),
-                });
-            }
-        },
-    };
-    let mut session = session;
-    session.filter = req.filter;
+    let mut guard = ChildGuard { child, exit: None };
+    let mut targets = sampler::Targets::empty(pid, max_depth, req.opcodes, req.filter);
+    targets.follow_children = req.subprocesses;
+    let found = find_python(&mut guard, &mut targets, pid, max_depth, req.opcodes, stop, obs)?;
+    if found {
+        for s in &mut targets.sessions {
+            s.filter = req.filter;
+        }
+        targets.label_processes();
+    }
+    Ok(Started {
+        targets,
+        guard,
+        pid,
+        label: target_label,
+        found,
+    })
+}
+
+/// Record `req` until it is done (duration, target exit) or `stop` is set.
+pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Recording> {
+    let max_depth = req.max_depth.max(1);
+    let Started {
+        targets,
+        mut guard,
+        pid,
+        label: target_label,
+        found,
+    } = start(req, stop, obs)?;
+    if !found {
+        // Exited (or stopped) before any Python ran in it.
+        let meta = base_meta(req, pid, &target_label, None, "none");
+        guard.finish();
+        if let Some(e) = guard.exit.filter(|e| !e.success()) {
+            bail!("{target_label} {e} before running any Python: nothing was profiled");
+        }
+        return Ok(Recording {
+            data: Profile::new(meta).to_data(),
+            reason: StopReason::TargetExited,
+            notes: Vec::new(),
+            exit: guard.exit,
+            dropped_idle: 0,
+        });
+    }
+    let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
         bail!(
             "--gil: Python {} has no GIL to follow (free-threaded build)",
@@ -122,7 +211,17 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         notes.push(n.clone());
     }
     let kind = opened.kind;
-    let meta = base_meta(req, pid, &target_label, Some(&session), kind.name());
+    // What was profiled: the Python process (the given one, or its descendant).
+    let label = if session.pid == pid {
+        target_label.clone()
+    } else {
+        format!(
+            "{target_label} → pid {} ({})",
+            session.pid,
+            crate::process::live::cmdline(session.pid)
+        )
+    };
+    let meta = base_meta(req, session.pid, &label, Some(session), kind.name());
     let mut profile = Profile::new(meta);
     if req.opcodes && session.sampler.code.opcode_table().is_none() {
         let v = &session.runtime.version;
@@ -144,12 +243,10 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         opcodes: req.opcodes,
         max_depth,
     };
-    let mut targets = sampler::Targets::new(session);
-    targets.follow_children = req.subprocesses;
     let mut sampler =
         sampler::Sampler::new(targets, opened, &config).map_err(anyhow::Error::msg)?;
     let mut liveness = crate::process::live::Liveness::new(pid);
-    let mut alive = || match guard.0.as_mut() {
+    let mut alive = || match guard.child.as_mut() {
         Some(c) => matches!(c.try_wait(), Ok(None)),
         None => liveness.alive(),
     };
@@ -190,9 +287,11 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             "tier-2 executors were active: {executor} frames executed ENTER_EXECUTOR"
         ));
     }
+    let dropped_idle = sampler.targets.sessions.iter().map(|s| s.dropped_idle).sum::<u64>()
+        + sampler.dropped_idle_of_gone;
     let mut data = profile.to_data();
     if req.opcodes {
-        if let Some(root) = sampler.targets.sessions.first() {
+        if let Some(root) = sampler.primary() {
             data.code = root.code_snapshots(&data);
         }
     }
@@ -202,31 +301,58 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         data,
         reason,
         notes,
+        exit: guard.exit,
+        dropped_idle,
     })
 }
 
-/// A child we launched: never left running behind us.
-struct ChildGuard(Option<Child>);
+/// A child we launched: never left running behind us. Its exit status is kept when it
+/// ended by itself.
+pub struct ChildGuard {
+    child: Option<Child>,
+    exit: Option<Exit>,
+}
 
 impl ChildGuard {
-    fn finish(&mut self) {
-        let Some(mut c) = self.0.take() else {
+    /// Whether the launched child still runs (true when nothing was launched).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// How the child ended, once `finish` saw it end by itself.
+    pub fn exit(&self) -> Option<Exit> {
+        self.exit
+    }
+
+    /// Stop the child if it still runs (SIGTERM, then SIGKILL after 2 s) and keep its
+    /// exit status if it had ended by itself.
+    pub fn finish(&mut self) {
+        let Some(mut c) = self.child.take() else {
             return;
         };
-        if let Ok(None) = c.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        match c.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(Exit::of(status));
+                return;
             }
-            let _ = c.kill();
+            Ok(None) => {}
+            Err(_) => return,
         }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
         let _ = c.wait();
     }
 }
@@ -289,48 +415,81 @@ fn base_meta(req: &Request, pid: i32, target: &str, s: Option<&Session>, sampler
     }
 }
 
-/// Wait until a launched child runs an initialised Python; None if it exits first.
-fn wait_for_python(
-    child: &mut Child,
+/// Find the Python to profile: the process itself, or (a launcher, a shell script) its
+/// Python descendants: the first one, or all of them with --subprocesses. A launched
+/// command gets 60 s to start a Python; a process given by pid is waited on until it
+/// ends or Ctrl-C. False if it ended (or Ctrl-C) first.
+fn find_python(
+    guard: &mut ChildGuard,
+    targets: &mut sampler::Targets,
+    pid: i32,
     max_depth: usize,
     opcodes: bool,
     stop: &AtomicBool,
-) -> Result<Option<Session>> {
-    let pid = child.id() as i32;
+    obs: &mut dyn Observer,
+) -> Result<bool> {
     let own_exe = std::fs::read_link("/proc/self/exe").ok();
     let start = Instant::now();
+    let launched = guard.child.is_some();
     let mut exec_seen: Option<Instant> = None;
+    let mut root_is_python = true;
+    let mut said = false;
     loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Ok(None);
+        let ended = match guard.child.as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => !crate::process::live::is_alive(pid),
+        };
+        if ended || stop.load(Ordering::SeqCst) {
+            return Ok(false);
         }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe.is_some() && exe != own_exe {
-            let since = *exec_seen.get_or_insert_with(Instant::now);
-            match Session::attach(pid, max_depth, opcodes) {
-                Ok(s) if s.ready() => return Ok(Some(s)),
-                Ok(_) => {}
-                Err(e @ DiscoverError::NotPython { .. })
-                | Err(e @ DiscoverError::Unsupported { .. }) => {
-                    // Shared libraries are mapped by the loader right after exec.
-                    if since.elapsed() > Duration::from_secs(2) {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(e.into());
+        if root_is_python {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            // Launched: wait for the exec (the child runs our own binary until then).
+            if exe.is_some() && (!launched || exe != own_exe) {
+                let since = *exec_seen.get_or_insert_with(Instant::now);
+                match Session::attach(pid, max_depth, opcodes) {
+                    Ok(s) if s.ready() => {
+                        let mut s = s;
+                        s.prime();
+                        targets.sessions.push(s);
+                        return Ok(true);
                     }
+                    Ok(_) => {}
+                    Err(e @ DiscoverError::NotPython { .. }) => {
+                        // Shared libraries are mapped by the loader right after exec; past
+                        // that, it is not Python: its descendants may be.
+                        if !launched || since.elapsed() > Duration::from_millis(300) {
+                            root_is_python = false;
+                            if !launched {
+                                obs.note(&format!(
+                                    "{e}: following its Python descendants instead"
+                                ));
+                                said = true;
+                            }
+                        }
+                    }
+                    Err(e @ DiscoverError::Unsupported { .. })
+                    | Err(e @ DiscoverError::PermissionDenied(..))
+                    | Err(e @ DiscoverError::NoSuchProcess(..)) => return Err(e.into()),
+                    Err(DiscoverError::NotReady(_)) => {}
                 }
-                Err(e @ DiscoverError::PermissionDenied(..)) => return Err(e.into()),
-                Err(_) => {}
+            }
+        } else {
+            targets.scan_children();
+            if !targets.sessions.is_empty() {
+                return Ok(true);
+            }
+            if !said && start.elapsed() > Duration::from_secs(2) {
+                obs.note(&format!(
+                    "process {pid} ({}) runs no Python yet: waiting for a Python descendant",
+                    crate::process::live::cmdline(pid)
+                ));
+                said = true;
             }
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if launched && start.elapsed() > Duration::from_secs(60) {
             bail!("the command did not start a Python interpreter within 60 s");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }

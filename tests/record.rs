@@ -43,7 +43,7 @@ fn known_blocked_stack_has_exact_names_lines_and_call_offsets() {
                     if spin {
                         args.push("--no-idle");
                     }
-                    let (p, _) = record_json(target.pid, 0.3, &args);
+                    let (p, _, cpu) = record_json_cpu(target.pid, 0.3, &args);
                     let what = format!(
                         "{sampler}{}{}",
                         if opcodes { " --opcodes" } else { "" },
@@ -51,10 +51,16 @@ fn known_blocked_stack_has_exact_names_lines_and_call_offsets() {
                     );
                     let all = stacks(&p);
                     // 200 Hz for 0.3 s: one sample per tick of the one thread (asleep and
-                    // kept by --idle, or on a CPU).
-                    if p.meta.samples * 10 < p.meta.ticks * 9 || p.meta.ticks < 40 {
+                    // kept by --idle, or on a CPU; bpf samples only a thread on a CPU, so
+                    // spinning it gets the rate times the CPU time it had).
+                    let need = if spin {
+                        min_samples(sampler, 200.0, p.meta.ticks as f64 / 200.0, cpu)
+                    } else {
+                        0.9 * p.meta.ticks as f64
+                    };
+                    if (p.meta.samples as f64) < need || p.meta.ticks < 40 {
                         return Err(format!(
-                            "{what}: {} samples in {} ticks",
+                            "{what}: {} samples in {} ticks (need {need:.0}; target CPU {cpu:.2} s)",
                             p.meta.samples, p.meta.ticks
                         ));
                     }

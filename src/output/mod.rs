@@ -118,13 +118,61 @@ pub fn no_color_unset() -> bool {
 
 /// Render a profile in `format` to `path` (atomically).
 pub fn write(data: &ProfileData, format: Format, opts: &RenderOptions, path: &Path) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return write_stdout(data, format, opts);
+    }
     write_atomic(path, |w| render(data, format, opts, w, TextStyle::file()))
 }
 
-/// Render to standard output (for terminal formats), fitted to the terminal.
+impl Format {
+    /// The format a file name asks for by its extension, if it names one.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let f = if name.ends_with(".speedscope.json") {
+            Format::Speedscope
+        } else if name.ends_with(".trace.json") || name.ends_with(".chrometrace.json") {
+            Format::Chrometrace
+        } else if name.ends_with(".json") {
+            Format::Json
+        } else if name.ends_with(".svg") {
+            Format::Flamegraph
+        } else if name.ends_with(".pb.gz") || name.ends_with(".pprof") {
+            Format::Pprof
+        } else if name.ends_with(".collapsed") || name.ends_with(".folded") {
+            Format::Collapsed
+        } else if name.ends_with(".txt") {
+            // A .txt is text: collapsed stacks, or the opcode report when asked for.
+            Format::Collapsed
+        } else {
+            return None;
+        };
+        Some(f)
+    }
+
+    /// Do `-f self` and an output named `path` agree (a .txt takes either text
+    /// format)?
+    pub fn fits(self, path: &Path) -> bool {
+        match Format::from_path(path) {
+            None => true,
+            Some(Format::Collapsed) if path.to_string_lossy().to_ascii_lowercase().ends_with(".txt") => {
+                matches!(self, Format::Collapsed | Format::Opcodes)
+            }
+            Some(f) => f == self,
+        }
+    }
+}
+
+/// Render to standard output (for terminal formats), fitted to the terminal. A closed
+/// pipe (`| head`) ends quietly.
 pub fn write_stdout(data: &ProfileData, format: Format, opts: &RenderOptions) -> Result<()> {
     let stdout = std::io::stdout();
-    render(data, format, opts, &mut stdout.lock(), TextStyle::stdout())
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    let r = render(data, format, opts, &mut w, TextStyle::stdout())
+        .and_then(|()| w.flush().map_err(anyhow::Error::from));
+    match r {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        r => r,
+    }
 }
 
 /// Render a profile in `format` (the style applies to the opcode report only).
@@ -157,17 +205,69 @@ pub fn render(
     }
 }
 
-/// Check before sampling that `path` can be written: not a directory, its folder exists
-/// and accepts a new file.
-pub fn check_writable(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        bail!("cannot write output {}: it is a directory", path.display());
+/// Where an output goes: standard output (`-`), a regular file (written to a temporary
+/// name and renamed, so it is never half-written), or something else that exists — a
+/// device, a FIFO, or a symlink to one of those — written in place, never replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    File(PathBuf),
+    InPlace(PathBuf),
+}
+
+impl Destination {
+    pub fn of(path: &Path) -> Destination {
+        if path.as_os_str() == "-" {
+            return Destination::Stdout;
+        }
+        // A symlink is followed: what matters is what it points at.
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() && !m.is_dir() => Destination::InPlace(path.to_path_buf()),
+            Ok(_) => Destination::File(real_file(path)),
+            Err(_) => Destination::File(path.to_path_buf()),
+        }
     }
-    let tmp = temp_path(path);
-    std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot write output {}", path.display()))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(())
+}
+
+/// A regular file behind `path`: the file a symlink points at (so that the symlink
+/// stays a symlink when the file is replaced).
+fn real_file(path: &Path) -> PathBuf {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Check before sampling that `path` can be written: not a directory, its folder exists
+/// and accepts a new file (or, for a device or FIFO, that it opens for writing).
+pub fn check_writable(path: &Path) -> Result<()> {
+    match Destination::of(path) {
+        Destination::Stdout => Ok(()),
+        Destination::InPlace(p) => {
+            // A FIFO would block until a reader comes: only its permissions are checked.
+            let m = std::fs::metadata(&p)
+                .with_context(|| format!("cannot write output {}", p.display()))?;
+            use std::os::unix::fs::FileTypeExt;
+            if m.file_type().is_fifo() {
+                return Ok(());
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot write output {}", p.display()))?;
+            Ok(())
+        }
+        Destination::File(p) => {
+            if p.is_dir() {
+                bail!("cannot write output {}: it is a directory", p.display());
+            }
+            let tmp = temp_path(&p);
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write output {}", p.display()))?;
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+    }
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -178,23 +278,64 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.pyprof-{}.tmp", std::process::id()))
 }
 
-/// Write through a temporary file in the same folder, then rename over `path`.
+/// Write `path` with `f`: a regular file through a temporary file in the same folder,
+/// then renamed over it; a device or FIFO in place; `-` to standard output. A full disk
+/// (or /dev/full) is an error that says so; a closed pipe ends quietly (the reader has
+/// what it wanted).
 pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write output {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        f(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all().ok();
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot write output {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let dest = Destination::of(path);
+    let shown = path.display().to_string();
+    let fail = |e: anyhow::Error| -> Result<()> {
+        if is_broken_pipe(&e) {
+            return Ok(());
+        }
+        Err(e.context(format!("cannot write output {shown}")))
+    };
+    match dest {
+        Destination::Stdout => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            match f(&mut w).and_then(|()| w.flush().map_err(anyhow::Error::from)) {
+                Ok(()) => Ok(()),
+                Err(e) => fail(e),
+            }
+        }
+        Destination::InPlace(p) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot write output {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            match f(&mut w).and_then(|()| w.flush().map_err(anyhow::Error::from)) {
+                Ok(()) => Ok(()),
+                Err(e) => fail(e),
+            }
+        }
+        Destination::File(p) => {
+            let tmp = temp_path(&p);
+            let result = (|| {
+                let file = std::fs::File::create(&tmp)?;
+                let mut w = std::io::BufWriter::new(file);
+                f(&mut w)?;
+                let file = w.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all().ok();
+                std::fs::rename(&tmp, &p)?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result.or_else(fail)
+        }
     }
-    result
+}
+
+/// Is this error a write to a closed pipe (EPIPE)?
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// File names as labels show them: [`short_filename`], plus relative to the main

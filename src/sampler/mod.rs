@@ -166,9 +166,14 @@ pub struct Sampler {
     registered: std::collections::HashSet<i32>,
     max_depth: usize,
     opcodes: bool,
-    /// Memory reads and system calls of sessions that ended.
+    /// Memory reads, system calls and idle threads of sessions that ended.
     pub reads_of_gone: u64,
     pub syscalls_of_gone: u64,
+    pub dropped_idle_of_gone: u64,
+    /// The first target, kept when its process ends: its code objects' bytecode is what
+    /// the profile's code snapshots are made of.
+    primary_pid: Option<i32>,
+    primary_gone: Option<Box<Session>>,
 }
 
 impl Sampler {
@@ -182,7 +187,11 @@ impl Sampler {
             opcodes: config.opcodes,
             reads_of_gone: 0,
             syscalls_of_gone: 0,
+            dropped_idle_of_gone: 0,
+            primary_pid: None,
+            primary_gone: None,
         };
+        s.primary_pid = s.targets.sessions.first().map(|x| x.pid);
         for session in &mut s.targets.sessions {
             session.prime();
         }
@@ -258,11 +267,24 @@ impl Sampler {
         let mut s = self.targets.sessions.remove(i);
         self.reads_of_gone += s.mem.read_calls();
         self.syscalls_of_gone += s.syscalls();
+        self.dropped_idle_of_gone += s.dropped_idle;
         if let Some(bpf) = self.bpf.as_mut() {
             bpf.remove_target(s.pid);
             s.forget_bpf_threads(bpf);
             self.registered.remove(&s.pid);
         }
+        if Some(s.pid) == self.primary_pid {
+            self.primary_gone = Some(Box::new(s));
+        }
+    }
+
+    /// The first target's session, running or ended.
+    pub fn primary(&self) -> Option<&Session> {
+        self.targets
+            .sessions
+            .iter()
+            .find(|s| Some(s.pid) == self.primary_pid)
+            .or(self.primary_gone.as_deref())
     }
 }
 
@@ -288,12 +310,19 @@ pub fn record(
     // bpf without --idle: the kernel samples at the rate; userspace only drains the ring
     // buffer, which it need not do at the rate (every wake-up costs the profiler CPU).
     let period = Duration::from_secs_f64(1.0 / config.rate_hz);
-    let period = if sampler.kind == SamplerKind::Bpf
-        && sampler.targets.sessions.iter().all(|s| !s.filter.idle)
-    {
+    let drain_only =
+        sampler.kind == SamplerKind::Bpf && sampler.targets.sessions.iter().all(|s| !s.filter.idle);
+    let period = if drain_only {
         period.max(BPF_DRAIN_EVERY)
     } else {
         period
+    };
+    // A tick is a sampling instant of the rate, whoever takes it: when the kernel samples,
+    // the instants elapsed (not the drains) are the ticks.
+    let kernel_ticks = |profile: &mut Profile, start: Instant| {
+        if drain_only {
+            profile.meta.ticks = (start.elapsed().as_secs_f64() * config.rate_hz) as u64;
+        }
     };
     let start = Instant::now();
     let mut k: u64 = 0;
@@ -308,9 +337,6 @@ pub fn record(
                 let end = start + d;
                 sleep_until(end, stop);
                 // The kernel's samples of the last period.
-                if sampler.kind == SamplerKind::Bpf {
-                    record_errors(sampler, profile, alive);
-                }
                 break StopReason::Duration;
             }
         }
@@ -325,18 +351,26 @@ pub fn record(
             if behind >= 1.0 {
                 // Skip the ticks we can no longer take on time, and count them.
                 let skip = behind.floor() as u64;
-                profile.meta.late += skip;
+                if !drain_only {
+                    // (A late drain loses nothing: the kernel sampled on time.)
+                    profile.meta.late += skip;
+                }
                 k += skip;
                 continue;
             }
         }
         k += 1;
         profile.meta.ticks += 1;
-        if record_errors(sampler, profile, alive) {
+        if record_errors(sampler, profile, alive, k % 16 == 0) {
             break StopReason::TargetExited;
         }
         on_tick(profile, start.elapsed());
     };
+    if sampler.kind == SamplerKind::Bpf && reason != StopReason::TargetExited {
+        // The kernel's samples since the last drain (Ctrl-C and the duration's end alike).
+        record_errors(sampler, profile, alive, true);
+    }
+    kernel_ticks(profile, start);
     profile.meta.duration_secs = start.elapsed().as_secs_f64();
     profile.meta.memory_reads = sampler.reads_of_gone
         + sampler
@@ -366,32 +400,44 @@ fn record_errors(
     sampler: &mut Sampler,
     profile: &mut Profile,
     alive: &mut dyn FnMut() -> bool,
+    check: bool,
 ) -> bool {
     let results = sampler.tick(profile);
+    let root = sampler.targets.root;
+    let primary = sampler.targets.sessions.first().map(|s| s.pid);
     let mut gone = Vec::new();
+    let mut root_gone = false;
     for (i, errors) in results {
-        if i == 0 {
-            if !errors.is_empty() || profile.meta.ticks % 16 == 0 {
-                if !alive() {
-                    // Reads failed because the target is gone: not the profiler's failure.
-                    return true;
-                }
-            }
-        } else if (!errors.is_empty() || profile.meta.ticks % 16 == 0)
-            && !crate::process::live::is_alive(sampler.targets.sessions[i].pid)
-        {
-            // A child that ended is dropped, its samples kept.
+        if errors.is_empty() && !check {
+            continue;
+        }
+        let pid = sampler.targets.sessions[i].pid;
+        let dead = if pid == root {
+            !alive()
+        } else {
+            !crate::process::live::is_alive(pid)
+        };
+        if dead {
+            // Reads failed because the process is gone: not the profiler's failure. Its
+            // samples stay.
             gone.push(i);
+            root_gone |= pid == root;
             continue;
         }
         for e in errors {
             profile.add_error(e.to_string());
         }
     }
+    let primary_gone = gone.iter().any(|&i| Some(sampler.targets.sessions[i].pid) == primary);
     for i in gone.into_iter().rev() {
         sampler.remove(i);
     }
-    false
+    if root_gone || (check && !alive()) {
+        return true;
+    }
+    // Without --subprocesses the profiled Python is the target: when it ends, so does
+    // the recording (the root may be a launcher that lingers).
+    primary_gone && !sampler.targets.follow_children
 }
 
 /// Sleep until `deadline`, waking early (within 50 ms) when `stop` is set.

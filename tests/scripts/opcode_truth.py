@@ -1,6 +1,11 @@
 # Hot loops for argv[1] seconds; then the program writes its own view of its bytecode
 # (dis.get_instructions(code, adaptive=True) on 3.11+, plain dis before) to argv[2], the
-# ground truth pyprof's opcode capture is checked against.
+# ground truth pyprof's opcode capture is checked against. Some specialized instructions
+# change while the program runs (3.11's CALL of a comprehension flips between
+# CALL_ADAPTIVE and CALL_PY_EXACT_ARGS): on 3.11+ the program also keeps every version of
+# its live bytecode (co._co_code_adaptive, a cheap copy, taken between the loops every
+# 0.1 s) and lists every name an instruction had as "opnames" (dis._all_opname of the
+# byte at the offset), the last one as "opname".
 import dis
 import json
 import sys
@@ -76,15 +81,31 @@ def instructions(code):
     return [{"offset": i.offset, "opname": i.opname, "base": base.get(i.offset, i.opname)} for i in live]
 
 
-def truth(extra):
+def all_codes(extra):
     out = []
     for top in [f.__code__ for f in FUNCS] + extra:
-        for code in code_objects(top):
-            out.append({
-                "function": getattr(code, "co_qualname", code.co_name),
-                "first_line": code.co_firstlineno,
-                "instructions": instructions(code),
-            })
+        out.extend(code_objects(top))
+    return out
+
+
+def truth(extra, seen):
+    out = []
+    for code in all_codes(extra):
+        rows = instructions(code)
+        for row in rows:
+            names = [row["opname"]]
+            for raw in seen.get(code, ()):
+                off = row["offset"]
+                if off < len(raw):
+                    name = dis._all_opname[bytearray(raw)[off]]
+                    if name not in names:
+                        names.append(name)
+            row["opnames"] = names
+        out.append({
+            "function": getattr(code, "co_qualname", code.co_name),
+            "first_line": code.co_firstlineno,
+            "instructions": rows,
+        })
     return out
 
 
@@ -95,14 +116,24 @@ def main(seconds, path):
     points = [Point(float(i), float(i % 7)) for i in range(200)]
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    codes = all_codes(extra)
+    live = sys.version_info >= (3, 11)
+    seen = dict((c, []) for c in codes)
     end = time.time() + seconds
+    look = 0.0
     while time.time() < end:
         attr_loop(points)
         int_loop(500)
         call_loop(300)
         comp(300)
+        if live and time.time() >= look:
+            for c in codes:
+                raw = c._co_code_adaptive
+                if raw not in seen[c]:
+                    seen[c].append(raw)
+            look = time.time() + 0.1
     with open(path, "w") as f:
-        json.dump(truth(extra), f)
+        json.dump(truth(extra, seen), f)
 
 
 main(float(sys.argv[1]), sys.argv[2])
