@@ -5,7 +5,9 @@
 # the README a student reads first (each lesson's own docstring, the four versions side
 # by side). Never edit the outputs by hand: run this script.
 #
-# Only flamegraphs/lessons/ changes (and target/, for the build). Programs for the
+# Only flamegraphs/lessons/ and the demo's outputs (flamegraphs/demo.svg and
+# flamegraphs/demo-opcodes.txt, through scripts/demo.sh) change (and target/, for the
+# build). Programs for the
 # Debian sid chroot (3.14, 3.15) are copied to /opt/sid/tmp/pyprof-gallery/.
 #
 # To add a version, add a `label=command` entry to VERSIONS (a free-threaded build as
@@ -24,6 +26,7 @@ VERSIONS=(
 SECONDS_PER_RUN=3
 cargo build --release --quiet
 bin=target/release/pyprof
+bash scripts/demo.sh flamegraphs
 out=flamegraphs/lessons
 mkdir -p "$out"
 # Only what this run writes stays in the gallery.

@@ -12,6 +12,8 @@
 #   chromium     Debian's `chromium` package (apt-get, when missing), run headless by
 #                tests/teaching.rs to check that rendered flamegraphs and annotate pages
 #                show function names (tests/scripts/check_rendered.mjs drives it).
+#   go           Debian's `golang-go` (apt-get, when missing): tests/formats.rs reads
+#                pprof output with `go tool pprof`, the reader pprof users have.
 #
 # Idempotent: a stamp records what was installed, so a second run is a quick no-op.
 # Tools go to $PYPROF_TEST_TOOLS, else /opt/pyprof-tools when writable, else
@@ -23,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 SPEEDSCOPE_VERSION=1.25.0
 PY_PKGS=(jsonschema==4.26.0 grpcio-tools==1.85.1)
-STAMP_TEXT="v2 speedscope@$SPEEDSCOPE_VERSION ${PY_PKGS[*]} chromium"
+STAMP_TEXT="v3 speedscope@$SPEEDSCOPE_VERSION ${PY_PKGS[*]} chromium golang-go"
 
 log() { echo "install-test-tools: $*" >&2; }
 
@@ -115,11 +117,35 @@ if [[ -z $CHROMIUM ]]; then
   [[ -n $CHROMIUM ]] || log "chromium not installed (needs root and apt-get): rendering tests will SKIP"
 fi
 
+# --- go (Debian's golang-go, for `go tool pprof`) ------------------------------------
+find_go() {
+  local c
+  for c in ${PYPROF_GO:-} go /usr/lib/go/bin/go; do
+    if command -v "$c" >/dev/null 2>&1; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+GO=$(find_go || true)
+if [[ -z $GO ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "apt-get install golang-go"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends golang-go >&2; then
+      apt-get -o DPkg::Lock::Timeout=600 update >&2 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends golang-go >&2 || true
+    fi
+    GO=$(find_go || true)
+  fi
+  [[ -n $GO ]] || log "golang-go not installed (needs root and apt-get): the go tool pprof check will SKIP"
+fi
+
 cat >"$DIR/tools.env" <<EOF
 PYTHON=$VENV/bin/python
 SPEEDSCOPE_DIR=$SS
 NODE=$NODE
 CHROMIUM=$CHROMIUM
+GO=$GO
 EOF
 echo "$STAMP_TEXT" >"$DIR/.stamp"
 log "done in $DIR"

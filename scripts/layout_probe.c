@@ -282,6 +282,12 @@ int main(void)
     NONE("code_array_entries");
 #endif
     P("code_flags", offsetof(PyCodeObject, co_flags));
+    P("code_argcount", offsetof(PyCodeObject, co_argcount));
+#if PY_MAJOR_VERSION >= 3
+    P("code_kwonlyargcount", offsetof(PyCodeObject, co_kwonlyargcount));
+#else
+    NONE("code_kwonlyargcount");
+#endif
 #if PY_VERSION_HEX >= 0x030C0000
     P("code_monitoring", offsetof(PyCodeObject, _co_monitoring));
     P("monitoring_lines", offsetof(_PyCoMonitoringData, lines));

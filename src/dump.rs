@@ -6,10 +6,10 @@ use crate::code::{read_c_string, read_str};
 use crate::process::threads::ThreadStates;
 use crate::process::Memory;
 use crate::profile::Frame;
-use crate::runtime::layout::Layout;
+use crate::runtime::layout::{Layout, StringKind};
 use crate::runtime::objects::Objects;
 use crate::sampler::Session;
-use crate::walker::{RawThread, WalkError};
+use crate::walker::RawThread;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -27,16 +27,34 @@ pub struct ThreadDump {
     pub name: Option<String>,
     /// "running", "idle" (waiting), "stopped", or "unknown", from the OS.
     pub state: String,
-    /// Holds the GIL at the moment of the dump.
-    pub gil: bool,
-    /// Frames, innermost first.
-    pub frames: Vec<Frame>,
-    /// With `--locals`: per frame (same order), its local variables as (name, value).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub locals: Vec<Vec<(String, String)>>,
+    /// Holds the GIL at the moment of the dump; `null` where there is no GIL (a
+    /// free-threaded build).
+    pub gil: Option<bool>,
+    /// Frames, innermost first (in the text too).
+    pub frames: Vec<DumpFrame>,
     /// Why the stack could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A frame of a dump: where it is and, with `--locals`, its arguments and locals.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpFrame {
+    #[serde(flatten)]
+    pub frame: Frame,
+    /// With `--locals`: the frame's arguments (first, `arg: true`) and local variables
+    /// bound at the moment of the dump, in the code object's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<Local>,
+}
+
+/// A local variable (or argument) and a short text of its value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Local {
+    pub name: String,
+    pub value: String,
+    /// A parameter of the function (positional, keyword-only, *args or **kwargs).
+    pub arg: bool,
 }
 
 /// The whole dump.
@@ -44,6 +62,9 @@ pub struct ThreadDump {
 pub struct Dump {
     pub pid: i32,
     pub python_version: String,
+    /// The target's working directory (for shortened file names), when known.
+    #[serde(skip)]
+    pub cwd: String,
     pub threads: Vec<ThreadDump>,
 }
 
@@ -64,13 +85,14 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
     let states = os.snapshot();
     // Every thread paused (a stopped target is paused already: its group stop is seen
     // for what it is, and it stays stopped after).
-    let _lock = if blocking {
-        Some(crate::process::ptrace::pause_all(session.pid).map_err(|e| {
-            anyhow::anyhow!("cannot pause process {}: {}", session.pid, e.desc())
-        })?)
-    } else {
-        None
-    };
+    let _lock =
+        if blocking {
+            Some(crate::process::ptrace::pause_all(session.pid).map_err(|e| {
+                anyhow::anyhow!("cannot pause process {}: {}", session.pid, e.desc())
+            })?)
+        } else {
+            None
+        };
     let mem: &dyn Memory = &session.mem;
     let walker = &session.sampler.walker;
     let interp = walker
@@ -80,6 +102,7 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
         anyhow::bail!("Python is not initialised in process {}", session.pid);
     }
     let gil = walker.gil_holder(mem, interp);
+    let has_gil = walker.has_gil();
     let names = crate::runtime::objects::thread_names(mem, &session.runtime.layout, interp);
     let mut threads_raw = Vec::new();
     let mut tstates = Vec::new();
@@ -112,9 +135,8 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
             ns_id: None,
             name: None,
             state: "unknown".into(),
-            gil: gil == Some(tstate),
+            gil: has_gil.then_some(gil == Some(tstate)),
             frames: Vec::new(),
-            locals: Vec::new(),
             error: None,
         };
         match t {
@@ -127,36 +149,30 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
                 d.ns_id = ns_tid.filter(|&t| Some(t) != d.native_id);
                 d.name = names.get(&raw.thread_id).cloned();
                 d.state = state_word(d.native_id.and_then(|n| states.get(&n).copied())).into();
-                let frames: Result<Vec<Frame>, WalkError> = raw
-                    .frames
-                    .iter()
-                    .filter_map(|rf| {
-                        let info = match session.sampler.code.code(mem, rf.code) {
-                            Ok(i) => i,
-                            Err(e) => return Some(Err(e)),
-                        };
-                        resolve_frame(&layout, &info, rf, None, mem).transpose()
-                    })
-                    .collect();
-                match frames {
-                    Ok(f) => d.frames = f,
-                    Err(e) => d.error = Some(e.to_string()),
+                let mut frames = Vec::new();
+                for rf in &raw.frames {
+                    let resolved = session
+                        .sampler
+                        .code
+                        .code(mem, rf.code)
+                        .and_then(|info| resolve_frame(&layout, &info, rf, None, mem));
+                    match resolved {
+                        Ok(Some(frame)) => {
+                            let locals = if locals {
+                                frame_locals(mem, &layout, rf.code, rf.frame)
+                            } else {
+                                Vec::new()
+                            };
+                            frames.push(DumpFrame { frame, locals });
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            d.error = Some(e.to_string());
+                            break;
+                        }
+                    }
                 }
-                if locals {
-                    d.locals = raw
-                        .frames
-                        .iter()
-                        .filter(|rf| {
-                            session.sampler.code.code(mem, rf.code).is_ok_and(|info| {
-                                resolve_frame(&layout, &info, rf, None, mem)
-                                    .ok()
-                                    .flatten()
-                                    .is_some()
-                            })
-                        })
-                        .map(|rf| frame_locals(mem, &layout, rf.code, rf.frame))
-                        .collect();
-                }
+                d.frames = frames;
             }
             Err(e) => d.error = Some(e.to_string()),
         }
@@ -165,23 +181,49 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
     Ok(Dump {
         pid: session.pid,
         python_version: session.runtime.version.to_string(),
+        cwd: std::fs::read_link(format!("/proc/{}/cwd", session.pid))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         threads: out,
     })
 }
 
-/// Most locals shown per frame, and the longest value text.
+/// Most locals shown per frame, the longest value text, and how deep and how many items
+/// of containers are shown.
 const MAX_LOCALS: usize = 64;
-const MAX_VALUE: usize = 80;
+const MAX_VALUE: usize = 120;
+const MAX_DEPTH: usize = 3;
+const MAX_ITEMS: usize = 8;
+
+/// `co_flags` bits for `*args` and `**kwargs` (every version).
+const CO_VARARGS: u32 = 0x4;
+const CO_VARKEYWORDS: u32 = 0x8;
 
 /// The local variables of a frame: names from the code object, values from the frame's
-/// `localsplus`, shown when simple (None, bool, int, float, str, bytes), else by type.
-fn frame_locals(mem: &dyn Memory, l: &Layout, code: u64, frame: u64) -> Vec<(String, String)> {
+/// `localsplus` (the arguments come first: `co_argcount` + `co_kwonlyargcount`, then
+/// `*args` and `**kwargs` where the flags say so), shown as values where simple or a
+/// bounded container of them, else by type.
+fn frame_locals(mem: &dyn Memory, l: &Layout, code: u64, frame: u64) -> Vec<Local> {
     let Ok(names) = mem.read_u64(code.wrapping_add(l.code_varnames as u64)) else {
         return Vec::new();
     };
     let Ok(n) = mem.read_u32(code.wrapping_add(l.code_nlocals as u64)) else {
         return Vec::new();
     };
+    let argcount = mem
+        .read_u32(code.wrapping_add(l.code_argcount as u64))
+        .unwrap_or(0) as u64;
+    let kwonly = l
+        .code_kwonlyargcount
+        .and_then(|o| mem.read_u32(code.wrapping_add(o as u64)).ok())
+        .unwrap_or(0) as u64;
+    let flags = mem
+        .read_u32(code.wrapping_add(l.code_flags as u64))
+        .unwrap_or(0);
+    let nargs = argcount
+        + kwonly
+        + u64::from(flags & CO_VARARGS != 0)
+        + u64::from(flags & CO_VARKEYWORDS != 0);
     let items = names.wrapping_add(l.tuple_item as u64);
     let count = mem
         .read_u64(names.wrapping_add(l.ob_size as u64))
@@ -203,44 +245,21 @@ fn frame_locals(mem: &dyn Memory, l: &Layout, code: u64, frame: u64) -> Vec<(Str
         if v == 0 {
             continue; // not bound yet
         }
-        out.push((name, value_text(mem, l, v)));
+        out.push(Local {
+            name,
+            value: value_text(mem, l, v),
+            arg: i < nargs,
+        });
     }
     out
 }
 
-/// A short text for a Python object, read without running code in the target.
+/// A short text for a Python object, read without running code in the target: None,
+/// bool, int, float, str, bytes as Python shows them; list, tuple and dict as their
+/// items (at most 8 each, 3 levels deep, 120 characters in all); anything else by type.
 pub fn value_text(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
-    let ty = mem
-        .read_u64(obj.wrapping_add(l.ob_type as u64))
-        .unwrap_or(0);
-    let tname = mem
-        .read_u64(ty.wrapping_add(l.type_name as u64))
-        .ok()
-        .and_then(|p| read_c_string(mem, p, 64).ok())
-        .unwrap_or_else(|| "?".into());
-    let header = l.ob_type as u64 + 8; // sizeof(PyObject)
-    let text = match tname.as_str() {
-        "NoneType" => Some("None".to_string()),
-        "int" | "bool" | "long" => {
-            Objects::new(mem, l)
-                .read_int(obj)
-                .map(|v| match (tname.as_str(), v) {
-                    ("bool", 0) => "False".into(),
-                    ("bool", _) => "True".into(),
-                    _ => v.to_string(),
-                })
-        }
-        "float" => mem
-            .read_u64(obj + header)
-            .ok()
-            .map(|b| format!("{:?}", f64::from_bits(b))),
-        "str" | "unicode" => read_str(mem, l, obj).ok().map(|s| format!("{s:?}")),
-        "bytes" => crate::code::read_bytes(mem, l, obj)
-            .ok()
-            .map(|b| format!("b{:?}", String::from_utf8_lossy(&b))),
-        _ => None,
-    };
-    let text = text.unwrap_or_else(|| format!("<{tname} object at {obj:#x}>"));
+    let objects = Objects::new(mem, l);
+    let text = repr(mem, l, &objects, obj, 0);
     if text.chars().count() > MAX_VALUE {
         let cut: String = text.chars().take(MAX_VALUE - 1).collect();
         format!("{cut}…")
@@ -249,17 +268,201 @@ pub fn value_text(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
     }
 }
 
-/// The dump as text, like a traceback per thread (innermost last, as Python prints).
-pub fn write_text(d: &Dump, w: &mut dyn std::io::Write) -> Result<()> {
+fn type_name(mem: &dyn Memory, l: &Layout, obj: u64) -> String {
+    let ty = mem
+        .read_u64(obj.wrapping_add(l.ob_type as u64))
+        .unwrap_or(0);
+    mem.read_u64(ty.wrapping_add(l.type_name as u64))
+        .ok()
+        .and_then(|p| read_c_string(mem, p, 64).ok())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn repr(mem: &dyn Memory, l: &Layout, objects: &Objects, obj: u64, depth: usize) -> String {
+    let tname = type_name(mem, l, obj);
+    let header = l.ob_type as u64 + 8; // sizeof(PyObject)
+    let text = match tname.as_str() {
+        "NoneType" => Some("None".to_string()),
+        "int" | "bool" | "long" => objects.read_int(obj).map(|v| match (tname.as_str(), v) {
+            ("bool", 0) => "False".into(),
+            ("bool", _) => "True".into(),
+            _ => v.to_string(),
+        }),
+        "float" => mem
+            .read_u64(obj + header)
+            .ok()
+            .map(|b| format!("{:?}", f64::from_bits(b))),
+        "unicode" if l.string_kind == StringKind::Bytes => {
+            py2_unicode(mem, l, obj).map(|s| py_str(&s))
+        }
+        "str" | "unicode" => read_str(mem, l, obj).ok().map(|s| py_str(&s)),
+        "bytes" => crate::code::read_bytes(mem, l, obj)
+            .ok()
+            .map(|b| format!("b{}", py_str(&String::from_utf8_lossy(&b)))),
+        "list" | "tuple" => sequence(mem, l, objects, obj, depth, tname == "tuple"),
+        "dict" => dict(mem, l, objects, obj, depth),
+        _ => None,
+    };
+    text.unwrap_or_else(|| format!("<{tname} object at {obj:#x}>"))
+}
+
+/// Python 2's `unicode`: the length and a pointer to `Py_UNICODE` units after the
+/// object header, 2 or 4 bytes each as the interpreter was built. A UCS4 string has a
+/// zero high half in every unit below U+10000; a UCS2 one has characters there (its
+/// NUL terminator makes a 1-character string read the same either way).
+fn py2_unicode(mem: &dyn Memory, l: &Layout, obj: u64) -> Option<String> {
+    let header = l.ob_type as u64 + 8;
+    let len = mem.read_u64(obj + header).ok()? as usize;
+    let data = mem.read_u64(obj + header + 8).ok()?;
+    let n = len.min(4096);
+    let b = mem.read_vec(data, n * 4).ok()?;
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let ucs4 = units.iter().skip(1).step_by(2).all(|&u| u <= 0x10);
+    Some(if ucs4 {
+        b.chunks_exact(4)
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}')
+            })
+            .collect()
+    } else {
+        String::from_utf16_lossy(&units[..n])
+    })
+}
+
+/// A string as Python's `repr` shows it: single quotes unless it holds one and no
+/// double quote, backslash escapes for the quote, backslash and control characters.
+fn py_str(s: &str) -> String {
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}
+
+/// The items of a list (`ob_item`, a pointer after the size) or a tuple (inline).
+fn sequence(
+    mem: &dyn Memory,
+    l: &Layout,
+    objects: &Objects,
+    obj: u64,
+    depth: usize,
+    tuple: bool,
+) -> Option<String> {
+    let n = mem.read_u64(obj + l.ob_size as u64).ok()? as i64;
+    if !(0..=1 << 40).contains(&n) {
+        return None;
+    }
+    let items = if tuple {
+        obj + l.tuple_item as u64
+    } else {
+        mem.read_u64(obj + l.ob_size as u64 + 8).ok()?
+    };
+    let (open, close) = if tuple { ("(", ")") } else { ("[", "]") };
+    if depth >= MAX_DEPTH && n > 0 {
+        return Some(format!("{open}…{close}"));
+    }
+    let shown = (n as usize).min(MAX_ITEMS);
+    let mut parts = Vec::with_capacity(shown + 1);
+    if shown > 0 {
+        let raw = mem.read_vec(items, shown * 8).ok()?;
+        for c in raw.chunks_exact(8) {
+            let p = u64::from_le_bytes(c.try_into().ok()?);
+            parts.push(repr(mem, l, objects, p, depth + 1));
+        }
+    }
+    if n as usize > shown {
+        parts.push(format!("… ({n} items)"));
+    }
+    let comma = if tuple && n == 1 { "," } else { "" };
+    Some(format!("{open}{}{comma}{close}", parts.join(", ")))
+}
+
+fn dict(mem: &dyn Memory, l: &Layout, objects: &Objects, obj: u64, depth: usize) -> Option<String> {
+    let entries = objects.dict_entries(obj)?;
+    if depth >= MAX_DEPTH && !entries.is_empty() {
+        return Some("{…}".into());
+    }
+    let mut parts: Vec<String> = entries
+        .iter()
+        .take(MAX_ITEMS)
+        .map(|e| {
+            format!(
+                "{}: {}",
+                repr(mem, l, objects, e.key, depth + 1),
+                repr(mem, l, objects, e.value, depth + 1)
+            )
+        })
+        .collect();
+    if entries.len() > MAX_ITEMS {
+        parts.push(format!("… ({} items)", entries.len()));
+    }
+    Some(format!("{{{}}}", parts.join(", ")))
+}
+
+/// The dump as text, frames innermost first (as in the JSON, and as py-spy prints
+/// them); file names shortened unless `full_filenames`.
+pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Write) -> Result<()> {
+    let n = d.threads.len();
     writeln!(
         w,
-        "Process {} · Python {} · {} threads",
+        "Process {} · Python {} · {n} thread{} · frames innermost first",
         d.pid,
         d.python_version,
-        d.threads.len()
+        if n == 1 { "" } else { "s" }
     )?;
+    // File names as profiles show them: after site-packages/ or lib/pythonX.Y/, else
+    // relative to the main script's folder (the `<module>` at the root of a stack), else
+    // to the target's working directory.
+    let script_dir = d
+        .threads
+        .iter()
+        .filter_map(|t| t.frames.last())
+        .map(|f| &f.frame)
+        .find(|f| {
+            f.function == "<module>"
+                && !f.file.starts_with('<')
+                && !crate::output::is_library(&f.file)
+        })
+        .and_then(|f| f.file.rsplit_once('/'))
+        .map(|(dir, _)| format!("{dir}/"));
+    let show = |file: &'a str| -> &'a str {
+        if full_filenames {
+            return file;
+        }
+        let short = crate::output::short_filename(file, "");
+        if short.len() != file.len() {
+            return short;
+        }
+        if let Some(rest) = script_dir.as_deref().and_then(|d| file.strip_prefix(d)) {
+            return rest;
+        }
+        crate::output::short_filename(file, &d.cwd)
+    };
     for t in &d.threads {
-        let name = t.name.as_deref().unwrap_or("?");
+        let name = t.name.as_deref().unwrap_or("(no name)");
         let id = match (t.native_id, t.ns_id) {
             (Some(n), Some(ns)) => format!("tid {n}, {ns} in its namespace"),
             (Some(n), None) => format!("tid {n}"),
@@ -271,15 +474,27 @@ pub fn write_text(d: &Dump, w: &mut dyn std::io::Write) -> Result<()> {
             "Thread {name} ({id}, ident {:#x}): {}{}",
             t.thread_id,
             t.state,
-            if t.gil { ", holds the GIL" } else { "" }
+            if t.gil == Some(true) {
+                ", holds the GIL"
+            } else {
+                ""
+            }
         )?;
         if let Some(e) = &t.error {
             writeln!(w, "    (stack not readable: {e})")?;
         }
-        for (i, f) in t.frames.iter().enumerate().rev() {
-            writeln!(w, "    {} ({}:{})", f.function, f.file, f.line)?;
-            for (name, value) in t.locals.get(i).into_iter().flatten() {
-                writeln!(w, "        {name} = {value}")?;
+        for f in &t.frames {
+            let file = show(&f.frame.file);
+            writeln!(w, "    {} ({file}:{})", f.frame.function, f.frame.line)?;
+            for (title, args) in [("Arguments", true), ("Locals", false)] {
+                let mut some = f.locals.iter().filter(|v| v.arg == args).peekable();
+                if some.peek().is_none() {
+                    continue;
+                }
+                writeln!(w, "        {title}:")?;
+                for v in some {
+                    writeln!(w, "            {} = {}", v.name, v.value)?;
+                }
             }
         }
     }

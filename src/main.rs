@@ -92,6 +92,9 @@ struct SamplingArgs {
     /// Only sample the thread holding the GIL
     #[arg(short, long)]
     gil: bool,
+    /// Native (C) frames: py-spy's flag, not supported yet (refused with a reason)
+    #[arg(short, long)]
+    native: bool,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
     #[arg(long, value_name = "FRAMES", default_value_t = sampler::DEFAULT_MAX_DEPTH, value_parser = parse_depth)]
     max_depth: usize,
@@ -114,6 +117,9 @@ impl SamplingArgs {
 
     fn choice(&self) -> Result<sampler::SamplerChoice> {
         use sampler::{SamplerChoice, SamplerKind};
+        if self.native {
+            bail!("{NATIVE_UNSUPPORTED}");
+        }
         Ok(match (self.sampler, self.blocking, self.nonblocking) {
             (Some(SamplerArg::Bpf), ..) => SamplerChoice::Exactly(SamplerKind::Bpf),
             (Some(SamplerArg::Ptrace), ..) => SamplerChoice::Exactly(SamplerKind::Ptrace),
@@ -206,6 +212,9 @@ struct DumpArgs {
     /// Show file names as the interpreter has them (default: shortened)
     #[arg(long)]
     full_filenames: bool,
+    /// Native (C) frames: py-spy's flag, not supported yet (refused with a reason)
+    #[arg(short, long)]
+    native: bool,
 }
 
 #[derive(Args)]
@@ -287,7 +296,9 @@ fn parse_pid(s: &str) -> Result<i32, String> {
 }
 
 fn parse_depth(s: &str) -> Result<usize, String> {
-    let v: usize = s.parse().map_err(|_| format!("'{s}' is not a number of frames"))?;
+    let v: usize = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of frames"))?;
     if v == 0 {
         return Err("the deepest stack must be at least 1 frame".into());
     }
@@ -423,7 +434,11 @@ fn default_output(args: &RecordArgs, format: Format) -> PathBuf {
 
 /// The format of an output: `-f` if given (refused when the output's extension names
 /// another), else the extension's, else `default`.
-fn output_format(f: Option<Format>, output: Option<&std::path::Path>, default: Format) -> Result<Format> {
+fn output_format(
+    f: Option<Format>,
+    output: Option<&std::path::Path>,
+    default: Format,
+) -> Result<Format> {
     let by_name = output.and_then(Format::from_path);
     match (f, output) {
         (Some(f), Some(out)) if !f.fits(out) => bail!(
@@ -502,6 +517,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.max_depth = args.sampling.max_depth.max(1);
     req.filter = args.sampling.filter();
     req.subprocesses = args.subprocesses;
+    req.child_stdout_to_stderr = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
     let mut progress = Progress::new(!args.quiet, args.sampling.rate, args.duration);
     let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();
@@ -581,6 +597,10 @@ fn finish(
 ) -> Result<ExitCode> {
     let data = rec.data;
     let opts = args.labels.render_options();
+    if let Some(e) = rec.exit.filter(|e| !e.success() && data.meta.samples == 0) {
+        // A command that failed before any Python ran (a missing script, say).
+        bail!("the command {e} before any sample was taken: nothing written");
+    }
     match output {
         Some(path) => output::write(&data, format, &opts, path)?,
         None => output::write_stdout(&data, format, &opts)?,
@@ -616,7 +636,12 @@ fn finish(
             m.samples, m.ticks, m.duration_secs, m.sampler, m.late,
         );
     }
-    if m.samples == 0 && rec.dropped_idle > 0 {
+    if m.samples == 0 && m.sampler == "bpf" && !m.idle {
+        eprintln!(
+            "pyprof: no thread of the target ran on a CPU while recording: nothing was \
+             recorded; --idle samples waiting threads too"
+        );
+    } else if m.samples == 0 && rec.dropped_idle > 0 {
         eprintln!(
             "pyprof: every thread was idle (waiting) at every sample: nothing was recorded; \
              --idle keeps idle threads"
@@ -674,7 +699,9 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     };
     if let Some(path) = &output {
         let same = |a: &std::path::Path, b: &std::path::Path| {
-            std::fs::canonicalize(a).ok().is_some_and(|x| std::fs::canonicalize(b).ok() == Some(x))
+            std::fs::canonicalize(a)
+                .ok()
+                .is_some_and(|x| std::fs::canonicalize(b).ok() == Some(x))
         };
         if same(path, &args.profile) {
             bail!(
@@ -720,7 +747,15 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why `-n/--native` is refused.
+const NATIVE_UNSUPPORTED: &str = "-n/--native: native (C) frames are not supported yet: \
+    pyprof shows the Python frames only; run without -n";
+
 fn dump(args: DumpArgs) -> Result<ExitCode> {
+    if args.native {
+        bail!("{NATIVE_UNSUPPORTED}");
+    }
+    pyprof::record::check_attachable(args.pid)?;
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
     let d = pyprof::dump::dump(&mut session, !args.nonblocking, args.locals)?;
     let mut out = std::io::stdout().lock();
@@ -728,7 +763,7 @@ fn dump(args: DumpArgs) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &d)?;
         writeln!(out)?;
     } else {
-        pyprof::dump::write_text(&d, &mut out)?;
+        pyprof::dump::write_text(&d, args.full_filenames, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -762,7 +797,9 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         (Some(pid), _) => pyprof::record::Target::Pid(pid),
         (None, false) => pyprof::record::Target::Command(args.command.clone()),
         (None, true) => {
-            bail!("pyprof top: give a process (--pid PID) or a command to launch (-- python app.py)")
+            bail!(
+                "pyprof top: give a process (--pid PID) or a command to launch (-- python app.py)"
+            )
         }
     };
     // Said before a command is launched for nothing.
@@ -820,8 +857,8 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         opcodes: args.sampling.opcodes,
         target_label,
     };
-    let sampler = sampler::Sampler::new(started.targets, opened, &config)
-        .map_err(anyhow::Error::msg)?;
+    let sampler =
+        sampler::Sampler::new(started.targets, opened, &config).map_err(anyhow::Error::msg)?;
     let result = pyprof::top::run(sampler, opts);
     guard.finish();
     result?;

@@ -30,6 +30,9 @@ pub struct Request {
     pub max_depth: usize,
     pub filter: ThreadFilter,
     pub subprocesses: bool,
+    /// A launched command's standard output goes to our standard error (the profile is
+    /// written to standard output: `-o -`).
+    pub child_stdout_to_stderr: bool,
 }
 
 impl Request {
@@ -43,6 +46,7 @@ impl Request {
             max_depth: sampler::DEFAULT_MAX_DEPTH,
             filter: ThreadFilter::default(),
             subprocesses: false,
+            child_stdout_to_stderr: false,
         }
     }
 }
@@ -134,17 +138,27 @@ pub fn start(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result
     let mut child: Option<Child> = None;
     let (pid, target_label) = match &req.target {
         Target::Pid(pid) => (
-            *pid,
+            {
+                check_attachable(*pid)?;
+                *pid
+            },
             format!("pid {pid} ({})", crate::process::live::cmdline(*pid)),
         ),
         Target::Command(cmd) => {
             let Some(prog) = cmd.first() else {
                 bail!("nothing to profile: the command is empty");
             };
-            let c = Command::new(prog)
-                .args(&cmd[1..])
-                .spawn()
-                .with_context(|| format!("cannot start {prog}"))?;
+            let mut c = Command::new(prog);
+            c.args(&cmd[1..]);
+            if req.child_stdout_to_stderr {
+                use std::os::fd::AsFd;
+                let err = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("duplicating standard error")?;
+                c.stdout(std::process::Stdio::from(err));
+            }
+            let c = c.spawn().with_context(|| format!("cannot start {prog}"))?;
             let pid = c.id() as i32;
             child = Some(c);
             // The program's name without its folder: "python3.12 app.py --flag".
@@ -156,7 +170,15 @@ pub fn start(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result
     let mut guard = ChildGuard { child, exit: None };
     let mut targets = sampler::Targets::empty(pid, max_depth, req.opcodes, req.filter);
     targets.follow_children = req.subprocesses;
-    let found = find_python(&mut guard, &mut targets, pid, max_depth, req.opcodes, stop, obs)?;
+    let found = find_python(
+        &mut guard,
+        &mut targets,
+        pid,
+        max_depth,
+        req.opcodes,
+        stop,
+        obs,
+    )?;
     if found {
         for s in &mut targets.sessions {
             s.filter = req.filter;
@@ -184,18 +206,14 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
     } = start(req, stop, obs)?;
     if !found {
         // Exited (or stopped) before any Python ran in it.
-        let meta = base_meta(req, pid, &target_label, None, "none");
         guard.finish();
         if let Some(e) = guard.exit.filter(|e| !e.success()) {
             bail!("{target_label} {e} before running any Python: nothing was profiled");
         }
-        return Ok(Recording {
-            data: Profile::new(meta).to_data(),
-            reason: StopReason::TargetExited,
-            notes: Vec::new(),
-            exit: guard.exit,
-            dropped_idle: 0,
-        });
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted before {target_label} ran any Python: nothing was profiled");
+        }
+        bail!("{target_label} ended before running any Python: nothing was profiled");
     }
     let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
@@ -287,7 +305,12 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             "tier-2 executors were active: {executor} frames executed ENTER_EXECUTOR"
         ));
     }
-    let dropped_idle = sampler.targets.sessions.iter().map(|s| s.dropped_idle).sum::<u64>()
+    let dropped_idle = sampler
+        .targets
+        .sessions
+        .iter()
+        .map(|s| s.dropped_idle)
+        .sum::<u64>()
         + sampler.dropped_idle_of_gone;
     let mut data = profile.to_data();
     if req.opcodes {
@@ -403,6 +426,7 @@ fn base_meta(req: &Request, pid: i32, target: &str, s: Option<&Session>, sampler
             .unwrap_or_default(),
         rate_hz: req.rate_hz,
         opcodes: req.opcodes,
+        idle: req.filter.idle,
         mode: if sampler == "ptrace" {
             "blocking"
         } else {
@@ -419,6 +443,27 @@ fn base_meta(req: &Request, pid: i32, target: &str, s: Option<&Session>, sampler
 /// Python descendants: the first one, or all of them with --subprocesses. A launched
 /// command gets 60 s to start a Python; a process given by pid is waited on until it
 /// ends or Ctrl-C. False if it ended (or Ctrl-C) first.
+/// A pid to attach to must name a live process: not a missing one, not a zombie (it has
+/// exited; only its parent's wait is missing).
+pub fn check_attachable(pid: i32) -> Result<()> {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DiscoverError::NoSuchProcess(pid).into())
+        }
+        Err(_) => return Ok(()), // the attach says what is wrong
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if state == Some('Z') {
+        bail!(
+            "pid {pid} is a zombie: it has exited and only waits for its parent to reap it; there is nothing left to profile"
+        );
+    }
+    Ok(())
+}
+
 fn find_python(
     guard: &mut ChildGuard,
     targets: &mut sampler::Targets,
@@ -433,6 +478,7 @@ fn find_python(
     let launched = guard.child.is_some();
     let mut exec_seen: Option<Instant> = None;
     let mut root_is_python = true;
+    let mut root_exe: Option<std::path::PathBuf> = None;
     let mut said = false;
     loop {
         let ended = match guard.child.as_mut() {
@@ -442,10 +488,18 @@ fn find_python(
         if ended || stop.load(Ordering::SeqCst) {
             return Ok(false);
         }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        if !root_is_python && exe != root_exe {
+            // The root exec'd (`sh -c '…; exec python app.py'`): look at it again.
+            root_is_python = true;
+            exec_seen = None;
+        }
         if root_is_python {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            root_exe = exe.clone();
             // Launched: wait for the exec (the child runs our own binary until then).
-            if exe.is_some() && (!launched || exe != own_exe) {
+            // (Attached: an unreadable exe, another user's process, still gets its
+            // attach, which says why it cannot read it.)
+            if !launched || (exe.is_some() && exe != own_exe) {
                 let since = *exec_seen.get_or_insert_with(Instant::now);
                 match Session::attach(pid, max_depth, opcodes) {
                     Ok(s) if s.ready() => {
@@ -456,21 +510,25 @@ fn find_python(
                     }
                     Ok(_) => {}
                     Err(e @ DiscoverError::NotPython { .. }) => {
+                        // A launcher's Python child may be running already.
+                        targets.scan_children();
+                        if !targets.sessions.is_empty() {
+                            return Ok(true);
+                        }
                         // Shared libraries are mapped by the loader right after exec; past
                         // that, it is not Python: its descendants may be.
                         if !launched || since.elapsed() > Duration::from_millis(300) {
                             root_is_python = false;
-                            if !launched {
-                                obs.note(&format!(
-                                    "{e}: following its Python descendants instead"
-                                ));
+                            if !launched && !said {
+                                obs.note(&format!("{e}: following its Python descendants instead"));
                                 said = true;
                             }
                         }
                     }
+                    // Gone while we looked (it existed at the start): it ended.
+                    Err(DiscoverError::NoSuchProcess(..)) => return Ok(false),
                     Err(e @ DiscoverError::Unsupported { .. })
-                    | Err(e @ DiscoverError::PermissionDenied(..))
-                    | Err(e @ DiscoverError::NoSuchProcess(..)) => return Err(e.into()),
+                    | Err(e @ DiscoverError::PermissionDenied(..)) => return Err(e.into()),
                     Err(DiscoverError::NotReady(_)) => {}
                 }
             }

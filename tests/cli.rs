@@ -195,16 +195,32 @@ fn dump_shows_every_thread_with_name_id_state_and_stack() {
                 py.label
             );
         }
-        // Text form: a traceback per thread, innermost last.
+        // Text form: a stack per thread, innermost first, file names as profiles show
+        // them (relative to the main script's folder), full with --full-filenames.
         let o = pyprof(&["dump", "--pid", &target.pid.to_string()]);
         let text = String::from_utf8_lossy(&o.stdout);
+        let line = marker_line("threads.py", "a");
         assert!(
             text.contains("Thread worker-a (tid ")
-                && text.contains(&format!(
-                    "thread_a ({}:{})",
-                    script_path(&py, "threads.py"),
-                    marker_line("threads.py", "a")
-                )),
+                && !tid_of(&text, "worker-a").is_empty()
+                && text.contains(&format!("    thread_a (threads.py:{line})\n")),
+            "{}: {text}",
+            py.label
+        );
+        let block = text.split("Thread worker-a").nth(1).unwrap_or_default();
+        let first = block.lines().nth(1).unwrap_or_default();
+        assert!(
+            first.starts_with("    thread_a ("),
+            "{}: innermost first: {text}",
+            py.label
+        );
+        let o = pyprof(&["dump", "--pid", &target.pid.to_string(), "--full-filenames"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(&format!(
+                "thread_a ({}:{line})",
+                script_path(&py, "threads.py")
+            )),
             "{}: {text}",
             py.label
         );
@@ -286,6 +302,15 @@ fn diff_of_two_versions_shows_what_changed() {
     assert!(svg.contains("<svg") && svg.contains("pyprof diff") && svg.contains("dot_floats"));
 }
 
+/// The tid a dump's text gives a thread.
+fn tid_of(text: &str, name: &str) -> String {
+    text.split(&format!("Thread {name} (tid "))
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn dump_locals_shows_simple_values() {
     for py in pythons() {
@@ -306,37 +331,79 @@ fn dump_locals_shows_simple_values() {
         let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let t = &d["threads"][0];
         assert_eq!(t["frames"][0]["function"], "inspect_me", "{}", py.label);
-        let locals: std::collections::BTreeMap<String, String> = t["locals"][0]
+        // Frames innermost first; each with its arguments (first, `arg: true`) and locals.
+        let vars = t["frames"][0]["locals"]
             .as_array()
-            .unwrap_or_else(|| panic!("{}: no locals: {t}", py.label))
+            .unwrap_or_else(|| panic!("{}: no locals: {t}", py.label));
+        let locals: std::collections::BTreeMap<String, (String, bool)> = vars
             .iter()
-            .map(|p| {
+            .map(|v| {
                 (
-                    p[0].as_str().unwrap().to_string(),
-                    p[1].as_str().unwrap().to_string(),
+                    v["name"].as_str().unwrap().to_string(),
+                    (
+                        v["value"].as_str().unwrap().to_string(),
+                        v["arg"].as_bool().unwrap(),
+                    ),
                 )
             })
             .collect();
         let want = [
-            ("count", "42"),
-            ("ratio", "1.5"),
-            ("label", "\"hello\""),
-            ("flag", "True"),
-            ("nothing", "None"),
-            ("negative", "-7"),
-            ("big", "1099511627776"),
+            ("count", "42", true),
+            ("ratio", "1.5", true),
+            ("label", "'hello'", true),
+            ("flag", "True", true),
+            ("nothing", "None", true),
+            ("items", "[1, 2, 3]", true),
+            ("big", "1099511627776", true),
+            ("rest", "('extra',)", true),
+            ("opts", "{'key': 'v'}", true),
+            ("negative", "-7", false),
+            (
+                "nested",
+                "{'a': 1, 'b': [1, (2,), {'c': None}], 'u': 'h\u{e9}llo'}",
+                false,
+            ),
+            (
+                "many",
+                "[0, 1, 2, 3, 4, 5, 6, 7, \u{2026} (20 items)]",
+                false,
+            ),
+            ("uni", "'caf\u{e9}'", false),
+            ("empty", "()", false),
         ];
-        for (k, v) in want {
+        for (k, v, arg) in want {
             assert_eq!(
-                locals.get(k).map(|s| s.as_str()),
-                Some(v),
-                "{}: {locals:?}",
+                locals.get(k),
+                Some(&(v.to_string(), arg)),
+                "{}: {k} in {locals:?}",
                 py.label
             );
         }
+        // The text: arguments apart from locals, containers as values, file names short.
+        let o = pyprof(&["dump", "--pid", &target.pid.to_string(), "--locals"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        let args_at = text.find("        Arguments:\n            count = 42\n");
+        let locals_at = text.find("        Locals:\n            negative = -7\n");
         assert!(
-            locals["items"].starts_with("<list object at 0x"),
-            "{}: {locals:?}",
+            args_at.is_some() && locals_at > args_at,
+            "{}: {text}",
+            py.label
+        );
+        assert!(
+            text.contains(" 1 thread · frames innermost first")
+                && text.contains("    inspect_me (locals.py:")
+                && text.contains("            nested = {'a': 1, 'b': [1, (2,), {'c': None}]"),
+            "{}: {text}",
+            py.label
+        );
+        let o = pyprof(&["dump", "--pid", &target.pid.to_string(), "--full-filenames"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(&format!(
+                "    inspect_me ({}:",
+                script_path(&py, "locals.py")
+            )),
+            "{}: {text}",
             py.label
         );
         eprintln!("locals {}: ok", py.label);

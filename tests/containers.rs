@@ -15,10 +15,7 @@ fn container_pythons() -> Vec<Python> {
         .into_iter()
         .filter(|p| {
             p.root.is_some()
-                || matches!(
-                    p.label.as_str(),
-                    "3.8.18" | "3.11.7" | "3.12.1" | "3.13.0"
-                )
+                || matches!(p.label.as_str(), "3.8.18" | "3.11.7" | "3.12.1" | "3.13.0")
         })
         .filter(|p| !p.key.contains("debug"))
         .collect()
@@ -82,7 +79,11 @@ fn contained(py: &Python, script: &str) -> Contained {
         wait_until(Duration::from_secs(10), || {
             let kids = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
                 .unwrap_or_default();
-            pid = kids.split_whitespace().next().and_then(|k| k.parse().ok()).unwrap_or(0);
+            pid = kids
+                .split_whitespace()
+                .next()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
             pid != 0
         }),
         "{}: no Python inside the namespace",
@@ -107,7 +108,11 @@ fn ns_ids(c: &Contained) -> std::collections::HashMap<String, u64> {
 fn threads_of_a_target_in_a_pid_namespace_are_the_right_threads() {
     let _cpu = exclusive();
     let pys = container_pythons();
-    assert!(pys.len() >= 5, "interpreters for the containers test: {:?}", pys.iter().map(|p| &p.label).collect::<Vec<_>>());
+    assert!(
+        pys.len() >= 5,
+        "interpreters for the containers test: {:?}",
+        pys.iter().map(|p| &p.label).collect::<Vec<_>>()
+    );
     for_each_python("container", |py| {
         if !pys.iter().any(|p| p.label == py.label) {
             return Ok("not one of the container interpreters".into());
@@ -118,18 +123,25 @@ fn threads_of_a_target_in_a_pid_namespace_are_the_right_threads() {
         for sampler in samplers() {
             // Idle filtering: the sleeping thread and the waiting main thread are
             // dropped, the busy one kept, in nearly every tick.
-            let (p, _, cpu) =
-                record_json_cpu(c.pid, 1.0, &["-r", "200", "--sampler", sampler, "--no-idle"]);
+            let (p, _, cpu) = record_json_cpu(
+                c.pid,
+                1.0,
+                &["-r", "200", "--sampler", sampler, "--no-idle"],
+            );
             let mut by_thread = std::collections::BTreeMap::new();
             for s in &p.stacks {
                 let t = &p.threads[s.thread as usize];
-                *by_thread.entry(t.name.clone().unwrap_or_default()).or_insert(0) += s.count;
+                *by_thread
+                    .entry(t.name.clone().unwrap_or_default())
+                    .or_insert(0) += s.count;
             }
             let busy = by_thread.get("busy").copied().unwrap_or(0);
             if by_thread.keys().any(|k| k != "busy")
                 || (busy as f64) < min_samples(sampler, 200.0, 1.0, cpu)
             {
-                return Err(format!("{sampler}: threads sampled {by_thread:?} (CPU {cpu:.2} s)"));
+                return Err(format!(
+                    "{sampler}: threads sampled {by_thread:?} (CPU {cpu:.2} s)"
+                ));
             }
             // Ids: the host's, with the namespace's beside it.
             for t in &p.threads {

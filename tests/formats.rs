@@ -35,6 +35,8 @@ struct Tools {
     python: PathBuf,
     node: PathBuf,
     speedscope_dir: PathBuf,
+    /// Debian's `go` (for `go tool pprof`), when it could be installed.
+    go: Option<PathBuf>,
 }
 
 fn manifest_dir() -> &'static Path {
@@ -74,6 +76,7 @@ fn install_tools() -> Result<Tools, String> {
         python: get("PYTHON")?,
         node: get("NODE")?,
         speedscope_dir: get("SPEEDSCOPE_DIR")?,
+        go: get("GO").ok().filter(|p| !p.as_os_str().is_empty()),
     })
 }
 
@@ -310,13 +313,15 @@ fn check_pprof(tools: &Tools, data: &ProfileData, opts: &RenderOptions, file: &P
     let proto = manifest_dir().join("tests/fixtures/profile.proto");
     let v = checker(tools, "check_pprof.py", &[file, &proto]);
     let period = period_ns(data);
+    // Wall time with --idle (waiting threads sampled too), else CPU time.
+    let kind = if data.meta.idle { "wall" } else { "cpu" };
     assert_eq!(
         v["sample_type"],
-        serde_json::json!([["samples", "count"], ["cpu", "nanoseconds"]])
+        serde_json::json!([["samples", "count"], [kind, "nanoseconds"]])
     );
-    assert_eq!(v["period_type"], serde_json::json!(["cpu", "nanoseconds"]));
+    assert_eq!(v["period_type"], serde_json::json!([kind, "nanoseconds"]));
     assert_eq!(v["period"], period);
-    assert_eq!(v["default_sample_type"], "cpu");
+    assert_eq!(v["default_sample_type"], kind);
     assert_eq!(
         v["duration_nanos"],
         (data.meta.duration_secs * 1e9).round() as i64
@@ -329,7 +334,14 @@ fn check_pprof(tools: &Tools, data: &ProfileData, opts: &RenderOptions, file: &P
         .expect("functions")
         .iter()
         .map(|f| {
-            assert_eq!(f["name"], f["system_name"]);
+            // The system name adds the file and first line (so that pprof takes the
+            // names as demangled and keeps `<module>`).
+            let name = f["name"].as_str().expect("name");
+            let system = f["system_name"].as_str().expect("system_name");
+            assert!(
+                system == name || system.starts_with(&format!("{name} (")),
+                "{name} / {system}"
+            );
             (
                 f["name"].as_str().expect("name").to_string(),
                 f["start_line"].as_i64().expect("start_line"),
@@ -889,6 +901,93 @@ fn real_recording_read_back_by_independent_readers() {
                 .values()
                 .any(|n| n.iter().any(|f| f == "spin_b") && !n.iter().any(|f| f == "spin_a")),
             "{what}: no thread with spin_b only"
+        );
+    }
+}
+
+/// pprof as `go tool pprof` shows it, on a real recording of tests/scripts/split.py:
+/// the header names the script (not libpython), `<module>` keeps its name (not
+/// `[libpython…]`), the sample type is `cpu`, or `wall` with `--idle`, and `-list`
+/// finds the source through the full file name.
+#[test]
+fn pprof_read_by_go_tool_pprof() {
+    let test = "pprof_read_by_go_tool_pprof";
+    let Some(python) = python_for_recording() else {
+        skip(&format!(
+            "{test}: no interpreter to record (set PYPROF_FORMATS_PYTHON)"
+        ));
+        return;
+    };
+    let Some(tools) = tools(test) else {
+        return;
+    };
+    let Some(go) = &tools.go else {
+        skip(&format!(
+            "{test}: golang-go could not be installed (needs root and apt-get)"
+        ));
+        return;
+    };
+    let script = manifest_dir().join("tests/scripts/split.py");
+    for idle in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("p.pb.gz");
+        let mut args = vec!["record", "-r", "200", "-o", out.to_str().unwrap()];
+        if idle {
+            args.push("--idle");
+        }
+        args.extend([
+            "--",
+            python.to_str().unwrap(),
+            script.to_str().unwrap(),
+            "1",
+        ]);
+        let o = Command::new(env!("CARGO_BIN_EXE_pyprof"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running pyprof");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let pprof = |extra: &[&str]| -> String {
+            let o = Command::new(go)
+                .args(["tool", "pprof"])
+                .args(extra)
+                .arg(&out)
+                .env("HOME", dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .expect("go tool pprof");
+            assert!(
+                o.status.success(),
+                "go tool pprof {extra:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let top = pprof(&["-top"]);
+        let want_type = if idle { "Type: wall" } else { "Type: cpu" };
+        assert!(top.lines().any(|l| l == "File: split.py"), "{top}");
+        assert!(top.lines().any(|l| l == want_type), "{want_type}: {top}");
+        assert!(
+            top.lines().any(|l| l.ends_with(" <module>")),
+            "no <module>: {top}"
+        );
+        assert!(!top.contains("[libpython"), "{top}");
+        for f in ["hot70", "hot30", "main"] {
+            assert!(
+                top.lines().any(|l| l.ends_with(&format!(" {f}"))),
+                "no {f}: {top}"
+            );
+        }
+        let list = pprof(&["-list", "^hot70$"]);
+        assert!(
+            list.contains(&format!("hot70 in {}", script.display()))
+                && list.contains("def hot70():")
+                && list.contains("s += i"),
+            "{list}"
+        );
+        eprintln!(
+            "go tool pprof ({}): ok",
+            if idle { "--idle" } else { "cpu" }
         );
     }
 }

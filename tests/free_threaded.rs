@@ -121,7 +121,10 @@ fn threads_run_python_in_parallel() {
             let (ft_min, gil_max) = if bpf { (1.4, 1.3) } else { (1.8, 1.75) };
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             if ft && bpf && cpus < 2 {
-                eprintln!("SKIP parallel check on {}: 1 CPU, bpf samples on-CPU threads", py.label);
+                eprintln!(
+                    "SKIP parallel check on {}: 1 CPU, bpf samples on-CPU threads",
+                    py.label
+                );
             } else if ft && per_tick < ft_min {
                 return Err(format!(
                     "free-threaded, yet {per_tick:.2} spinning threads running per tick \

@@ -154,7 +154,12 @@ impl Format {
     pub fn fits(self, path: &Path) -> bool {
         match Format::from_path(path) {
             None => true,
-            Some(Format::Collapsed) if path.to_string_lossy().to_ascii_lowercase().ends_with(".txt") => {
+            Some(Format::Collapsed)
+                if path
+                    .to_string_lossy()
+                    .to_ascii_lowercase()
+                    .ends_with(".txt") =>
+            {
                 matches!(self, Format::Collapsed | Format::Opcodes)
             }
             Some(f) => f == self,
@@ -233,7 +238,9 @@ impl Destination {
 /// stays a symlink when the file is replaced).
 fn real_file(path: &Path) -> PathBuf {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        }
         _ => path.to_path_buf(),
     }
 }

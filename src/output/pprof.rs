@@ -5,15 +5,20 @@
 //! The protobuf is encoded by hand (varints and length-delimited fields; the few
 //! message types are small) and compressed with gzip, as the format requires on disk.
 //!
-//! - `sample_type` is `[("samples", "count"), ("cpu", "nanoseconds")]`: a sample's
-//!   values are its count and count × period; `period_type` is cpu/nanoseconds and
-//!   `period` is 1e9 / rate (the rate is taken as 100 Hz when unknown);
-//!   `default_sample_type` is "cpu".
-//! - One `Function` per distinct (name, file, first line): `name` and `system_name`
-//!   are the function's (qualified) name, `start_line` its first line. One `Location`
-//!   per distinct frame (function and line; the first line with `function`, 0 with
-//!   `nolineno`), all in one `Mapping` (the interpreter binary) that says functions,
-//!   file names and lines are already known, so no tool tries to symbolize.
+//! - `sample_type` is `[("samples", "count"), ("cpu", "nanoseconds")]`, or
+//!   `("wall", "nanoseconds")` for a profile recorded with `--idle` (waiting threads
+//!   sampled too: wall time): a sample's values are its count and count × period;
+//!   `period_type` is the same and `period` is 1e9 / rate (the rate is taken as 100 Hz
+//!   when unknown); `default_sample_type` is "cpu" or "wall".
+//! - One `Function` per distinct (name, file, first line): `name` is the function's
+//!   (qualified) name, `system_name` the same with its file and first line
+//!   (`<module> (/srv/app/main.py:1)`): a profile whose names and system names differ is
+//!   taken as demangled, so `go tool pprof` does not strip `<module>` as a C++ template
+//!   argument list. File names are the interpreter's, in full (`-list` opens them).
+//!   One `Location` per distinct frame (function and line; the first line with
+//!   `function`, 0 with `nolineno`), all in one `Mapping` that says functions, file
+//!   names and lines are already known, so no tool tries to symbolize; its file (the
+//!   `File:` of pprof's header) is the main script, else the interpreter binary.
 //! - Each distinct stack is one `Sample`, its `location_id`s leaf first as pprof wants,
 //!   labelled `thread` = the thread's label. With `--opcodes` the executing instruction
 //!   is an extra leaf location whose function is named `[OPNAME]`; stacks cut by
@@ -24,7 +29,7 @@
 //!   zone), `duration_nanos` from `meta.duration_secs`; `comment`s name the exporter,
 //!   the target and the interpreter.
 
-use super::{FileNames, RenderOptions};
+use super::RenderOptions;
 use crate::profile::ProfileData;
 use anyhow::Result;
 use flate2::write::GzEncoder;
@@ -122,6 +127,7 @@ impl Strings {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Function {
     name: i64,
+    system_name: i64,
     filename: i64,
     start_line: i64,
 }
@@ -259,17 +265,16 @@ fn period_nanos(rate_hz: f64) -> i64 {
 
 /// The uncompressed `Profile` message.
 pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
-    let names = FileNames::new(data, opts);
     let mut strings = Strings::new();
     let mut tables = Tables::default();
 
     let samples_s = strings.id("samples");
     let count_s = strings.id("count");
-    let cpu_s = strings.id("cpu");
+    let cpu_s = strings.id(if data.meta.idle { "wall" } else { "cpu" });
     let nanos_s = strings.id("nanoseconds");
     let thread_s = strings.id("thread");
 
-    let file_of = |file: &'a str| -> &'a str { names.show(file) };
+    let file_of = |file: &'a str| -> &'a str { file };
     let line_of = |line: i32, first_line: i32| -> i64 {
         if opts.nolineno {
             0
@@ -284,13 +289,16 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
     for f in &data.frames {
         let function = Function {
             name: strings.id(&f.function),
+            system_name: strings.id(&format!("{} ({}:{})", f.function, f.file, f.first_line)),
             filename: strings.id(file_of(&f.file)),
             start_line: i64::from(f.first_line),
         };
         frame_locs.push(tables.location(function, line_of(f.line, f.first_line)));
     }
+    let truncated_s = strings.id("[truncated]");
     let truncated = Function {
-        name: strings.id("[truncated]"),
+        name: truncated_s,
+        system_name: truncated_s,
         filename: 0,
         start_line: 0,
     };
@@ -309,6 +317,7 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
                 tables.location(
                     Function {
                         name: id,
+                        system_name: id,
                         filename: 0,
                         start_line: 0,
                     },
@@ -321,8 +330,10 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
         if let Some(&leaf) = stack.frames.last() {
             if let Some(f) = data.frames.get(leaf as usize) {
                 if let Some(op) = &f.opcode {
+                    let op_s = strings.id(&format!("[{op}]"));
                     let function = Function {
-                        name: strings.id(&format!("[{op}]")),
+                        name: op_s,
+                        system_name: op_s,
                         filename: strings.id(file_of(&f.file)),
                         start_line: 0,
                     };
@@ -354,10 +365,10 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
     if !data.meta.python_version.is_empty() {
         comments.push(strings.id(&format!("python {}", data.meta.python_version)));
     }
-    let binary = if data.meta.python_binary.is_empty() {
-        "python"
-    } else {
-        data.meta.python_binary.as_str()
+    let binary = match super::main_script(data) {
+        Some(script) => script,
+        None if data.meta.python_binary.is_empty() => "python",
+        None => data.meta.python_binary.as_str(),
     };
     let binary_s = strings.id(binary);
 
@@ -401,7 +412,7 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
         e.message(5, |m| {
             m.uint(1, i as u64 + 1);
             m.int(2, f.name);
-            m.int(3, f.name);
+            m.int(3, f.system_name);
             m.int(4, f.filename);
             m.int(5, f.start_line);
         });

@@ -542,10 +542,12 @@ pub struct NsTids {
 
 impl NsTids {
     pub fn new(pid: i32) -> NsTids {
-        let ns = |p: &str| std::fs::metadata(p).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino())
-        });
+        let ns = |p: &str| {
+            std::fs::metadata(p).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            })
+        };
         let ours = ns("/proc/self/ns/pid");
         let theirs = ns(&format!("/proc/{pid}/ns/pid"));
         NsTids {
@@ -564,17 +566,19 @@ impl NsTids {
 
     /// Read every thread's NSpid again (at most every 50 ms).
     fn reread(&mut self) {
-        if self.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(50)) {
+        if self
+            .read_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(50))
+        {
             return;
         }
         self.read_at = Some(Instant::now());
         self.to_host.clear();
         self.to_ns.clear();
         for host in task_ids(self.pid) {
-            let Ok(status) = std::fs::read_to_string(format!(
-                "/proc/{}/task/{host}/status",
-                self.pid
-            )) else {
+            let Ok(status) =
+                std::fs::read_to_string(format!("/proc/{}/task/{host}/status", self.pid))
+            else {
                 continue;
             };
             if let Some(ns) = parse_nspid(&status) {
@@ -632,7 +636,10 @@ mod tests {
 
     #[test]
     fn nspid_lines_give_the_innermost_id() {
-        assert_eq!(parse_nspid("Name:\tx\nNSpid:\t4242\t7\nNSsid: 1\n"), Some(7));
+        assert_eq!(
+            parse_nspid("Name:\tx\nNSpid:\t4242\t7\nNSsid: 1\n"),
+            Some(7)
+        );
         assert_eq!(parse_nspid("NSpid:\t99\n"), Some(99));
         assert_eq!(parse_nspid("Name: x\n"), None);
     }

@@ -108,8 +108,12 @@ pub struct Meta {
     #[serde(default)]
     pub sampler: String,
     pub opcodes: bool,
-    /// Sampling ticks attempted (each reads every thread; with the bpf sampler and no
-    /// `--idle`, where the kernel takes the samples, the drains of its ring buffer).
+    /// `--idle`: waiting threads were sampled too, so samples measure wall time (else
+    /// time running or ready to run).
+    #[serde(default)]
+    pub idle: bool,
+    /// Sampling instants of the rate (each reads every thread; with the bpf sampler and
+    /// no `--idle`, where the kernel samples, the instants elapsed: rate × duration).
     pub ticks: u64,
     /// Thread stacks recorded (a tick yields one per thread).
     pub samples: u64,

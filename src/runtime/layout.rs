@@ -138,6 +138,11 @@ pub struct Layout {
     pub code_varnames: u32,
     /// `co_flags`
     pub code_flags: u32,
+    /// `co_argcount` (positional parameters, positional-only ones included): the first
+    /// locals are the arguments
+    pub code_argcount: u32,
+    /// `co_kwonlyargcount` (3.x): keyword-only parameters, after the positional ones
+    pub code_kwonlyargcount: Option<u32>,
     /// 3.12/3.13: `_co_monitoring` (a `_PyCoMonitoringData *`, set while instrumented)
     pub code_monitoring: Option<u32>,
     /// `_PyCoMonitoringData.lines`: per code unit, the opcode an `INSTRUMENTED_LINE` replaced

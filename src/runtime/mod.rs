@@ -64,9 +64,8 @@ impl fmt::Display for DiscoverError {
             DiscoverError::NoSuchProcess(pid) => write!(f, "no process with pid {pid}"),
             DiscoverError::PermissionDenied(pid, what) => write!(
                 f,
-                "permission denied reading process {pid} ({what}): run as root, or grant \
-                 CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep $(which pyprof)), or lower \
-                 /proc/sys/kernel/yama/ptrace_scope to 0"
+                "permission denied reading process {pid} ({what}): {}",
+                permission_advice(*pid)
             ),
             DiscoverError::NotPython { pid, exe } => write!(
                 f,
@@ -85,6 +84,38 @@ impl fmt::Display for DiscoverError {
 }
 
 impl std::error::Error for DiscoverError {}
+
+/// What grants access to `pid`: another user's process only root or CAP_SYS_PTRACE can
+/// read (Yama's ptrace_scope does not help there); one's own, also ptrace_scope 0.
+fn permission_advice(pid: i32) -> String {
+    let owner = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+        });
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let cap =
+        "run as root, or grant CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep $(which pyprof))";
+    match owner {
+        Some(uid) if uid != me => {
+            format!("it belongs to another user (uid {uid}, you are uid {me}): {cap}")
+        }
+        _ => {
+            let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            match scope {
+                Some(n) if n > 0 => {
+                    format!("{cap}, or lower /proc/sys/kernel/yama/ptrace_scope (now {n}) to 0")
+                }
+                _ => cap.to_string(),
+            }
+        }
+    }
+}
 
 fn io_error(pid: i32, e: std::io::Error, what: &str) -> DiscoverError {
     match e.kind() {

@@ -428,7 +428,9 @@ fn record_errors(
             profile.add_error(e.to_string());
         }
     }
-    let primary_gone = gone.iter().any(|&i| Some(sampler.targets.sessions[i].pid) == primary);
+    let primary_gone = gone
+        .iter()
+        .any(|&i| Some(sampler.targets.sessions[i].pid) == primary);
     for i in gone.into_iter().rev() {
         sampler.remove(i);
     }

@@ -957,7 +957,9 @@ pub struct Targets {
     /// Follow Python descendants (--subprocesses).
     pub follow_children: bool,
     /// Processes found not to be Python (not tried again).
-    not_python: std::collections::HashSet<i32>,
+    /// Descendants found not to be Python, with the executable they ran then: one that
+    /// execs (a forked shell becoming `python`) is looked at again.
+    not_python: std::collections::HashMap<i32, Option<std::path::PathBuf>>,
     /// Descendants whose interpreter is not initialised yet (tried again).
     last_scan: Option<Instant>,
     last_full_scan: Option<Instant>,
@@ -974,7 +976,12 @@ const FULL_SCAN_EVERY: Duration = Duration::from_millis(100);
 
 impl Targets {
     pub fn new(root: Session) -> Targets {
-        let mut t = Targets::empty(root.pid, root.sampler.walker.max_depth, root.sampler.code.opcode_table().is_some(), root.filter);
+        let mut t = Targets::empty(
+            root.pid,
+            root.sampler.walker.max_depth,
+            root.sampler.code.opcode_table().is_some(),
+            root.filter,
+        );
         t.sessions.push(root);
         t
     }
@@ -1028,8 +1035,14 @@ impl Targets {
             self.last_full_scan = Some(now);
         }
         for child in self.children.descendants(self.root, full) {
-            if self.sessions.iter().any(|s| s.pid == child) || self.not_python.contains(&child) {
+            if self.sessions.iter().any(|s| s.pid == child) {
                 continue;
+            }
+            let exe = || std::fs::read_link(format!("/proc/{child}/exe")).ok();
+            if let Some(seen) = self.not_python.get(&child) {
+                if *seen == exe() {
+                    continue;
+                }
             }
             match Session::attach(child, self.max_depth, self.opcodes) {
                 Ok(s) if !s.ready() => {} // not initialised yet: next scan
@@ -1047,7 +1060,7 @@ impl Targets {
                 Err(DiscoverError::NotReady(_)) => {}
                 Err(DiscoverError::NoSuchProcess(_)) => {}
                 Err(_) => {
-                    self.not_python.insert(child);
+                    self.not_python.insert(child, exe());
                 }
             }
         }
@@ -1103,7 +1116,10 @@ impl ChildFiles {
                     }
                 };
                 let text = String::from_utf8_lossy(&self.buf[..n]);
-                for c in text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                for c in text
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok())
+                {
                     out.push(c);
                     queue.push(c);
                 }

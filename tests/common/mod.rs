@@ -339,6 +339,22 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A command-line mistake: clap's whole message (what is wrong on its first line, the
+/// usage hint after), exit status 2, no panic. Returns the first line.
+pub fn assert_usage_error(o: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+    assert!(
+        err.contains("For more information, try '--help'."),
+        "{what}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{what}: {err}"
+    );
+    err.lines().next().unwrap_or_default().to_string()
+}
+
 /// One line of stderr, no panic, no backtrace.
 pub fn assert_one_line_error(o: &Output, what: &str) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
