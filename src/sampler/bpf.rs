@@ -184,27 +184,40 @@ impl BpfSample {
 
 /// Parse one ring-buffer record (header, then `nframes` frames).
 pub fn parse_record(bytes: &[u8]) -> Option<BpfSample> {
+    let mut s = BpfSample::default();
+    parse_record_into(bytes, &mut s).then_some(s)
+}
+
+/// [`parse_record`] into `s`, reusing its buffers (a deep stack is tens of KB a sample:
+/// allocating them anew each time costs page faults). False when `bytes` is short.
+pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
     let hlen = std::mem::size_of::<BpfHeader>();
     let flen = std::mem::size_of::<BpfFrame>();
-    let h: BpfHeader = read_pod(bytes.get(..hlen)?)?;
-    let n = (h.nframes as usize).min(MAX_FRAMES);
-    let mut s = BpfSample {
-        pid: h.pid as i32,
-        tid: h.tid,
-        ktime: h.ktime,
-        flags: h.flags,
-        fault_addr: h.fault_addr,
-        raw: RawThread {
-            tstate: h.tstate,
-            truncated: h.flags & FLAG_TRUNCATED != 0,
-            ..Default::default()
-        },
-        windows: Vec::with_capacity(n),
+    let Some(h) = bytes.get(..hlen).and_then(read_pod::<BpfHeader>) else {
+        return false;
     };
+    let n = (h.nframes as usize).min(MAX_FRAMES);
+    if bytes.len() < hlen + n * flen {
+        return false;
+    }
+    s.pid = h.pid as i32;
+    s.tid = h.tid;
+    s.ktime = h.ktime;
+    s.flags = h.flags;
+    s.fault_addr = h.fault_addr;
+    s.raw.tstate = h.tstate;
+    s.raw.thread_id = 0;
+    s.raw.native_id = None;
+    s.raw.truncated = h.flags & FLAG_TRUNCATED != 0;
+    s.raw.frames.clear();
     s.raw.frames.reserve(n);
+    s.windows.clear();
+    s.windows.reserve(n);
     for i in 0..n {
         let at = hlen + i * flen;
-        let f: BpfFrame = read_pod(bytes.get(at..at + flen)?)?;
+        let Some(f) = read_pod::<BpfFrame>(&bytes[at..at + flen]) else {
+            return false;
+        };
         s.raw.frames.push(RawFrame {
             frame: f.frame,
             code: f.code,
@@ -215,7 +228,7 @@ pub fn parse_record(bytes: &[u8]) -> Option<BpfSample> {
         });
         s.windows.push(f.window);
     }
-    Some(s)
+    true
 }
 
 fn read_pod<T: Copy + Default>(b: &[u8]) -> Option<T> {
@@ -262,6 +275,8 @@ mod imp {
         threads: BpfHashMap<MapData, u32, u64>,
         counters: PerCpuArray<MapData, u64>,
         ring: RingBuf<MapData>,
+        /// The buffers samples are parsed into, reused.
+        parsed: BpfSample,
     }
 
     impl BpfSampler {
@@ -310,6 +325,7 @@ mod imp {
                 threads,
                 counters,
                 ring,
+                parsed: BpfSample::default(),
             })
         }
 
@@ -348,14 +364,17 @@ mod imp {
 
         /// Every sample waiting in the ring buffer, oldest first. No system call: the
         /// ring buffer is memory shared with the kernel.
-        pub fn drain(&mut self, f: &mut dyn FnMut(BpfSample)) -> u64 {
+        pub fn drain(&mut self, f: &mut dyn FnMut(&BpfSample)) -> u64 {
             let mut bad = 0;
+            let mut s = std::mem::take(&mut self.parsed);
             while let Some(item) = self.ring.next() {
-                match parse_record(&item) {
-                    Some(s) => f(s),
-                    None => bad += 1,
+                if parse_record_into(&item, &mut s) {
+                    f(&s);
+                } else {
+                    bad += 1;
                 }
             }
+            self.parsed = s;
             bad
         }
 
@@ -440,7 +459,7 @@ mod imp {
             false
         }
         pub fn remove_thread(&mut self, _tid: u32) {}
-        pub fn drain(&mut self, _f: &mut dyn FnMut(BpfSample)) -> u64 {
+        pub fn drain(&mut self, _f: &mut dyn FnMut(&BpfSample)) -> u64 {
             0
         }
         pub fn counters(&self) -> BpfCounters {

@@ -247,7 +247,7 @@ impl Sampler {
                     let Some(i) = sessions.iter().position(|s| s.pid == sample.pid) else {
                         return;
                     };
-                    if let Err(e) = sessions[i].record_bpf(&sample, profile) {
+                    if let Err(e) = sessions[i].record_bpf(sample, profile) {
                         errs[i].push(e);
                     }
                 });

@@ -89,6 +89,8 @@ pub struct Session {
     snapshot: Snapshot,
     list_snapshot: Snapshot,
     code_snapshot: Snapshot,
+    /// The stack of the bpf sample being recorded (its buffers reused).
+    bpf_raw: RawThread,
     names_snapshot: Snapshot,
     /// OS thread id of each thread state seen (from the interpreter, or ≤3.10 learned
     /// from glibc's `struct pthread`).
@@ -159,6 +161,7 @@ impl Session {
             snapshot: Snapshot::new(),
             list_snapshot: Snapshot::new(),
             code_snapshot: Snapshot::new(),
+            bpf_raw: RawThread::default(),
             names_snapshot: Snapshot::new(),
             os_tids: HashMap::new(),
             last_holder: None,
@@ -713,15 +716,21 @@ impl Session {
         if s.flags & FLAG_READ_ERROR != 0 {
             return Err(WalkError::Read);
         }
-        let frames: Vec<u64> = s.raw.frames.iter().map(|f| f.frame).collect();
-        if frames.len() > 1 && crate::walker::has_duplicates(&frames) {
-            return Err(WalkError::Cycle("frame"));
+        // A cycle in the frame list runs the kernel's walk to its depth limit: only a
+        // truncated stack can hold one (checking every stack costs a sort of its frames).
+        if s.raw.truncated && s.raw.frames.len() > 1 {
+            let frames: Vec<u64> = s.raw.frames.iter().map(|f| f.frame).collect();
+            if crate::walker::has_duplicates(&frames) {
+                return Err(WalkError::Cycle("frame"));
+            }
         }
         if self.filter.gil_only && s.flags & FLAG_HOLDS_GIL == 0 {
             self.dropped_gil += 1;
             return Ok(false);
         }
-        let mut raw = s.raw.clone();
+        // (Into a buffer kept between samples: a deep stack is tens of KB.)
+        let mut raw = std::mem::take(&mut self.bpf_raw);
+        raw.clone_from(&s.raw);
         if let Some(ids) = self.ids_by_tstate.get(&raw.tstate) {
             raw.thread_id = ids.thread_id;
             raw.native_id = ids.native_id;
@@ -745,9 +754,11 @@ impl Session {
             raw = r?;
         }
         let opcodes = |i: usize, at: u64| s.opcode_at(i, at);
-        self.sampler
-            .record_thread(&view, &raw, profile, Some(&opcodes))?;
-        Ok(true)
+        let r = self
+            .sampler
+            .record_thread(&view, &raw, profile, Some(&opcodes));
+        self.bpf_raw = raw;
+        r.map(|()| true)
     }
 
     /// Start a bpf tick: code objects are validated once in it, from one batched read
