@@ -42,6 +42,10 @@ impl Drop for Contained {
 }
 
 fn contained(py: &Python, script: &str) -> Contained {
+    contained_args(py, script, &[])
+}
+
+fn contained_args(py: &Python, script: &str, args: &[&str]) -> Contained {
     use std::io::{BufRead, BufReader};
     let path = script_path(py, script);
     let mut cmd = Command::new("unshare");
@@ -56,7 +60,7 @@ fn contained(py: &Python, script: &str) -> Contained {
             cmd.arg("--mount-proc");
         }
     }
-    cmd.args(&py.cmd).arg(&path);
+    cmd.args(&py.cmd).arg(&path).args(args);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
@@ -185,5 +189,74 @@ fn threads_of_a_target_in_a_pid_namespace_are_the_right_threads() {
             }
         }
         Ok(notes.join(", "))
+    });
+}
+
+/// `--subprocesses` inside the namespace: multiprocessing workers of a contained parent are
+/// found (their host pids, through the parent's children) and labelled by host pid.
+#[test]
+fn subprocesses_of_a_contained_target_are_followed() {
+    let _cpu = exclusive();
+    for_each_python("container children", |py| {
+        if !(py.label == "3.12.1" || py.label == "3.15") {
+            return Ok("not one of 3.12.1, 3.15".into());
+        }
+        let c = contained_args(py, "multiproc.py", &["4"]);
+        // The workers (the parent's descendants, by host pid: 3.14+ starts them from a
+        // forkserver) and their CPU time.
+        let mut kids: Vec<i32> = Vec::new();
+        let mut todo = vec![c.pid];
+        while let Some(p) = todo.pop() {
+            for k in std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|k| k.parse().ok())
+            {
+                kids.push(k);
+                todo.push(k);
+            }
+        }
+        let before: Vec<f64> = kids.iter().map(|&k| cpu_seconds(k)).collect();
+        let (p, _) = record_json(c.pid, 1.5, &["-r", "100", "-s", "--no-idle"]);
+        let cpu: std::collections::HashMap<i32, f64> = kids
+            .iter()
+            .zip(&before)
+            .map(|(&k, b)| (k, cpu_seconds(k) - b))
+            .collect();
+        let mut procs = std::collections::BTreeMap::new();
+        for s in &p.stacks {
+            let leaf = &p.frames[*s.frames.last().unwrap() as usize];
+            if leaf.function == "worker_task" {
+                let label = p.threads[s.thread as usize]
+                    .process
+                    .clone()
+                    .unwrap_or_default();
+                *procs.entry(label).or_insert(0u64) += s.count;
+            }
+        }
+        if procs.len() != 2 {
+            return Err(format!("worker processes sampled: {procs:?}"));
+        }
+        for (label, n) in &procs {
+            // "process PID (...)": the host's pid, which is not a small namespace pid.
+            let pid: i32 = label
+                .strip_prefix("process ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if !kids.contains(&pid) {
+                return Err(format!(
+                    "{label}: not the host pid of a descendant ({kids:?})"
+                ));
+            }
+            let used = cpu.get(&pid).copied().unwrap_or(0.0);
+            let need = min_samples(&p.meta.sampler, 100.0, 1.5, used);
+            if (*n as f64) < need {
+                return Err(format!(
+                    "{label}: {n} samples in 1.5 s at 100 Hz (need {need:.0}; CPU {used:.2} s)"
+                ));
+            }
+        }
+        Ok(format!("{procs:?}"))
     });
 }

@@ -136,7 +136,8 @@ fn with_privileges_the_default_is_bpf_and_the_title_says_so() {
     );
     // --blocking and --nonblocking together make no sense.
     let o = pyprof(&["record", "-p", &pid, "--blocking", "--nonblocking"]);
-    assert_one_line_error(&o, "--blocking --nonblocking");
+    let err = assert_usage_error(&o, "--blocking --nonblocking");
+    assert!(err.contains("cannot be used with"), "{err}");
 }
 
 /// A 5,000-frame recursion on a CPU: walked whole in the kernel (bpf_loop), and cut at
