@@ -293,12 +293,17 @@ fn repr(mem: &dyn Memory, l: &Layout, objects: &Objects, obj: u64, depth: usize)
             .ok()
             .map(|b| format!("{:?}", f64::from_bits(b))),
         "unicode" if l.string_kind == StringKind::Bytes => {
-            py2_unicode(mem, l, obj).map(|s| py_str(&s))
+            py2_unicode(mem, l, obj).map(|s| crate::code::symbols::str_repr(&s))
         }
-        "str" | "unicode" => read_str(mem, l, obj).ok().map(|s| py_str(&s)),
-        "bytes" => crate::code::read_bytes(mem, l, obj)
+        "str" | "unicode" => read_str(mem, l, obj)
             .ok()
-            .map(|b| format!("b{}", py_str(&String::from_utf8_lossy(&b)))),
+            .map(|s| crate::code::symbols::str_repr(&s)),
+        "bytes" => crate::code::read_bytes(mem, l, obj).ok().map(|b| {
+            format!(
+                "b{}",
+                crate::code::symbols::str_repr(&String::from_utf8_lossy(&b))
+            )
+        }),
         "list" | "tuple" => sequence(mem, l, objects, obj, depth, tname == "tuple"),
         "dict" => dict(mem, l, objects, obj, depth),
         _ => None,
@@ -330,36 +335,6 @@ fn py2_unicode(mem: &dyn Memory, l: &Layout, obj: u64) -> Option<String> {
     } else {
         String::from_utf16_lossy(&units[..n])
     })
-}
-
-/// A string as Python's `repr` shows it: single quotes unless it holds one and no
-/// double quote, backslash escapes for the quote, backslash and control characters.
-fn py_str(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(q);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == q => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(q);
-    out
 }
 
 /// The items of a list (`ob_item`, a pointer after the size) or a tuple (inline).
