@@ -628,10 +628,27 @@ class Bench:
     # -- delivered ÷ requested -----------------------------------------------------------
 
     def delivered(self, tool, py, pid, rate, dur):
-        r = self.profile(tool, py, pid, rate, dur)
-        window = r.get("duration_secs") or dur
+        """Samples delivered ÷ requested. py-spy's -d is a sample count (rate × seconds:
+        it runs longer when it falls behind), so it is given a long -d and stopped with
+        SIGINT after `dur` (it writes what it has). bpf samples a thread when it is on a
+        CPU: its request is the rate times the CPU time the target had (on a busy
+        machine less than the wall time)."""
+        cpu0 = proc_cpu(pid)
+        if tool.kind == "py-spy":
+            h = self.start_profile(tool, py, pid, rate, dur * 20)
+            time.sleep(dur)
+            CHILDREN.stop(h["p"], signal.SIGINT, 30)
+            r = self.finish_profile(h, 5)
+            window = dur
+        else:
+            r = self.profile(tool, py, pid, rate, dur)
+            window = r.get("duration_secs") or dur
+        cpu = None if cpu0 is None or proc_cpu(pid) is None else proc_cpu(pid) - cpu0
+        r["target_cpu_s"] = cpu
         if not r.get("samples"):
             return None, r
+        if tool.mode == "bpf" and cpu is not None and cpu > 0:
+            window = min(window, cpu)
         return r["samples"] / (rate * window), r
 
     def bench_delivered(self):
@@ -954,10 +971,12 @@ class Bench:
             if not r["goal"]:
                 continue
             f_ = r["fmt"]
-            L.append("| %s | %s (%s) | %s | %s | %s%s (%s–%s, %d) | %s | %s |" % (
+            # (The trailing `<!-- section -->` cell is past the header's columns: not
+            # shown; a later run of other sections keeps this row.)
+            L.append("| %s | %s (%s) | %s | %s | %s%s (%s–%s, %d) | %s | %s | <!-- %s -->" % (
                 r["measure"], r["tool"], r["mode"], r["workload"], r["python"],
                 fmt(r["median"], f_), r["unit"], fmt(r["min"], f_), fmt(r["max"], f_),
-                r["n"], r["goal"], r["verdict"]))
+                r["n"], r["goal"], r["verdict"], r["section"]))
         return "\n".join(L) + "\n"
 
 
@@ -1077,7 +1096,20 @@ def human(secs):
     return "%d min %02d s" % (m, s) if m else "%d s" % s
 
 
-def update_readme(table):
+def proc_cpu(pid):
+    """CPU seconds of process `pid` (all its threads) from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def update_readme(table, sections, stamp):
+    """Replace the rows of `sections` in README.md's table (between the bench markers)
+    with this run's; rows of the sections not run stay, in section order. `stamp` (the
+    command and date) is kept per section under the table."""
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         text = f.read()
@@ -1086,9 +1118,33 @@ def update_readme(table):
         log("bench: README.md has no %s ... %s markers: not updated" % (start, end))
         return
     head, rest = text.split(start, 1)
-    _, tail_ = rest.split(end, 1)
+    old, tail_ = rest.split(end, 1)
+    mark = re.compile(r"<!-- (\w+) -->\s*$")
+    keep, stamps = {}, {}
+    for line in old.splitlines():
+        m = mark.search(line)
+        if m and m.group(1) not in sections:
+            if line.startswith("|"):
+                keep.setdefault(m.group(1), []).append(line)
+            else:
+                stamps[m.group(1)] = line
+    new_rows = {}
+    lines = table.splitlines()
+    header, rows = lines[:2], lines[2:]
+    for line in rows:
+        m = mark.search(line)
+        new_rows.setdefault(m.group(1) if m else "", []).append(line)
+    for sec in sections:
+        stamps[sec] = "Rows of `%s`: %s <!-- %s -->" % (sec, stamp, sec)
+    order = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "rss",
+             "render"]
+    body = list(header)
+    for sec in order + sorted(set(keep) | set(new_rows) - set(order)):
+        body.extend(new_rows.get(sec, []) if sec in sections else keep.get(sec, []))
+    notes = [stamps[sec] + "<br>" for sec in order if sec in stamps]
     with open(path, "w") as f:
-        f.write(head + start + "\n" + table + end + tail_)
+        f.write(head + start + "\n" + "\n".join(body) + "\n\n" + "\n".join(notes) + "\n"
+                + end + tail_)
     log("bench: README.md table updated")
 
 
@@ -1148,7 +1204,8 @@ def main():
     with open(os.path.join(a.out_dir, "readme-table.md"), "w") as f:
         f.write(table)
     if a.update_readme and not interrupted:
-        update_readme(table)
+        update_readme(table, a.sections, "`%s`, %s, %s" % (command, started, meta.get(
+            "elapsed_human", "")))
     print(md)
     log("bench: wrote %s (%s)" % (os.path.join(a.out_dir, "results.md"), human(elapsed)))
     return 130 if interrupted else 0
