@@ -112,6 +112,10 @@ pub struct Meta {
     /// time running or ready to run).
     #[serde(default)]
     pub idle: bool,
+    /// CPU time the (first) target used while it was sampled, from its process CPU clock
+    /// (the bpf sampler's samples are this times the rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu_secs: Option<f64>,
     /// Sampling instants of the rate (each reads every thread; with the bpf sampler and
     /// no `--idle`, where the kernel samples, the instants elapsed: rate × duration).
     pub ticks: u64,

@@ -325,6 +325,8 @@ pub fn record(
         }
     };
     let start = Instant::now();
+    let target_cpu = process_cpu_clock(sampler.targets.root);
+    let cpu_at_start = target_cpu.and_then(read_cpu_clock);
     let mut k: u64 = 0;
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
@@ -372,6 +374,10 @@ pub fn record(
     }
     kernel_ticks(profile, start);
     profile.meta.duration_secs = start.elapsed().as_secs_f64();
+    // (Read before the target is reaped: a process that ended has no clock.)
+    if let (Some(c0), Some(c1)) = (cpu_at_start, target_cpu.and_then(read_cpu_clock)) {
+        profile.meta.target_cpu_secs = Some(c1.saturating_sub(c0) as f64 / 1e9);
+    }
     profile.meta.memory_reads = sampler.reads_of_gone
         + sampler
             .targets
@@ -440,6 +446,24 @@ fn record_errors(
     // Without --subprocesses the profiled Python is the target: when it ends, so does
     // the recording (the root may be a launcher that lingers).
     primary_gone && !sampler.targets.follow_children
+}
+
+/// The CPU clock of process `pid` (all its threads), if the kernel gives one.
+fn process_cpu_clock(pid: i32) -> Option<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: plain libc call with a valid out-pointer.
+    (unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0).then_some(clock)
+}
+
+/// A CPU clock's reading in nanoseconds.
+fn read_cpu_clock(clock: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock id from clock_getcpuclockid and a valid out-pointer.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// Sleep until `deadline`, waking early (within 50 ms) when `stop` is set.
