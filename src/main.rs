@@ -262,6 +262,10 @@ struct RecordArgs {
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
     #[arg(short, long)]
     subprocesses: bool,
+    /// asyncio (Python 3.14+): a thread running a task is recorded as that task's stack,
+    /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
+    #[arg(long)]
+    async_aware: bool,
     /// No progress line while recording
     #[arg(short, long)]
     quiet: bool,
@@ -502,6 +506,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.max_depth = args.sampling.max_depth.max(1);
     req.filter = args.sampling.filter();
     req.subprocesses = args.subprocesses;
+    req.async_aware = args.async_aware;
     let mut progress = Progress::new(!args.quiet, args.sampling.rate, args.duration);
     let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();

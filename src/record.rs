@@ -30,6 +30,9 @@ pub struct Request {
     pub max_depth: usize,
     pub filter: ThreadFilter,
     pub subprocesses: bool,
+    /// Record a thread running an asyncio task as the task's stack, under `<task NAME>`
+    /// frames of the tasks awaiting it (`--async-aware`).
+    pub async_aware: bool,
 }
 
 impl Request {
@@ -43,6 +46,7 @@ impl Request {
             max_depth: sampler::DEFAULT_MAX_DEPTH,
             filter: ThreadFilter::default(),
             subprocesses: false,
+            async_aware: false,
         }
     }
 }
@@ -182,6 +186,7 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         label: target_label,
         found,
     } = start(req, stop, obs)?;
+    let mut targets = targets;
     if !found {
         // Exited (or stopped) before any Python ran in it.
         let meta = base_meta(req, pid, &target_label, None, "none");
@@ -196,6 +201,12 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             exit: guard.exit,
             dropped_idle: 0,
         });
+    }
+    if req.async_aware && found {
+        let s = &mut targets.sessions[0];
+        let reader = crate::runtime::asyncio::AsyncioReader::new(s.pid, &s.runtime.layout)
+            .map_err(anyhow::Error::msg)?;
+        s.sampler.asyncio = Some(reader);
     }
     let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
@@ -277,6 +288,21 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         .iter()
         .map(|s| s.sampler.executor)
         .sum();
+    if req.async_aware {
+        if let Some(s) = sampler.primary() {
+            let tasks = s.sampler.task_samples;
+            profile.meta.notes.push(match s.sampler.asyncio.as_ref() {
+                Some(a) if a.failed.is_some() => {
+                    format!("--async-aware: {}", a.failed.as_deref().unwrap_or_default())
+                }
+                Some(a) if a.offsets().is_none() => {
+                    "--async-aware: the target never imported asyncio (no _asyncio module found)"
+                        .to_string()
+                }
+                _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),
+            });
+        }
+    }
     if instrumented > 0 {
         profile.meta.notes.push(format!(
             "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {instrumented} frames executed INSTRUMENTED_* opcodes"

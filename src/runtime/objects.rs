@@ -199,7 +199,17 @@ impl<'a> Objects<'a> {
         Some(self.type_info(self.type_of(obj)?)?.flags)
     }
 
-    fn is_dict(&self, obj: u64) -> bool {
+    /// Bytes of a `PyObject` header (`ob_type` is its last field in every build).
+    pub fn header_size(&self) -> u64 {
+        self.l.ob_type as u64 + 8
+    }
+
+    /// `tp_basicsize` of an object's type.
+    pub fn basicsize_of(&self, obj: u64) -> Option<i64> {
+        Some(self.type_info(self.type_of(obj)?)?.basicsize)
+    }
+
+    pub fn is_dict(&self, obj: u64) -> bool {
         self.flags_of(obj)
             .is_some_and(|f| f & self.l.tpflags_dict_subclass != 0)
     }
