@@ -2,8 +2,9 @@
 //! (tests/scripts/asyncio_tree.py) must come out as exactly its await chains, on every
 //! sampler; the offsets read from the target's `_Py_AsyncioModuleDebugOffsets` must be
 //! where the interpreter's own objects are (tests/scripts/asyncio_offsets.py finds them
-//! with ctypes); 10,000 pending tasks cost a bounded number of reads; interpreters
-//! before 3.14 are refused with one line (and skipped, loudly, by name).
+//! with ctypes), and so must the built-in table for 3.8–3.13; 10,000 pending tasks cost a
+//! bounded number of reads; interpreters before 3.8 are refused with one line (and
+//! skipped, loudly, by name).
 
 mod common;
 
@@ -11,8 +12,8 @@ use common::*;
 use pyprof::profile::ProfileData;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The first version `--async-aware` supports.
-const FIRST: (u8, u8) = (3, 14);
+/// The first version `--async-aware` supports (3.7's tasks have no names).
+const FIRST: (u8, u8) = (3, 8);
 
 fn supported(py: &Python) -> bool {
     py.at_least(FIRST.0, FIRST.1)
@@ -152,7 +153,7 @@ fn task_tree_is_recorded_as_its_await_chains() {
     });
 }
 
-/// Before 3.14: one line naming the version, non-zero exit; and a loud SKIP.
+/// Before 3.8: one line naming the version, non-zero exit; and a loud SKIP.
 fn refused(py: &Python) -> Result<String, String> {
     let target = Target::spawn(py, "split.py", &[]);
     let pid = target.pid.to_string();
@@ -166,28 +167,31 @@ fn refused(py: &Python) -> Result<String, String> {
         "-o",
         "/dev/null",
     ]);
-    let err = assert_one_line_error(&o, "--async-aware before 3.14");
+    let err = assert_one_line_error(&o, "--async-aware before 3.8");
     let v = format!("{}.{}", py.major, py.minor);
-    if !err.contains("3.14") || !err.contains(&v) {
-        return Err(format!("the refusal does not name {v} and 3.14: {err}"));
+    if !err.contains("3.8") || !err.contains(&v) {
+        return Err(format!("the refusal does not name {v} and 3.8: {err}"));
     }
     notice(&format!(
-        "SKIP asyncio task tree on python {}: --async-aware supports 3.14+ only (refused with: {})",
+        "SKIP asyncio task tree on python {}: --async-aware supports 3.8+ only (refused with: {})",
         py.label,
         err.trim()
     ));
     Ok("refused with one line".into())
 }
 
-/// The offsets pyprof reads from the target's `.AsyncioDebug` section are where the
-/// interpreter's own objects keep the task's name, coroutine and awaiter, and the
-/// thread's running task (found by the target with ctypes).
+/// The offsets pyprof reads from the target's `.AsyncioDebug` section (3.14+), or has in
+/// its built-in table (3.8–3.13), are where the interpreter's own objects keep them
+/// (found by the target with ctypes): the task's name, coroutine and awaiter, the
+/// thread's running task (3.14+); the future a task waits on, the done callbacks, the
+/// task in a wakeup callable, a function's closure, and `asyncio.tasks._current_tasks`
+/// mapping the running loop (whose `_thread_id` is its thread) to the task (≤3.13).
 #[test]
 fn debug_offsets_match_the_interpreters_objects() {
     for_each_python("asyncio offsets", |py| {
         if !supported(py) {
             notice(&format!(
-                "SKIP asyncio offsets on python {}: --async-aware supports 3.14+ only",
+                "SKIP asyncio offsets on python {}: --async-aware supports 3.8+ only",
                 py.label
             ));
             return Ok("skipped".into());
@@ -202,18 +206,38 @@ fn debug_offsets_match_the_interpreters_objects() {
                 Some((k, it.filter_map(|v| v.parse().ok()).collect()))
             })
             .collect();
-        let mem = pyprof::process::live::LiveMemory::new(target.pid);
-        let o = pyprof::runtime::asyncio::find_debug_offsets(target.pid, &mem)
-            .map_err(|e| format!("reading the debug offsets: {e}"))?
-            .ok_or("no .AsyncioDebug section found in the target")?;
-        let ours = [
-            ("task_size", o.task_size),
-            ("task_name", o.task_name),
-            ("task_coro", o.task_coro),
-            ("task_awaited_by", o.task_awaited_by),
-            ("tstate_running_task", o.tstate_running_task),
-        ];
-        for (k, v) in ours {
+        let ours = if py.at_least(3, 14) {
+            let mem = pyprof::process::live::LiveMemory::new(target.pid);
+            let o = pyprof::runtime::asyncio::find_debug_offsets(target.pid, &mem)
+                .map_err(|e| format!("reading the debug offsets: {e}"))?
+                .ok_or("no .AsyncioDebug section found in the target")?;
+            vec![
+                ("task_size", o.task_size),
+                ("task_name", o.task_name),
+                ("task_coro", o.task_coro),
+                ("task_awaited_by", o.task_awaited_by),
+                ("tstate_running_task", o.tstate_running_task),
+            ]
+        } else {
+            let ft = py.key.contains('t') && !py.key.contains("debug");
+            let o = pyprof::runtime::asyncio::table_offsets(py.major, py.minor, ft).ok_or(
+                format!("no built-in table for {} (free-threaded: {ft})", py.key),
+            )?;
+            let t = o.table.expect("a table");
+            vec![
+                ("task_size", o.task_size),
+                ("task_name", o.task_name),
+                ("task_coro", o.task_coro),
+                ("task_fut_waiter", t.task_fut_waiter),
+                ("fut_callback0", t.fut_callback0),
+                ("fut_callbacks", t.fut_callbacks),
+                ("wakeup_task", t.wakeup_task),
+                ("func_closure", t.func_closure),
+                ("current_tasks", 1),
+                ("loop_thread_id", 1),
+            ]
+        };
+        for &(k, v) in &ours {
             let t = truth.get(k).ok_or(format!("the target printed no {k}"))?;
             if !t.contains(&v) {
                 return Err(format!(
@@ -233,7 +257,7 @@ fn ten_thousand_pending_tasks_stay_bounded() {
     for_each_python("asyncio 10k tasks", |py| {
         if !supported(py) {
             notice(&format!(
-                "SKIP asyncio 10k tasks on python {}: --async-aware supports 3.14+ only",
+                "SKIP asyncio 10k tasks on python {}: --async-aware supports 3.8+ only",
                 py.label
             ));
             return Ok("skipped".into());
@@ -280,4 +304,108 @@ fn ten_thousand_pending_tasks_stay_bounded() {
         }
         Ok(notes.join("; "))
     });
+}
+
+/// Chains and per-task shares of a collapsed profile whose task frames are `<task>:NAME:…`
+/// (CPython 3.15's `profiling.sampling --async-aware --collapsed`): (chain → samples).
+fn sampling_chains(text: &str) -> BTreeMap<Vec<String>, u64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        let chain: Vec<String> = stack
+            .split(';')
+            .filter_map(|f| f.strip_prefix("<task>:"))
+            .map(|f| f.split(':').next().unwrap_or("").to_string())
+            .collect();
+        // Only the burning tasks' stacks (those that end in worker's frames).
+        if !chain.is_empty() && stack.contains(":worker:") {
+            *out.entry(chain).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+fn shares(chains: &BTreeMap<Vec<String>, u64>) -> BTreeMap<Vec<String>, f64> {
+    let total: u64 = chains.values().sum();
+    chains
+        .iter()
+        .map(|(c, n)| (c.clone(), *n as f64 * 100.0 / total.max(1) as f64))
+        .collect()
+}
+
+/// On 3.15, the same process profiled by pyprof and by CPython's own
+/// `python3.15 -m profiling.sampling attach --async-aware --collapsed` (one after the
+/// other): the same task chains, each task's share within 3 points.
+#[test]
+fn agrees_with_cpythons_profiling_sampling_on_315() {
+    let Some(py) = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 15) && !p.key.contains('t'))
+    else {
+        notice("SKIP asyncio vs profiling.sampling: no Python 3.15 (default build) found");
+        return;
+    };
+    let _cpu = exclusive();
+    let target = Target::spawn(&py, "asyncio_tree.py", &[]);
+    let (p, _) = record_json(
+        target.pid,
+        3.0,
+        &["--async-aware", "-r", "1000", "--no-idle"],
+    );
+    let (ours, _, wrong) = task_stacks(&p);
+    assert!(wrong.is_empty(), "stacks of a wrong shape: {wrong:?}");
+    let file = format!("pyprof-asyncio-{}.txt", target.pid);
+    let out = pyprof_run_sampling(&py, target.pid, &file);
+    let theirs = sampling_chains(&out);
+    let (a, b) = (shares(&ours), shares(&theirs));
+    let keys = |m: &BTreeMap<Vec<String>, f64>| m.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        keys(&a),
+        keys(&b),
+        "task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
+    );
+    for (chain, share) in &a {
+        let other = b[chain];
+        assert!(
+            (share - other).abs() <= 3.0,
+            "{chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
+        );
+    }
+    eprintln!(
+        "asyncio vs profiling.sampling {}: pyprof {a:?}; profiling.sampling {b:?}",
+        py.label
+    );
+}
+
+/// Run `python -m profiling.sampling attach --async-aware --collapsed -d 3` on `pid`
+/// (inside the interpreter's root, if any) and return what it wrote.
+fn pyprof_run_sampling(py: &Python, pid: i32, file: &str) -> String {
+    let inside = format!("/tmp/{file}");
+    let o = std::process::Command::new(&py.cmd[0])
+        .args(&py.cmd[1..])
+        .args([
+            "-m",
+            "profiling.sampling",
+            "attach",
+            "--async-aware",
+            "--collapsed",
+        ])
+        .args(["-d", "3", "-o", &inside, &pid.to_string()])
+        .output()
+        .expect("running profiling.sampling");
+    assert!(
+        o.status.success(),
+        "profiling.sampling failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let outside = match &py.root {
+        Some(root) => root.join(inside.trim_start_matches('/')),
+        None => std::path::PathBuf::from(&inside),
+    };
+    let text = std::fs::read_to_string(&outside).expect("profiling.sampling's output");
+    let _ = std::fs::remove_file(&outside);
+    text
 }

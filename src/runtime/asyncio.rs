@@ -36,6 +36,10 @@ pub const DEBUG_SECTION: &str = ".AsyncioDebug";
 pub const MAX_CHAIN: usize = 256;
 /// Most entries of a `task_awaited_by` set we look at.
 pub const MAX_AWAITERS: u64 = 4096;
+/// Most event loops (running at once, one per thread) we look at.
+pub const MAX_LOOPS: usize = 1024;
+/// Most done callbacks of one future we look at (≤3.13).
+pub const MAX_CALLBACKS: u64 = 64;
 /// Most tasks of a thread's task list read in one pass (each is one read).
 pub const MAX_LISTED_TASKS: usize = 20_000;
 /// Least time between two passes over a thread's task list.
@@ -64,6 +68,67 @@ pub struct AsyncioOffsets {
     pub task_node: u64,
     /// `_PyThreadStateImpl.asyncio_tasks_head`, the head of that list
     pub tstate_tasks_head: u64,
+    /// ≤3.13: what the built-in table adds (the fields above that 3.14 added are 0).
+    pub table: Option<TableOffsets>,
+}
+
+/// ≤3.13: the C `_asyncio.Task`/`Future` fields we read, and the callables a task leaves
+/// in the callbacks of what it awaits. Found in each interpreter by
+/// `tests/scripts/asyncio_offsets.py` (ctypes over live objects); `tests/asyncio.rs`
+/// checks the table against every interpreter it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableOffsets {
+    pub task_fut_waiter: u64,
+    /// `fut_callback0` (the first done callback), `fut_callbacks` (a list of the others,
+    /// each a `(callback, context)` tuple)
+    pub fut_callback0: u64,
+    pub fut_callbacks: u64,
+    /// Where the callable a task awaiting a future adds to its callbacks holds that task:
+    /// `TaskWakeupMethWrapper.ww_task` (3.8, 3.9), `PyCFunctionObject.m_self` (3.10+)
+    pub wakeup_task: u64,
+    /// `PyFunctionObject.func_closure` (gather's `_done_callback` closes over its outer
+    /// future)
+    pub func_closure: u64,
+}
+
+/// The built-in table for ≤3.13: (minor, free-threaded) → (`sizeof(TaskObj)`,
+/// `task_name`, `task_coro`, `task_fut_waiter`, `fut_callback0`, `fut_callbacks`,
+/// wakeup's task, `func_closure`). Values printed by tests/scripts/asyncio_offsets.py.
+const TABLE: &[((u8, bool), [u64; 8])] = &[
+    ((8, false), [144, 120, 112, 104, 24, 40, 16, 48]),
+    ((9, false), [184, 160, 152, 144, 24, 40, 16, 48]),
+    ((10, false), [192, 168, 160, 152, 24, 40, 24, 72]),
+    ((11, false), [176, 144, 136, 128, 24, 40, 24, 72]),
+    ((12, false), [176, 144, 136, 128, 24, 40, 24, 72]),
+    ((13, false), [144, 128, 120, 112, 24, 40, 24, 72]),
+    ((13, true), [160, 144, 136, 128, 40, 56, 40, 88]),
+];
+
+/// The built-in offsets of a 3.8–3.13 interpreter.
+pub fn table_offsets(major: u8, minor: u8, free_threaded: bool) -> Option<AsyncioOffsets> {
+    if major != 3 {
+        return None;
+    }
+    let v = TABLE.iter().find(|e| e.0 == (minor, free_threaded))?.1;
+    Some(AsyncioOffsets {
+        task_size: v[0],
+        task_name: v[1],
+        task_coro: v[2],
+        task_awaited_by: 0,
+        task_awaited_by_is_set: 0,
+        task_is_task: 0,
+        tstate_running_task: 0,
+        tstate_running_loop: 0,
+        task_node: 0,
+        tstate_tasks_head: 0,
+        table: Some(TableOffsets {
+            task_fut_waiter: v[3],
+            fut_callback0: v[4],
+            fut_callbacks: v[5],
+            wakeup_task: v[6],
+            func_closure: v[7],
+        }),
+    })
 }
 
 /// `_Py_AsyncioModuleDebugOffsets` as 3.14 and 3.15 lay it out: 13 `uint64_t`s,
@@ -90,6 +155,7 @@ pub fn parse_debug_offsets(b: &[u8]) -> Option<AsyncioOffsets> {
         tstate_running_task: v[11],
         task_node: v[6],
         tstate_tasks_head: v[12],
+        table: None,
     };
     let task_fields = [
         o.task_name,
@@ -180,27 +246,45 @@ pub struct AsyncioReader {
     listed: HashMap<u64, Instant>,
     /// Task lists that had more tasks than `MAX_LISTED_TASKS` (read in part).
     pub lists_cut: u64,
+    /// ≤3.13: `asyncio.tasks._current_tasks` ({loop: running task}), when found, and when
+    /// to look for it again.
+    current_tasks: Option<u64>,
+    next_lookup: Option<Instant>,
+    /// ≤3.13: each loop's `_thread_id` and when it was read.
+    loop_threads: HashMap<u64, (Option<u64>, Instant)>,
+    /// ≤3.13: the `asyncio.tasks` module's dict (where its task registries are).
+    tasks_module: Option<u64>,
+    /// ≤3.10: a coroutine's frame object → the coroutine.
+    frame_coros: HashMap<u64, u64>,
 }
 
 impl AsyncioReader {
     /// A reader for a target of this layout's version, or why its tasks cannot be read.
     pub fn new(pid: i32, layout: &Layout) -> Result<AsyncioReader, String> {
-        if (layout.major, layout.minor) < (3, 14) {
+        let v = (layout.major, layout.minor);
+        let table = table_offsets(layout.major, layout.minor, layout.free_threaded);
+        if v < (3, 14) && table.is_none() {
             return Err(format!(
-                "--async-aware needs Python 3.14 or newer (this target runs {}.{}): older versions \
-                 are not supported yet",
-                layout.major, layout.minor
+                "--async-aware supports Python 3.8 and newer (this target runs {}.{}{})",
+                layout.major,
+                layout.minor,
+                if layout.free_threaded { "t" } else { "" }
             ));
         }
         Ok(AsyncioReader {
             pid,
-            offsets: None,
+            offsets: table,
             next_try: None,
             failed: None,
             coros: HashMap::new(),
             frame_delta: None,
             listed: HashMap::new(),
             lists_cut: 0,
+            current_tasks: None,
+            next_lookup: None,
+            loop_threads: HashMap::new(),
+            tasks_module: None,
+            frame_coros: HashMap::new(),
         })
     }
 
@@ -215,6 +299,11 @@ impl AsyncioReader {
             frame_delta: None,
             listed: HashMap::new(),
             lists_cut: 0,
+            current_tasks: None,
+            next_lookup: None,
+            loop_threads: HashMap::new(),
+            tasks_module: None,
+            frame_coros: HashMap::new(),
         }
     }
 
@@ -258,9 +347,12 @@ impl AsyncioReader {
             return Ok(None);
         };
         let objs = Objects::new(mem, layout);
-        let task = mem
-            .read_u64(raw.tstate.wrapping_add(o.tstate_running_task))
-            .map_err(|_| "thread state unreadable")?;
+        let task = match o.table {
+            None => mem
+                .read_u64(raw.tstate.wrapping_add(o.tstate_running_task))
+                .map_err(|_| "thread state unreadable")?,
+            Some(_) => self.current_task(mem, layout, &objs, raw)?,
+        };
         if task != 0 {
             let b = read_task(mem, &objs, &o, task)?;
             let coro = field(&b, o.task_coro).ok_or("task unreadable")?;
@@ -268,6 +360,11 @@ impl AsyncioReader {
                 let f = raw.frames[at].frame;
                 if layout.frame_kind == FrameKind::Interpreter && f > coro {
                     self.frame_delta = Some(f - coro);
+                } else if layout.frame_kind == FrameKind::Object {
+                    if self.frame_coros.len() >= MAX_KNOWN_TASKS {
+                        self.frame_coros.clear();
+                    }
+                    self.frame_coros.insert(f, coro);
                 }
                 if self.coros.len() >= MAX_KNOWN_TASKS {
                     self.coros.clear();
@@ -282,7 +379,21 @@ impl AsyncioReader {
         if let Some(found) = self.known_task(mem, &objs, &o, raw)? {
             return Ok(Some(found));
         }
-        if layout.frame_kind == FrameKind::Interpreter && self.list_tasks(mem, &o, raw.tstate) {
+        // Worth listing the tasks only when the stack runs one we do not know: the
+        // running task is not on it, or (3.11+) a coroutine's frame is.
+        let worth = task != 0
+            || raw.frames.iter().any(|f| {
+                layout.frame_kind == FrameKind::Interpreter && f.owner == FRAME_OWNED_BY_GENERATOR
+            });
+        let listed = worth
+            && match o.table {
+                None => {
+                    layout.frame_kind == FrameKind::Interpreter
+                        && self.list_tasks(mem, &o, raw.tstate)
+                }
+                Some(_) => self.list_registered(mem, layout, &objs, &o),
+            };
+        if listed {
             if let Some(found) = self.known_task(mem, &objs, &o, raw)? {
                 return Ok(Some(found));
             }
@@ -293,6 +404,143 @@ impl AsyncioReader {
             );
         }
         Ok(None)
+    }
+
+    /// ≤3.13: the task thread `raw`'s loop runs, from `asyncio.tasks._current_tasks`
+    /// ({loop: task}; the loop whose `_thread_id` is the thread's), or 0.
+    fn current_task(
+        &mut self,
+        mem: &dyn Memory,
+        layout: &Layout,
+        objs: &Objects,
+        raw: &RawThread,
+    ) -> Result<u64, AsyncError> {
+        let now = Instant::now();
+        if self.current_tasks.is_none() && self.next_lookup.is_none_or(|t| now >= t) {
+            self.next_lookup = Some(now + Duration::from_secs(1));
+            self.current_tasks = (|| {
+                let interp = mem
+                    .read_u64(raw.tstate.wrapping_add(layout.tstate_interp as u64))
+                    .ok()?;
+                let modules = mem
+                    .read_u64(interp.wrapping_add(layout.interp_modules as u64))
+                    .ok()?;
+                let tasks = objs.dict_get_str(modules, "asyncio.tasks")?;
+                let md = mem
+                    .read_u64(tasks.wrapping_add(layout.module_dict as u64))
+                    .ok()?;
+                self.tasks_module = Some(md);
+                let current = objs.dict_get_str(md, "_current_tasks")?;
+                objs.is_dict(current).then_some(current)
+            })();
+        }
+        let Some(dict) = self.current_tasks else {
+            return Ok(0);
+        };
+        let entries = objs
+            .dict_entries(dict)
+            .ok_or("asyncio.tasks._current_tasks unreadable")?;
+        let mut fallback = 0;
+        for e in entries.iter().take(MAX_LOOPS) {
+            let thread = match self.loop_threads.get(&e.key) {
+                Some(&(t, at)) if now.duration_since(at) < Duration::from_secs(1) => t,
+                _ => {
+                    let t = objs
+                        .instance_attr(e.key, "_thread_id")
+                        .and_then(|id| objs.read_uint(id));
+                    if self.loop_threads.len() > MAX_LOOPS {
+                        self.loop_threads.clear();
+                    }
+                    self.loop_threads.insert(e.key, (t, now));
+                    t
+                }
+            };
+            match thread {
+                Some(t) if t == raw.thread_id => return Ok(e.value),
+                None if entries.len() == 1 => fallback = e.value,
+                _ => {}
+            }
+        }
+        Ok(fallback)
+    }
+
+    /// ≤3.13: read the tasks asyncio registers (`_all_tasks` ≤3.11, `_scheduled_tasks`
+    /// (WeakSets) and `_eager_tasks` (a set) 3.12+) into `coros` (and, ≤3.10, the
+    /// coroutines' frames into `frame_coros`); bounded, at most every `LIST_INTERVAL`.
+    /// False when read too recently or not found.
+    fn list_registered(
+        &mut self,
+        mem: &dyn Memory,
+        layout: &Layout,
+        objs: &Objects,
+        o: &AsyncioOffsets,
+    ) -> bool {
+        let Some(md) = self.tasks_module else {
+            return false;
+        };
+        let now = Instant::now();
+        if self
+            .listed
+            .get(&0)
+            .is_some_and(|t| now.duration_since(*t) < LIST_INTERVAL)
+        {
+            return false;
+        }
+        self.listed.insert(0, now);
+        let head = objs.header_size();
+        let mut tasks = Vec::new();
+        for name in ["_all_tasks", "_scheduled_tasks", "_eager_tasks"] {
+            let Some(reg) = objs.dict_get_str(md, name) else {
+                continue;
+            };
+            // A WeakSet keeps weak references in its `data` set; a set, the tasks.
+            let (set, weak) = match objs.instance_attr(reg, "data") {
+                Some(data) => (data, true),
+                None => (reg, false),
+            };
+            let Ok(keys) = set_keys(mem, objs, set, MAX_LISTED_TASKS as u64 * 4) else {
+                continue;
+            };
+            for k in keys {
+                if tasks.len() >= MAX_LISTED_TASKS {
+                    self.lists_cut += 1;
+                    break;
+                }
+                // PyWeakReference {header, wr_object, …}
+                let task = if weak {
+                    mem.read_u64(k.wrapping_add(head)).unwrap_or(0)
+                } else {
+                    k
+                };
+                if plausible(task) {
+                    tasks.push(task);
+                }
+            }
+        }
+        for task in tasks {
+            let Ok(coro) = mem.read_u64(task.wrapping_add(o.task_coro)) else {
+                continue;
+            };
+            if !plausible(coro) {
+                continue;
+            }
+            if self.coros.len() >= MAX_KNOWN_TASKS {
+                self.coros.clear();
+            }
+            self.coros.insert(coro, task);
+            if layout.frame_kind == FrameKind::Object {
+                // gi_frame, the field after the header (NULL once the coroutine ended).
+                if let Ok(frame) = mem.read_u64(coro.wrapping_add(head)) {
+                    if plausible(frame) {
+                        if self.frame_coros.len() >= MAX_KNOWN_TASKS {
+                            self.frame_coros.clear();
+                        }
+                        self.frame_coros.insert(frame, coro);
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Read the task list of thread state `tstate` into `coros` (bounded, rate-limited);
@@ -355,6 +603,22 @@ impl AsyncioReader {
         o: &AsyncioOffsets,
         raw: &RawThread,
     ) -> Result<Option<(TaskChain, usize)>, AsyncError> {
+        // ≤3.10: frame objects of known coroutines.
+        for (at, f) in raw.frames.iter().enumerate().rev() {
+            let Some(&coro) = self.frame_coros.get(&f.frame) else {
+                continue;
+            };
+            let Some(&known) = self.coros.get(&coro) else {
+                continue;
+            };
+            let b = read_task(mem, objs, o, known).unwrap_or_default();
+            if field(&b, o.task_coro) != Some(coro) {
+                self.frame_coros.remove(&f.frame);
+                continue;
+            }
+            let names = self.chain(mem, objs, o, known)?;
+            return Ok(Some((TaskChain { names, coro }, at)));
+        }
         // Where a coroutine's frame is in it: learned, else each place it can be.
         let deltas: Vec<u64> = match self.frame_delta {
             Some(d) => vec![d],
@@ -447,7 +711,10 @@ fn is_task(mem: &dyn Memory, objs: &Objects, o: &AsyncioOffsets, obj: u64) -> bo
         && objs
             .basicsize_of(obj)
             .is_some_and(|s| s >= o.task_size as i64)
-        && mem.read_u8(obj.wrapping_add(o.task_is_task)).ok() == Some(1)
+        && match o.table {
+            None => mem.read_u8(obj.wrapping_add(o.task_is_task)).ok() == Some(1),
+            Some(_) => objs.type_name(obj).is_some_and(|n| n.ends_with("Task")),
+        }
 }
 
 /// `Task.get_name()`: the str, or `Task-N` for an int N (the default, formatted lazily).
@@ -468,6 +735,11 @@ fn awaiter(
     o: &AsyncioOffsets,
     b: &[u8],
 ) -> Result<Option<u64>, AsyncError> {
+    if let Some(t) = o.table {
+        let cb0 = field(b, t.fut_callback0).ok_or("task unreadable")?;
+        let cbs = field(b, t.fut_callbacks).ok_or("task unreadable")?;
+        return Ok(awaiter_by_callbacks(mem, objs, o, &t, cb0, cbs, 0));
+    }
     let by = field(b, o.task_awaited_by).ok_or("task unreadable")?;
     if by == 0 {
         return Ok(None);
@@ -478,26 +750,104 @@ fn awaiter(
     if is_set == 0 {
         return Ok(is_task(mem, objs, o, by).then_some(by));
     }
-    // A set: PySetObject {header, fill, used, mask, table, …}; setentry {key, hash}.
+    let keys = set_keys(mem, objs, by, MAX_AWAITERS).map_err(|_| "awaited_by set unreadable")?;
+    Ok(keys.into_iter().find(|&k| is_task(mem, objs, o, k)))
+}
+
+/// The keys of a `set` (PySetObject {header, fill, used, mask, table, …}; setentry {key,
+/// hash}), from its first `max_slots` slots, in one read; dummies of deleted keys
+/// included (callers check what they get).
+fn set_keys(mem: &dyn Memory, objs: &Objects, set: u64, max_slots: u64) -> Result<Vec<u64>, ()> {
     let head = objs.header_size();
-    let mask = mem
-        .read_u64(by.wrapping_add(head + 16))
-        .map_err(|_| "awaited_by set unreadable")?;
-    let table = mem
-        .read_u64(by.wrapping_add(head + 24))
-        .map_err(|_| "awaited_by set unreadable")?;
+    let mask = mem.read_u64(set.wrapping_add(head + 16)).map_err(|_| ())?;
+    let table = mem.read_u64(set.wrapping_add(head + 24)).map_err(|_| ())?;
     let slots = mask.wrapping_add(1);
     if !slots.is_power_of_two() || !plausible(table) {
-        return Err("awaited_by set unreadable");
+        return Err(());
     }
     let entries = mem
-        .read_vec(table, (slots.min(MAX_AWAITERS) * 16) as usize)
-        .map_err(|_| "awaited_by set unreadable")?;
-    for e in entries.chunks_exact(16) {
-        let key = u64::from_le_bytes(e[..8].try_into().unwrap());
-        if key != 0 && is_task(mem, objs, o, key) {
-            return Ok(Some(key));
+        .read_vec(table, (slots.min(max_slots) * 16) as usize)
+        .map_err(|_| ())?;
+    Ok(entries
+        .chunks_exact(16)
+        .map(|e| u64::from_le_bytes(e[..8].try_into().unwrap()))
+        .filter(|&k| plausible(k))
+        .collect())
+}
+
+/// ≤3.13: the task awaiting a future, from its done callbacks (`callback0`, then the
+/// `callbacks` list): a task's wakeup (`await fut`), a TaskGroup's `_on_task_done` bound
+/// method (its `_parent_task`), or gather's `_done_callback`, whose closure holds the
+/// outer `_GatheringFuture`, followed in turn. None when no callback leads to a task.
+fn awaiter_by_callbacks(
+    mem: &dyn Memory,
+    objs: &Objects,
+    o: &AsyncioOffsets,
+    t: &TableOffsets,
+    cb0: u64,
+    cbs: u64,
+    depth: usize,
+) -> Option<u64> {
+    if depth > 4 {
+        return None;
+    }
+    let head = objs.header_size();
+    let mut callbacks = Vec::new();
+    if plausible(cb0) {
+        callbacks.push(cb0);
+    }
+    if plausible(cbs) {
+        // PyListObject {PyObject_VAR_HEAD, ob_item}; items are (callback, context) tuples.
+        let n = mem.read_u64(cbs.wrapping_add(head)).ok()?;
+        let items = mem.read_u64(cbs.wrapping_add(head + 8)).ok()?;
+        if n <= MAX_CALLBACKS && plausible(items) {
+            let b = mem.read_vec(items, n as usize * 8).ok()?;
+            for c in b.chunks_exact(8) {
+                let tuple = u64::from_le_bytes(c.try_into().ok()?);
+                if let Some(cb) = objs.tuple_item(tuple, 0) {
+                    callbacks.push(cb);
+                }
+            }
         }
     }
-    Ok(None)
+    for cb in callbacks {
+        let name = objs.type_name(cb).unwrap_or_default();
+        match name.as_str() {
+            "TaskWakeupMethWrapper" | "builtin_function_or_method" => {
+                let task = mem.read_u64(cb.wrapping_add(t.wakeup_task)).ok()?;
+                if is_task(mem, objs, o, task) {
+                    return Some(task);
+                }
+            }
+            "method" => {
+                // PyMethodObject {head, im_func, im_self}: a TaskGroup's _on_task_done.
+                let this = mem.read_u64(cb.wrapping_add(head + 8)).ok()?;
+                if let Some(parent) = objs.instance_attr(this, "_parent_task") {
+                    if is_task(mem, objs, o, parent) {
+                        return Some(parent);
+                    }
+                }
+            }
+            "function" => {
+                // gather's _done_callback: the outer future is a cell of its closure.
+                let closure = mem.read_u64(cb.wrapping_add(t.func_closure)).ok()?;
+                for i in 0..16 {
+                    let Some(cell) = objs.tuple_item(closure, i) else {
+                        break;
+                    };
+                    let Ok(v) = mem.read_u64(cell.wrapping_add(head)) else {
+                        continue;
+                    };
+                    if objs.type_name(v).as_deref() == Some("_GatheringFuture") {
+                        let b = mem.read_vec(v, (t.fut_callbacks + 8) as usize).ok()?;
+                        let cb0 = field(&b, t.fut_callback0)?;
+                        let cbs = field(&b, t.fut_callbacks)?;
+                        return awaiter_by_callbacks(mem, objs, o, t, cb0, cbs, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
