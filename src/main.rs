@@ -206,6 +206,10 @@ struct DumpArgs {
     /// Show file names as the interpreter has them (default: shortened)
     #[arg(long)]
     full_filenames: bool,
+    /// asyncio (Python 3.8+): a thread running a task is shown as that task's stack,
+    /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
+    #[arg(long)]
+    async_aware: bool,
 }
 
 #[derive(Args)]
@@ -262,7 +266,7 @@ struct RecordArgs {
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
     #[arg(short, long)]
     subprocesses: bool,
-    /// asyncio (Python 3.14+): a thread running a task is recorded as that task's stack,
+    /// asyncio (Python 3.8+): a thread running a task is recorded as that task's stack,
     /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
     #[arg(long)]
     async_aware: bool,
@@ -727,7 +731,12 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
 
 fn dump(args: DumpArgs) -> Result<ExitCode> {
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
-    let d = pyprof::dump::dump(&mut session, !args.nonblocking, args.locals)?;
+    let d = pyprof::dump::dump_with(
+        &mut session,
+        !args.nonblocking,
+        args.locals,
+        args.async_aware,
+    )?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &d)?;

@@ -409,3 +409,87 @@ fn pyprof_run_sampling(py: &Python, pid: i32, file: &str) -> String {
     let _ = std::fs::remove_file(&outside);
     text
 }
+
+/// `pyprof dump --async-aware --json`: the thread running a task names its chain, and
+/// its frames (innermost first) are the task's, then `<task NAME>` frames innermost
+/// first; the text form shows the chain. A dump between two steps has no task.
+#[test]
+fn dump_shows_the_running_tasks_chain() {
+    for_each_python("asyncio dump", |py| {
+        if !supported(py) {
+            let target = Target::spawn(py, "split.py", &[]);
+            let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
+            assert_one_line_error(&o, "dump --async-aware before 3.8");
+            notice(&format!(
+                "SKIP asyncio dump on python {}: --async-aware supports 3.8+ only",
+                py.label
+            ));
+            return Ok("refused with one line".into());
+        }
+        let target = Target::spawn(py, "asyncio_tree.py", &[]);
+        let want = expected_chains(py);
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let o = pyprof(&[
+                "dump",
+                "-p",
+                &target.pid.to_string(),
+                "--async-aware",
+                "--json",
+            ]);
+            if !o.status.success() {
+                return Err(format!(
+                    "dump failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).map_err(|e| format!("dump's JSON: {e}"))?;
+            let t = &v["threads"][0];
+            let Some(tasks) = t["tasks"].as_array() else {
+                continue;
+            };
+            let chain: Vec<String> = tasks
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            if !want.contains(&chain) {
+                return Err(format!("dump's chain {chain:?} is none of {want:?}"));
+            }
+            let names: Vec<String> = t["frames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["function"].as_str().map(String::from))
+                .collect();
+            let roots: Vec<String> = chain.iter().rev().map(|n| format!("<task {n}>")).collect();
+            let k = names.len().saturating_sub(roots.len());
+            if names[k..] != roots[..] || names[..k].last().map(String::as_str) != Some("worker") {
+                return Err(format!("dump's frames for {chain:?}: {names:?}"));
+            }
+            seen.insert(chain);
+        }
+        if seen.is_empty() {
+            return Err("no dump of 20 caught a running task".into());
+        }
+        let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        // The text form: the chain line, then the task frames, outermost first.
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        if let Some(at) = lines
+            .iter()
+            .position(|l| l.starts_with("running asyncio task "))
+        {
+            let chain: Vec<&str> = lines[at]["running asyncio task ".len()..]
+                .split(" > ")
+                .collect();
+            let frames: Vec<String> = chain.iter().map(|n| format!("<task {n}>")).collect();
+            if lines.get(at + 1..at + 1 + frames.len())
+                != Some(&frames.iter().map(String::as_str).collect::<Vec<_>>()[..])
+            {
+                return Err(format!("text dump: {text}"));
+            }
+        }
+        Ok(format!("chains seen: {seen:?}"))
+    });
+}

@@ -851,3 +851,7 @@ fn awaiter_by_callbacks(
     }
     None
 }
+
+#[cfg(test)]
+#[path = "asyncio_tests.rs"]
+mod tests;
