@@ -148,9 +148,8 @@ pub fn dump_with(
         match t {
             Ok(mut raw) => {
                 if let Some(r) = reader.as_mut() {
-                    let is_frame_of = |f: &crate::walker::RawFrame, coro: u64| {
-                        walker.is_frame_of(mem, f, coro)
-                    };
+                    let is_frame_of =
+                        |f: &crate::walker::RawFrame, coro: u64| walker.is_frame_of(mem, f, coro);
                     match r.running(mem, &layout, &raw, &is_frame_of) {
                         Ok(Some((chain, at))) => {
                             raw.frames.truncate(at + 1);

@@ -44,7 +44,10 @@ impl Frame {
 
     /// A frame pyprof made up (a task), not code of the target.
     pub fn is_synthetic(&self) -> bool {
-        self.file.is_empty() && self.line == 0 && self.function.starts_with('<')
+        self.file.is_empty()
+            && self.line == 0
+            && self.function.starts_with("<task ")
+            && self.function.ends_with('>')
     }
 }
 

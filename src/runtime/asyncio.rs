@@ -379,12 +379,16 @@ impl AsyncioReader {
         if let Some(found) = self.known_task(mem, &objs, &o, raw)? {
             return Ok(Some(found));
         }
-        // Worth listing the tasks only when the stack runs one we do not know: the
-        // running task is not on it, or (3.11+) a coroutine's frame is.
-        let worth = task != 0
-            || raw.frames.iter().any(|f| {
-                layout.frame_kind == FrameKind::Interpreter && f.owner == FRAME_OWNED_BY_GENERATOR
-            });
+        // Worth listing the tasks only when the stack may run one we do not know: 3.11+,
+        // it has a coroutine's frame (none known); ≤3.10 (frames do not say whose they
+        // are), the running task is not on it.
+        let worth = match layout.frame_kind {
+            FrameKind::Interpreter => raw
+                .frames
+                .iter()
+                .any(|f| f.owner == FRAME_OWNED_BY_GENERATOR),
+            FrameKind::Object => task != 0,
+        };
         let listed = worth
             && match o.table {
                 None => {
