@@ -80,7 +80,19 @@ fn task_tree_is_recorded_as_its_await_chains() {
             return refused(py);
         }
         let _cpu = exclusive();
-        let target = Target::spawn(py, "asyncio_tree.py", &[]);
+        let mut notes = vec![check_tree(py, &[])?];
+        // 3.12+: the same tree of eager tasks (each ran its first step in its creator's).
+        if py.at_least(3, 12) {
+            notes.push(format!("eager: {}", check_tree(py, &["eager"])?));
+        }
+        Ok(notes.join("; "))
+    });
+}
+
+/// Record asyncio_tree.py (with `args`) with every sampler and check its chains exactly.
+fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
+    {
+        let target = Target::spawn(py, "asyncio_tree.py", args);
         let want = expected_chains(py);
         let mut notes = Vec::new();
         for sampler in samplers() {
@@ -150,7 +162,7 @@ fn task_tree_is_recorded_as_its_await_chains() {
             ));
         }
         Ok(notes.join("; "))
-    });
+    }
 }
 
 /// Before 3.8: one line naming the version, non-zero exit; and a loud SKIP.

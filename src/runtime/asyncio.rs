@@ -14,13 +14,20 @@
 //!   object) is the outermost frame of the task on the thread's stack;
 //! - `Task.task_awaited_by` (a future, or a `set` of them when `task_awaited_by_is_set`):
 //!   the tasks awaiting this one, whether through `await task`, `gather` or a `TaskGroup`
-//!   (3.14 records all three there).
+//!   (3.14 records all three there);
+//! - the thread's list of tasks (`asyncio_tasks_head`, linked through `task_node`).
 //!
-//! Older versions keep none of this in a form we read yet: `AsyncioReader::new` says so
-//! and the caller reports it once, instead of guessing.
+//! 3.8–3.13 have no such struct: a built-in table ([`table_offsets`], found in each
+//! interpreter with ctypes by `tests/scripts/asyncio_offsets.py` and checked against it by
+//! `tests/asyncio.rs`) gives the Task and Future fields; the running task is
+//! `asyncio.tasks._current_tasks[loop]` (the loop whose `_thread_id` is the thread's), and
+//! who awaits a task is found through its done callbacks (`awaiter_by_callbacks`).
+//! 3.7 and older are refused (3.7's tasks have no names).
 //!
-//! Every loop is bounded (chain depth, set size) and checked for cycles; what cannot be
-//! read is an error for one sample, counted by reason, never a crash.
+//! The stack decides which task a sample is: the one whose coroutine's frame is on it
+//! (see [`AsyncioReader::running`]). Every loop is bounded (chain depth, set and list
+//! sizes, callbacks) and checked for cycles; what cannot be read is an error for one
+//! sample, counted by reason, never a crash.
 
 use crate::process::maps::{self, MapRange};
 use crate::process::Memory;

@@ -6,7 +6,8 @@
 #   grouper ──TaskGroup──> t1 (burns)             (3.11+)
 # So a sample of a burning task has the chain (outermost first): main, gamma, alpha;
 # beta; gatherer, g1; grouper, t1. With an argument N, N more tasks wait (sleep) beside
-# them. Runs until killed.
+# them; with `eager` (3.12+), every task is created by asyncio.eager_task_factory (it
+# runs its first step at once, in its creator's). Runs until killed.
 import asyncio
 import sys
 
@@ -44,6 +45,9 @@ async def grouper():
 async def main():
     loop = asyncio.get_running_loop()
     asyncio.current_task().set_name("main")
+    eager = "eager" in sys.argv[1:]
+    if eager:
+        loop.set_task_factory(asyncio.eager_task_factory)
 
     def named(coro, name):
         t = loop.create_task(coro)
@@ -56,7 +60,7 @@ async def main():
     named(gatherer(loop), "gatherer")
     if sys.version_info >= (3, 11):
         named(grouper(), "grouper")
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    n = sum(int(a) for a in sys.argv[1:] if a.isdigit())
     pending = [loop.create_task(asyncio.sleep(3600)) for _ in range(n)]
     await asyncio.sleep(0.2)
     sys.stdout.write("pending %d\nready\n" % len(pending))
