@@ -295,8 +295,8 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
                 Some(a) if a.failed.is_some() => {
                     format!("--async-aware: {}", a.failed.as_deref().unwrap_or_default())
                 }
-                Some(a) if a.offsets().is_none() => {
-                    "--async-aware: the target never imported asyncio (no _asyncio module found)"
+                Some(a) if !a.found_asyncio() => {
+                    "--async-aware: asyncio was not found in the target (never imported?)"
                         .to_string()
                 }
                 _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),

@@ -318,6 +318,16 @@ impl AsyncioReader {
         self.offsets.as_ref()
     }
 
+    /// Was asyncio found in the target (3.14+: its debug offsets; ≤3.13: the
+    /// `asyncio.tasks._current_tasks` dict)?
+    pub fn found_asyncio(&self) -> bool {
+        match &self.offsets {
+            Some(o) if o.table.is_some() => self.current_tasks.is_some(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
     /// The offsets, looked for at most once a second until the target has imported asyncio.
     fn ensure(&mut self, mem: &dyn Memory) -> Option<&AsyncioOffsets> {
         if self.offsets.is_none() && self.failed.is_none() {
