@@ -35,6 +35,13 @@ pub struct ThreadDump {
     /// Why the stack could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `--async-aware`: the asyncio task the thread is running and the tasks awaiting
+    /// it, outermost first (the frames are then the task's, under `<task NAME>` frames).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<String>>,
+    /// With `--async-aware`: why the thread's tasks could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_error: Option<String>,
 }
 
 /// A frame of a dump: where it is and, with `--locals`, its arguments and locals.
@@ -81,6 +88,25 @@ fn state_word(c: Option<char>) -> &'static str {
 /// Take the snapshot (pausing the target unless `blocking` is false); with `locals`, read
 /// each frame's local variables too.
 pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump> {
+    dump_with(session, blocking, locals, false)
+}
+
+/// [`dump`], and with `async_aware` each thread running an asyncio task shown as that
+/// task's stack under `<task NAME>` frames of its await chain (3.8+; refused before).
+pub fn dump_with(
+    session: &mut Session,
+    blocking: bool,
+    locals: bool,
+    async_aware: bool,
+) -> Result<Dump> {
+    let mut reader = if async_aware {
+        Some(
+            crate::runtime::asyncio::AsyncioReader::new(session.pid, &session.runtime.layout)
+                .map_err(anyhow::Error::msg)?,
+        )
+    } else {
+        None
+    };
     let mut os = ThreadStates::new(session.pid);
     let states = os.snapshot();
     // Every thread paused (a stopped target is paused already: its group stop is seen
@@ -138,9 +164,23 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
             gil: has_gil.then_some(gil == Some(tstate)),
             frames: Vec::new(),
             error: None,
+            tasks: None,
+            tasks_error: None,
         };
         match t {
-            Ok(raw) => {
+            Ok(mut raw) => {
+                if let Some(r) = reader.as_mut() {
+                    let is_frame_of =
+                        |f: &crate::walker::RawFrame, coro: u64| walker.is_frame_of(mem, f, coro);
+                    match r.running(mem, &layout, &raw, &is_frame_of) {
+                        Ok(Some((chain, at))) => {
+                            raw.frames.truncate(at + 1);
+                            d.tasks = Some(chain.names);
+                        }
+                        Ok(None) => {}
+                        Err(e) => d.tasks_error = Some(format!("asyncio: {e}")),
+                    }
+                }
                 d.thread_id = raw.thread_id;
                 let ns_tid = raw
                     .native_id
@@ -171,6 +211,12 @@ pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump>
                             break;
                         }
                     }
+                }
+                for name in d.tasks.iter().flatten().rev() {
+                    frames.push(DumpFrame {
+                        frame: Frame::task(name),
+                        locals: Vec::new(),
+                    });
                 }
                 d.frames = frames;
             }
@@ -458,7 +504,17 @@ pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Wr
         if let Some(e) = &t.error {
             writeln!(w, "    (stack not readable: {e})")?;
         }
+        if let Some(tasks) = &t.tasks {
+            writeln!(w, "    running asyncio task {}", tasks.join(" > "))?;
+        }
+        if let Some(e) = &t.tasks_error {
+            writeln!(w, "    (asyncio tasks not readable: {e})")?;
+        }
         for f in &t.frames {
+            if f.frame.is_synthetic() {
+                writeln!(w, "    {}", f.frame.function)?;
+                continue;
+            }
             let file = show(&f.frame.file);
             writeln!(w, "    {} ({file}:{})", f.frame.function, f.frame.line)?;
             for (title, args) in [("Arguments", true), ("Locals", false)] {

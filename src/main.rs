@@ -215,6 +215,10 @@ struct DumpArgs {
     /// Native (C) frames: py-spy's flag, not supported yet (refused with a reason)
     #[arg(short, long)]
     native: bool,
+    /// asyncio (Python 3.8+): a thread running a task is shown as that task's stack,
+    /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
+    #[arg(long)]
+    async_aware: bool,
 }
 
 #[derive(Args)]
@@ -271,6 +275,10 @@ struct RecordArgs {
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
     #[arg(short, long)]
     subprocesses: bool,
+    /// asyncio (Python 3.8+): a thread running a task is recorded as that task's stack,
+    /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
+    #[arg(long)]
+    async_aware: bool,
     /// No progress line while recording
     #[arg(short, long)]
     quiet: bool,
@@ -518,6 +526,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.filter = args.sampling.filter();
     req.subprocesses = args.subprocesses;
     req.child_stdout_to_stderr = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
+    req.async_aware = args.async_aware;
     let mut progress = Progress::new(!args.quiet, args.sampling.rate, args.duration);
     let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();
@@ -757,7 +766,12 @@ fn dump(args: DumpArgs) -> Result<ExitCode> {
     }
     pyprof::record::check_attachable(args.pid)?;
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
-    let d = pyprof::dump::dump(&mut session, !args.nonblocking, args.locals)?;
+    let d = pyprof::dump::dump_with(
+        &mut session,
+        !args.nonblocking,
+        args.locals,
+        args.async_aware,
+    )?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &d)?;

@@ -33,6 +33,9 @@ pub struct Request {
     /// A launched command's standard output goes to our standard error (the profile is
     /// written to standard output: `-o -`).
     pub child_stdout_to_stderr: bool,
+    /// Record a thread running an asyncio task as the task's stack, under `<task NAME>`
+    /// frames of the tasks awaiting it (`--async-aware`).
+    pub async_aware: bool,
 }
 
 impl Request {
@@ -47,6 +50,7 @@ impl Request {
             filter: ThreadFilter::default(),
             subprocesses: false,
             child_stdout_to_stderr: false,
+            async_aware: false,
         }
     }
 }
@@ -204,6 +208,7 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         label: target_label,
         found,
     } = start(req, stop, obs)?;
+    let mut targets = targets;
     if !found {
         // Exited (or stopped) before any Python ran in it.
         guard.finish();
@@ -214,6 +219,12 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             bail!("interrupted before {target_label} ran any Python: nothing was profiled");
         }
         bail!("{target_label} ended before running any Python: nothing was profiled");
+    }
+    if req.async_aware && found {
+        let s = &mut targets.sessions[0];
+        let reader = crate::runtime::asyncio::AsyncioReader::new(s.pid, &s.runtime.layout)
+            .map_err(anyhow::Error::msg)?;
+        s.sampler.asyncio = Some(reader);
     }
     let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
@@ -295,6 +306,21 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         .iter()
         .map(|s| s.sampler.executor)
         .sum();
+    if req.async_aware {
+        if let Some(s) = sampler.primary() {
+            let tasks = s.sampler.task_samples;
+            profile.meta.notes.push(match s.sampler.asyncio.as_ref() {
+                Some(a) if a.failed.is_some() => {
+                    format!("--async-aware: {}", a.failed.as_deref().unwrap_or_default())
+                }
+                Some(a) if !a.found_asyncio() => {
+                    "--async-aware: asyncio was not found in the target (never imported?)"
+                        .to_string()
+                }
+                _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),
+            });
+        }
+    }
     if instrumented > 0 {
         profile.meta.notes.push(format!(
             "instrumentation was active (sys.settrace, sys.monitoring or a debugger): {instrumented} frames executed INSTRUMENTED_* opcodes"

@@ -12,7 +12,9 @@ pub fn frame_label(f: &Frame, opts: &RenderOptions, names: &FileNames) -> String
     let file = names.show(&f.file);
     // `;` separates frames and a trailing ` N` is the count: keep labels unambiguous.
     let clean = |s: &str| s.replace(';', ":");
-    if opts.nolineno {
+    if f.is_synthetic() {
+        clean(&f.function)
+    } else if opts.nolineno {
         format!("{} ({})", clean(&f.function), clean(file))
     } else if opts.function {
         format!("{} ({}:{})", clean(&f.function), clean(file), f.first_line)

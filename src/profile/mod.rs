@@ -28,6 +28,29 @@ pub struct Frame {
     pub base_opcode: Option<String>,
 }
 
+impl Frame {
+    /// `--async-aware`: the frame that stands for asyncio task `name` (no file, no line).
+    pub fn task(name: &str) -> Frame {
+        Frame {
+            function: format!("<task {name}>"),
+            file: String::new(),
+            first_line: 0,
+            line: 0,
+            offset: None,
+            opcode: None,
+            base_opcode: None,
+        }
+    }
+
+    /// A frame pyprof made up (a task), not code of the target.
+    pub fn is_synthetic(&self) -> bool {
+        self.file.is_empty()
+            && self.line == 0
+            && self.function.starts_with("<task ")
+            && self.function.ends_with('>')
+    }
+}
+
 /// A thread seen while sampling.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ThreadInfo {

@@ -7,6 +7,7 @@
 //! (3.13+), or the `PY_VERSION` string in `.rodata`. For 3.13+ the target's own debug
 //! offsets drive the layout and our table is a cross-check.
 
+pub mod asyncio;
 pub mod debug_offsets;
 pub mod debug_schemas;
 pub mod layout;

@@ -199,7 +199,46 @@ impl<'a> Objects<'a> {
         Some(self.type_info(self.type_of(obj)?)?.flags)
     }
 
-    fn is_dict(&self, obj: u64) -> bool {
+    /// `tp_name` of an object's type (at most 64 bytes of it).
+    pub fn type_name(&self, obj: u64) -> Option<String> {
+        let tp = self.type_of(obj)?;
+        let name = self.ptr(tp.checked_add(self.l.type_name as u64)?)?;
+        if !(0x1000..=0x0000_ffff_ffff_ffff).contains(&name) {
+            return None;
+        }
+        let mut buf = [0u8; 64];
+        // The name may end near the end of a mapping: read less if need be.
+        let n = [64usize, 32, 16]
+            .into_iter()
+            .find(|&n| self.mem.read(name, &mut buf[..n]).is_ok())?;
+        let end = buf[..n].iter().position(|&c| c == 0)?;
+        String::from_utf8(buf[..end].to_vec()).ok()
+    }
+
+    /// Item `i` of a tuple, if it is one and has that many items.
+    pub fn tuple_item(&self, tuple: u64, i: u64) -> Option<u64> {
+        if !plausible(tuple) {
+            return None;
+        }
+        let n = self.ptr(tuple.checked_add(self.l.ob_size as u64)?)?;
+        if i >= n || n > 1 << 20 {
+            return None;
+        }
+        let item = self.ptr(tuple + self.l.tuple_item as u64 + 8 * i)?;
+        plausible(item).then_some(item)
+    }
+
+    /// Bytes of a `PyObject` header (`ob_type` is its last field in every build).
+    pub fn header_size(&self) -> u64 {
+        self.l.ob_type as u64 + 8
+    }
+
+    /// `tp_basicsize` of an object's type.
+    pub fn basicsize_of(&self, obj: u64) -> Option<i64> {
+        Some(self.type_info(self.type_of(obj)?)?.basicsize)
+    }
+
+    pub fn is_dict(&self, obj: u64) -> bool {
         self.flags_of(obj)
             .is_some_and(|f| f & self.l.tpflags_dict_subclass != 0)
     }

@@ -52,6 +52,11 @@ pub struct StackSampler {
     frame_keys_ids: Vec<(FrameKey, u32)>,
     /// `ENTER_EXECUTOR`'s number in this version, if it has one.
     enter_executor: Option<u8>,
+    /// `--async-aware`: a thread running an asyncio task is recorded as that task's
+    /// stack under `<task NAME>` frames of the tasks awaiting it, outermost first.
+    pub asyncio: Option<crate::runtime::asyncio::AsyncioReader>,
+    /// Samples recorded as a task's stack (`--async-aware`).
+    pub task_samples: u64,
 }
 
 /// A thread's last recorded stack: its thread in the profile and frame ids, root first.
@@ -99,6 +104,8 @@ impl StackSampler {
             keys: Vec::new(),
             frame_keys_ids: Vec::new(),
             enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
+            asyncio: None,
+            task_samples: 0,
         }
     }
 
@@ -294,6 +301,20 @@ impl StackSampler {
             self.recorded.clear();
             self.frame_ids_profile = profile.id;
         }
+        // 0. --async-aware: the task this thread's event loop is running, if any, and
+        //    where its coroutine's frame is on the stack (frames below it are the loop's).
+        let mut task: Option<(Vec<String>, usize)> = None;
+        if let Some(reader) = self.asyncio.as_mut() {
+            let walker = &self.walker;
+            let is_frame_of =
+                |f: &crate::walker::RawFrame, coro: u64| walker.is_frame_of(mem, f, coro);
+            if let Some((chain, at)) = reader
+                .running(mem, &walker.layout, raw, &is_frame_of)
+                .map_err(WalkError::Asyncio)?
+            {
+                task = Some((chain.names, at));
+            }
+        }
         let layout = &self.walker.layout;
         let table = self.code.opcode_table();
         // 1. The code object of every frame (cached, validated once per tick).
@@ -426,7 +447,12 @@ impl StackSampler {
         }
         self.ids.clear();
         self.frame_keys_ids.clear();
+        // How many ids (leaf first) belong to the running task: its frames, not the loop's.
+        let mut task_ids = None;
         for i in 0..n {
+            if task.as_ref().is_some_and(|t| t.1 + 1 == i) {
+                task_ids = Some(self.ids.len());
+            }
             let key = self.keys[i];
             let id = if i >= n - same {
                 prev[prev.len() - (n - i)].1
@@ -466,8 +492,19 @@ impl StackSampler {
         if self.prev_stacks.len() < 100_000 {
             self.prev_stacks.insert(raw.tstate, prev);
         }
-        if !self.ids.is_empty() {
+        if let Some((names, _)) = &task {
+            self.ids.truncate(task_ids.unwrap_or(self.ids.len()));
             self.ids.reverse();
+            let tasks: Vec<u32> = names
+                .iter()
+                .map(|name| profile.intern_frame(&crate::profile::Frame::task(name)))
+                .collect();
+            self.ids.splice(0..0, tasks);
+            self.task_samples += 1;
+        } else if !self.ids.is_empty() {
+            self.ids.reverse();
+        }
+        if !self.ids.is_empty() {
             let (native_id, ns_id) = match self.identities.get(&raw.tstate) {
                 Some(&(host, ns)) => (Some(host), ns),
                 None => (raw.native_id, None),

@@ -68,6 +68,9 @@ pub enum WalkError {
     RingBufferFull,
     /// A thread not on a CPU ran while it was read, again on the retry.
     RanDuringRead,
+    /// `--async-aware`: the asyncio task graph of a thread running an event loop could
+    /// not be read (why).
+    Asyncio(&'static str),
     /// Not an error: a thread `Walker::walk_some` was asked not to walk.
     NotWalked,
     /// A thread state known from an earlier list read is gone (or reused by another
@@ -87,6 +90,7 @@ impl fmt::Display for WalkError {
             WalkError::UnknownThread => write!(f, "thread not yet known to the bpf sampler"),
             WalkError::RingBufferFull => write!(f, "lost: bpf ring buffer full"),
             WalkError::RanDuringRead => write!(f, "idle thread ran while it was read"),
+            WalkError::Asyncio(what) => write!(f, "asyncio: {what}"),
             WalkError::NotWalked => write!(f, "not walked"),
             WalkError::ThreadGone => write!(f, "thread ended"),
         }
@@ -315,6 +319,18 @@ impl Walker {
     }
 
     /// Does this runtime have a GIL we can observe?
+    /// Is `f` the frame of coroutine (or generator) object `coro`? 3.11+: the frame lives
+    /// inside the coroutine object (`gi_iframe`); ≤3.10: `gi_frame`, the field after the
+    /// object header, points to it.
+    pub fn is_frame_of(&self, mem: &dyn Memory, f: &RawFrame, coro: u64) -> bool {
+        match self.layout.frame_kind {
+            FrameKind::Interpreter => f.frame > coro && f.frame < coro.saturating_add(256),
+            FrameKind::Object => {
+                ptr_ok(mem, coro.wrapping_add(self.layout.ob_type as u64 + 8)) == Some(f.frame)
+            }
+        }
+    }
+
     pub fn has_gil(&self) -> bool {
         !matches!(self.gil, GilSource::None)
     }

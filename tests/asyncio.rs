@@ -1,0 +1,509 @@
+//! `pyprof record --async-aware` against real interpreters: a known task tree
+//! (tests/scripts/asyncio_tree.py) must come out as exactly its await chains, on every
+//! sampler; the offsets read from the target's `_Py_AsyncioModuleDebugOffsets` must be
+//! where the interpreter's own objects are (tests/scripts/asyncio_offsets.py finds them
+//! with ctypes), and so must the built-in table for 3.8–3.13; 10,000 pending tasks cost a
+//! bounded number of reads; interpreters before 3.8 are refused with one line (and
+//! skipped, loudly, by name).
+
+mod common;
+
+use common::*;
+use pyprof::profile::ProfileData;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The first version `--async-aware` supports (3.7's tasks have no names).
+const FIRST: (u8, u8) = (3, 8);
+
+fn supported(py: &Python) -> bool {
+    py.at_least(FIRST.0, FIRST.1)
+}
+
+/// The chains of tasks asyncio_tree.py's burning tasks run under, outermost first.
+fn expected_chains(py: &Python) -> BTreeSet<Vec<String>> {
+    let mut chains = vec![
+        vec!["main", "gamma", "alpha"],
+        vec!["beta"],
+        vec!["gatherer", "g1"],
+    ];
+    if py.at_least(3, 11) {
+        chains.push(vec!["grouper", "t1"]);
+    }
+    chains
+        .into_iter()
+        .map(|c| c.into_iter().map(String::from).collect())
+        .collect()
+}
+
+/// Task samples by chain, and every stack under a task checked for its shape: the task
+/// frames first (a chain), then `worker`, then `crunch` or `asyncio.sleep`. Returns (chain → samples,
+/// samples outside any task, what was wrong).
+fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<String>) {
+    let mut chains = BTreeMap::new();
+    let mut outside = 0;
+    let mut wrong = Vec::new();
+    for (_, frames, count) in stacks(p) {
+        let tasks: Vec<String> = frames
+            .iter()
+            .take_while(|f| f.0.starts_with("<task "))
+            .map(|f| f.0["<task ".len()..f.0.len() - 1].to_string())
+            .collect();
+        let rest: Vec<&str> = frames[tasks.len()..].iter().map(|f| f.0.as_str()).collect();
+        if frames
+            .iter()
+            .skip(tasks.len())
+            .any(|f| f.0.starts_with("<task "))
+        {
+            wrong.push(format!("task frame below a function: {frames:?}"));
+            continue;
+        }
+        if tasks.is_empty() {
+            outside += count;
+            continue;
+        }
+        // worker, on its call of crunch or in its `await asyncio.sleep(0)`.
+        let ok = rest.first() == Some(&"worker")
+            && (rest[1..] == ["crunch"] || ["sleep", "__sleep0"].starts_with(&rest[1..]));
+        if !ok {
+            wrong.push(format!("under {tasks:?}: {rest:?}"));
+            continue;
+        }
+        *chains.entry(tasks).or_insert(0) += count;
+    }
+    (chains, outside, wrong)
+}
+
+#[test]
+fn task_tree_is_recorded_as_its_await_chains() {
+    for_each_python("asyncio task tree", |py| {
+        if !supported(py) {
+            return refused(py);
+        }
+        let _cpu = exclusive();
+        let mut notes = vec![check_tree(py, &[])?];
+        // 3.12+: the same tree of eager tasks (each ran its first step in its creator's).
+        if py.at_least(3, 12) {
+            notes.push(format!("eager: {}", check_tree(py, &["eager"])?));
+        }
+        Ok(notes.join("; "))
+    });
+}
+
+/// Record asyncio_tree.py (with `args`) with every sampler and check its chains exactly.
+fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
+    {
+        let target = Target::spawn(py, "asyncio_tree.py", args);
+        let want = expected_chains(py);
+        let mut notes = Vec::new();
+        for sampler in samplers() {
+            let (p, _) = record_json(
+                target.pid,
+                2.0,
+                &[
+                    "--async-aware",
+                    "--sampler",
+                    sampler,
+                    "-r",
+                    "250",
+                    "--no-idle",
+                ],
+            );
+            let (chains, outside, wrong) = task_stacks(&p);
+            if !wrong.is_empty() {
+                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
+            }
+            let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
+            if got != want {
+                return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
+            }
+            let in_tasks: u64 = chains.values().sum();
+            let total = in_tasks + outside;
+            let errors = p.meta.error_count();
+            // Four tasks burn CPU, one at a time: each gets a fair share of the samples.
+            for (chain, n) in &chains {
+                let share = *n as f64 / in_tasks as f64;
+                if share < 0.10 {
+                    return Err(format!(
+                        "{sampler}: {chain:?} has {n} of {in_tasks} task samples ({:.0}%)",
+                        share * 100.0
+                    ));
+                }
+            }
+            if (in_tasks as f64) < 0.7 * total as f64 {
+                return Err(format!(
+                    "{sampler}: only {in_tasks} of {total} samples inside a task"
+                ));
+            }
+            if errors as f64 > 0.05 * (total + errors) as f64 {
+                return Err(format!(
+                    "{sampler}: {errors} failed samples of {}: {:?}",
+                    total + errors,
+                    p.meta.errors
+                ));
+            }
+            if !p
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("samples recorded as an asyncio task's stack"))
+            {
+                return Err(format!(
+                    "{sampler}: no --async-aware note: {:?}",
+                    p.meta.notes
+                ));
+            }
+            notes.push(format!(
+                "{sampler}: {in_tasks}/{total} in tasks, {errors} failed, {}",
+                chains
+                    .iter()
+                    .map(|(c, n)| format!("{}={n}", c.join(">")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        Ok(notes.join("; "))
+    }
+}
+
+/// Before 3.8: one line naming the version, non-zero exit; and a loud SKIP.
+fn refused(py: &Python) -> Result<String, String> {
+    let target = Target::spawn(py, "split.py", &[]);
+    let pid = target.pid.to_string();
+    let o = pyprof(&[
+        "record",
+        "-p",
+        &pid,
+        "-d",
+        "0.2",
+        "--async-aware",
+        "-o",
+        "/dev/null",
+    ]);
+    let err = assert_one_line_error(&o, "--async-aware before 3.8");
+    let v = format!("{}.{}", py.major, py.minor);
+    if !err.contains("3.8") || !err.contains(&v) {
+        return Err(format!("the refusal does not name {v} and 3.8: {err}"));
+    }
+    notice(&format!(
+        "SKIP asyncio task tree on python {}: --async-aware supports 3.8+ only (refused with: {})",
+        py.label,
+        err.trim()
+    ));
+    Ok("refused with one line".into())
+}
+
+/// The offsets pyprof reads from the target's `.AsyncioDebug` section (3.14+), or has in
+/// its built-in table (3.8–3.13), are where the interpreter's own objects keep them
+/// (found by the target with ctypes): the task's name, coroutine and awaiter, the
+/// thread's running task (3.14+); the future a task waits on, the done callbacks, the
+/// task in a wakeup callable, a function's closure, and `asyncio.tasks._current_tasks`
+/// mapping the running loop (whose `_thread_id` is its thread) to the task (≤3.13).
+#[test]
+fn debug_offsets_match_the_interpreters_objects() {
+    for_each_python("asyncio offsets", |py| {
+        if !supported(py) {
+            notice(&format!(
+                "SKIP asyncio offsets on python {}: --async-aware supports 3.8+ only",
+                py.label
+            ));
+            return Ok("skipped".into());
+        }
+        let target = Target::spawn(py, "asyncio_offsets.py", &[]);
+        let truth: BTreeMap<String, Vec<u64>> = target
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let k = it.next()?.to_string();
+                Some((k, it.filter_map(|v| v.parse().ok()).collect()))
+            })
+            .collect();
+        let ours = if py.at_least(3, 14) {
+            let mem = pyprof::process::live::LiveMemory::new(target.pid);
+            let o = pyprof::runtime::asyncio::find_debug_offsets(target.pid, &mem)
+                .map_err(|e| format!("reading the debug offsets: {e}"))?
+                .ok_or("no .AsyncioDebug section found in the target")?;
+            vec![
+                ("task_size", o.task_size),
+                ("task_name", o.task_name),
+                ("task_coro", o.task_coro),
+                ("task_awaited_by", o.task_awaited_by),
+                ("tstate_running_task", o.tstate_running_task),
+            ]
+        } else {
+            let ft = py.key.contains('t') && !py.key.contains("debug");
+            let o = pyprof::runtime::asyncio::table_offsets(py.major, py.minor, ft).ok_or(
+                format!("no built-in table for {} (free-threaded: {ft})", py.key),
+            )?;
+            let t = o.table.expect("a table");
+            vec![
+                ("task_size", o.task_size),
+                ("task_name", o.task_name),
+                ("task_coro", o.task_coro),
+                ("task_fut_waiter", t.task_fut_waiter),
+                ("fut_callback0", t.fut_callback0),
+                ("fut_callbacks", t.fut_callbacks),
+                ("wakeup_task", t.wakeup_task),
+                ("func_closure", t.func_closure),
+                ("current_tasks", 1),
+                ("loop_thread_id", 1),
+            ]
+        };
+        for &(k, v) in &ours {
+            let t = truth.get(k).ok_or(format!("the target printed no {k}"))?;
+            if !t.contains(&v) {
+                return Err(format!(
+                    "{k}: pyprof reads {v}, the interpreter has it at {t:?}"
+                ));
+            }
+        }
+        Ok(format!("{ours:?}"))
+    });
+}
+
+/// 10,000 pending tasks beside the task tree: the chains are still right and the reads
+/// stay bounded (the task registry is read at most 4 times a second, and only when a
+/// stack may run a task not known yet).
+#[test]
+fn ten_thousand_pending_tasks_stay_bounded() {
+    for_each_python("asyncio 10k tasks", |py| {
+        if !supported(py) {
+            notice(&format!(
+                "SKIP asyncio 10k tasks on python {}: --async-aware supports 3.8+ only",
+                py.label
+            ));
+            return Ok("skipped".into());
+        }
+        let _cpu = exclusive();
+        let target = Target::spawn(py, "asyncio_tree.py", &["10000"]);
+        let mut notes = Vec::new();
+        for sampler in samplers() {
+            let (p, _) = record_json(
+                target.pid,
+                2.0,
+                &[
+                    "--async-aware",
+                    "--sampler",
+                    sampler,
+                    "-r",
+                    "200",
+                    "--no-idle",
+                ],
+            );
+            let (chains, outside, wrong) = task_stacks(&p);
+            if !wrong.is_empty() {
+                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
+            }
+            let want = expected_chains(py);
+            let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
+            if got != want {
+                return Err(format!("{sampler}: chains {got:?}, want {want:?}"));
+            }
+            let samples = chains.values().sum::<u64>() + outside;
+            let reads_per_sample = p.meta.memory_reads as f64 / samples.max(1) as f64;
+            // Bounded: a sample costs tens of reads; the registry of 10,000 tasks (up to
+            // 3 reads a task) is read at most 4 times a second, only when a stack runs a
+            // task not known yet.
+            let bound = 2.0 * 4.0 * 3.0 * 10_000.0 + 100.0 * samples as f64;
+            if p.meta.memory_reads as f64 > bound {
+                return Err(format!(
+                    "{sampler}: {} reads for {samples} samples over 2 s (bound {bound:.0})",
+                    p.meta.memory_reads
+                ));
+            }
+            notes.push(format!(
+                "{sampler}: {samples} samples, {reads_per_sample:.1} reads/sample, {} failed",
+                p.meta.error_count()
+            ));
+        }
+        Ok(notes.join("; "))
+    });
+}
+
+/// Chains and per-task shares of a collapsed profile whose task frames are `<task>:NAME:…`
+/// (CPython 3.15's `profiling.sampling --async-aware --collapsed`): (chain → samples).
+fn sampling_chains(text: &str) -> BTreeMap<Vec<String>, u64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        let chain: Vec<String> = stack
+            .split(';')
+            .filter_map(|f| f.strip_prefix("<task>:"))
+            .map(|f| f.split(':').next().unwrap_or("").to_string())
+            .collect();
+        // Only the burning tasks' stacks (those that end in worker's frames).
+        if !chain.is_empty() && stack.contains(":worker:") {
+            *out.entry(chain).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+fn shares(chains: &BTreeMap<Vec<String>, u64>) -> BTreeMap<Vec<String>, f64> {
+    let total: u64 = chains.values().sum();
+    chains
+        .iter()
+        .map(|(c, n)| (c.clone(), *n as f64 * 100.0 / total.max(1) as f64))
+        .collect()
+}
+
+/// On 3.15, the same process profiled by pyprof and by CPython's own
+/// `python3.15 -m profiling.sampling attach --async-aware --collapsed` (one after the
+/// other): the same task chains, each task's share within 3 points.
+#[test]
+fn agrees_with_cpythons_profiling_sampling_on_315() {
+    let Some(py) = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 15) && !p.key.contains('t'))
+    else {
+        notice("SKIP asyncio vs profiling.sampling: no Python 3.15 (default build) found");
+        return;
+    };
+    let _cpu = exclusive();
+    let target = Target::spawn(&py, "asyncio_tree.py", &[]);
+    let (p, _) = record_json(
+        target.pid,
+        3.0,
+        &["--async-aware", "-r", "1000", "--no-idle"],
+    );
+    let (ours, _, wrong) = task_stacks(&p);
+    assert!(wrong.is_empty(), "stacks of a wrong shape: {wrong:?}");
+    let file = format!("pyprof-asyncio-{}.txt", target.pid);
+    let out = pyprof_run_sampling(&py, target.pid, &file);
+    let theirs = sampling_chains(&out);
+    let (a, b) = (shares(&ours), shares(&theirs));
+    let keys = |m: &BTreeMap<Vec<String>, f64>| m.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        keys(&a),
+        keys(&b),
+        "task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
+    );
+    for (chain, share) in &a {
+        let other = b[chain];
+        assert!(
+            (share - other).abs() <= 3.0,
+            "{chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
+        );
+    }
+    eprintln!(
+        "asyncio vs profiling.sampling {}: pyprof {a:?}; profiling.sampling {b:?}",
+        py.label
+    );
+}
+
+/// Run `python -m profiling.sampling attach --async-aware --collapsed -d 3` on `pid`
+/// (inside the interpreter's root, if any) and return what it wrote.
+fn pyprof_run_sampling(py: &Python, pid: i32, file: &str) -> String {
+    let inside = format!("/tmp/{file}");
+    let o = std::process::Command::new(&py.cmd[0])
+        .args(&py.cmd[1..])
+        .args([
+            "-m",
+            "profiling.sampling",
+            "attach",
+            "--async-aware",
+            "--collapsed",
+        ])
+        .args(["-d", "3", "-o", &inside, &pid.to_string()])
+        .output()
+        .expect("running profiling.sampling");
+    assert!(
+        o.status.success(),
+        "profiling.sampling failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let outside = match &py.root {
+        Some(root) => root.join(inside.trim_start_matches('/')),
+        None => std::path::PathBuf::from(&inside),
+    };
+    let text = std::fs::read_to_string(&outside).expect("profiling.sampling's output");
+    let _ = std::fs::remove_file(&outside);
+    text
+}
+
+/// `pyprof dump --async-aware --json`: the thread running a task names its chain, and
+/// its frames (innermost first) are the task's, then `<task NAME>` frames innermost
+/// first; the text form shows the chain. A dump between two steps has no task.
+#[test]
+fn dump_shows_the_running_tasks_chain() {
+    for_each_python("asyncio dump", |py| {
+        if !supported(py) {
+            let target = Target::spawn(py, "split.py", &[]);
+            let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
+            assert_one_line_error(&o, "dump --async-aware before 3.8");
+            notice(&format!(
+                "SKIP asyncio dump on python {}: --async-aware supports 3.8+ only",
+                py.label
+            ));
+            return Ok("refused with one line".into());
+        }
+        let target = Target::spawn(py, "asyncio_tree.py", &[]);
+        let want = expected_chains(py);
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let o = pyprof(&[
+                "dump",
+                "-p",
+                &target.pid.to_string(),
+                "--async-aware",
+                "--json",
+            ]);
+            if !o.status.success() {
+                return Err(format!(
+                    "dump failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).map_err(|e| format!("dump's JSON: {e}"))?;
+            let t = &v["threads"][0];
+            let Some(tasks) = t["tasks"].as_array() else {
+                continue;
+            };
+            let chain: Vec<String> = tasks
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            if !want.contains(&chain) {
+                return Err(format!("dump's chain {chain:?} is none of {want:?}"));
+            }
+            let names: Vec<String> = t["frames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["function"].as_str().map(String::from))
+                .collect();
+            let roots: Vec<String> = chain.iter().rev().map(|n| format!("<task {n}>")).collect();
+            let k = names.len().saturating_sub(roots.len());
+            if names[k..] != roots[..] || names[..k].last().map(String::as_str) != Some("worker") {
+                return Err(format!("dump's frames for {chain:?}: {names:?}"));
+            }
+            seen.insert(chain);
+        }
+        if seen.is_empty() {
+            return Err("no dump of 20 caught a running task".into());
+        }
+        let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        // The text form: the chain line, then the task frames, outermost first.
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        if let Some(at) = lines
+            .iter()
+            .position(|l| l.starts_with("running asyncio task "))
+        {
+            let chain: Vec<&str> = lines[at]["running asyncio task ".len()..]
+                .split(" > ")
+                .collect();
+            let frames: Vec<String> = chain.iter().map(|n| format!("<task {n}>")).collect();
+            if lines.get(at + 1..at + 1 + frames.len())
+                != Some(&frames.iter().map(String::as_str).collect::<Vec<_>>()[..])
+            {
+                return Err(format!("text dump: {text}"));
+            }
+        }
+        Ok(format!("chains seen: {seen:?}"))
+    });
+}

@@ -1,0 +1,71 @@
+# A known asyncio task tree (tests/asyncio.rs). Four tasks burn CPU in `worker` (which
+# calls `crunch`), each yielding to the loop after every call; the others wait:
+#   main ──await──> gamma ──await──> alpha        (alpha burns)
+#   beta                                          (burns, awaited by nobody)
+#   gatherer ──gather──> g1 (burns), g2 (sleeps)
+#   grouper ──TaskGroup──> t1 (burns)             (3.11+)
+# So a sample of a burning task has the chain (outermost first): main, gamma, alpha;
+# beta; gatherer, g1; grouper, t1. With an argument N, N more tasks wait (sleep) beside
+# them; with `eager` (3.12+), every task is created by asyncio.eager_task_factory (it
+# runs its first step at once, in its creator's). Runs until killed.
+import asyncio
+import sys
+
+
+def crunch():
+    s = 0
+    for i in range(20000):  # MARK:crunch
+        s += i
+    return s
+
+
+async def worker():
+    while True:
+        crunch()  # MARK:worker_call
+        await asyncio.sleep(0)
+
+
+async def waiter(task):
+    await task  # MARK:waiter_await
+
+
+async def gatherer(loop):
+    g1 = loop.create_task(worker())
+    g1.set_name("g1")
+    g2 = loop.create_task(asyncio.sleep(3600))
+    g2.set_name("g2")
+    await asyncio.gather(g1, g2)
+
+
+async def grouper():
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(worker(), name="t1")
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    asyncio.current_task().set_name("main")
+    eager = "eager" in sys.argv[1:]
+    if eager:
+        loop.set_task_factory(asyncio.eager_task_factory)
+
+    def named(coro, name):
+        t = loop.create_task(coro)
+        t.set_name(name)
+        return t
+
+    alpha = named(worker(), "alpha")
+    named(worker(), "beta")
+    gamma = named(waiter(alpha), "gamma")
+    named(gatherer(loop), "gatherer")
+    if sys.version_info >= (3, 11):
+        named(grouper(), "grouper")
+    n = sum(int(a) for a in sys.argv[1:] if a.isdigit())
+    pending = [loop.create_task(asyncio.sleep(3600)) for _ in range(n)]
+    await asyncio.sleep(0.2)
+    sys.stdout.write("pending %d\nready\n" % len(pending))
+    sys.stdout.flush()
+    await gamma
+
+
+asyncio.run(main())
