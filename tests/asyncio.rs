@@ -488,7 +488,8 @@ fn dump_shows_the_running_tasks_chain() {
         }
         let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
         let text = String::from_utf8_lossy(&o.stdout);
-        // The text form: the chain line, then the task frames, outermost first.
+        // The text form: the chain line, then the thread's frames innermost first (as in
+        // the JSON), ending with the task frames, innermost task first.
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         if let Some(at) = lines
             .iter()
@@ -497,9 +498,15 @@ fn dump_shows_the_running_tasks_chain() {
             let chain: Vec<&str> = lines[at]["running asyncio task ".len()..]
                 .split(" > ")
                 .collect();
-            let frames: Vec<String> = chain.iter().map(|n| format!("<task {n}>")).collect();
-            if lines.get(at + 1..at + 1 + frames.len())
-                != Some(&frames.iter().map(String::as_str).collect::<Vec<_>>()[..])
+            let frames: Vec<String> = chain.iter().rev().map(|n| format!("<task {n}>")).collect();
+            let end = lines[at + 1..]
+                .iter()
+                .position(|l| l.is_empty() || l.starts_with("Thread "))
+                .map_or(lines.len(), |e| at + 1 + e);
+            let block = &lines[at + 1..end];
+            if block.len() < frames.len()
+                || block[block.len() - frames.len()..]
+                    != frames.iter().map(String::as_str).collect::<Vec<_>>()[..]
             {
                 return Err(format!("text dump: {text}"));
             }
