@@ -468,7 +468,8 @@ class Bench:
                     d = json.load(f)
                 m = d["meta"]
                 for k in ("samples", "ticks", "late", "memory_reads", "syscalls",
-                          "bpf_runs", "bpf_run_ns", "duration_secs", "sampler"):
+                          "bpf_runs", "bpf_run_ns", "duration_secs", "sampler",
+                          "target_cpu_secs"):
                     res[k] = m.get(k)
                 res["errors"] = sum(m.get("errors", {}).values())
                 res["distinct_stacks"] = len(d["stacks"])
@@ -647,6 +648,9 @@ class Bench:
         r["target_cpu_s"] = cpu
         if not r.get("samples"):
             return None, r
+        # (pyprof's own reading of the target's CPU clock over the sampling window is
+        # exact; /proc's is in clock ticks and includes the attach.)
+        cpu = r.get("target_cpu_secs") or cpu
         if tool.mode == "bpf" and cpu is not None and cpu > 0:
             window = min(window, cpu)
         return r["samples"] / (rate * window), r
