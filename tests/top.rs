@@ -575,3 +575,80 @@ fn top_ends_when_its_terminal_goes_away() {
         "the target should run on, its state is {st:?}"
     );
 }
+
+/// A target in its own PID namespace (a container, `unshare --pid --fork --mount-proc`)
+/// with a busy thread and a sleeping one: `top` on its host pid shows the busy thread's
+/// function and not the sleeping one's (idle filtering looks at the right OS threads,
+/// mapped through NSpid): one thread sampled of the three.
+#[test]
+fn top_on_a_target_in_a_pid_namespace() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_tmux();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/container.py");
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(python312())
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux)");
+    let out = unshare.stdout.take().expect("piped stdout");
+    let mut ready = false;
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        match line {
+            Ok(l) if l.trim() == "ready" => {
+                ready = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let upid = unshare.id();
+    let pid: i32 = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let finish = |mut u: Child| {
+        let _ = u.kill();
+        let _ = u.wait();
+        if pid > 0 {
+            // SAFETY: signalling the namespace's init, our grandchild.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    };
+    if !ready || pid == 0 {
+        finish(unshare);
+        panic!("the contained target did not start (ready {ready}, pid {pid})");
+    }
+    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200"));
+    let screen = tmux.wait_screen(
+        "the busy thread's function after 2 s of samples",
+        Duration::from_secs(20),
+        |s| row(s, "busy").is_some() && sampled_secs(s) >= 2,
+    );
+    let header = screen.lines().next().unwrap_or("").to_string();
+    let ok_busy = own_pct(&screen, "busy") >= 90.0;
+    let sleeper = row(&screen, "sleeper").is_some();
+    let threads = screen.contains("Threads: 1 ");
+    tmux.keys("q");
+    finish(unshare);
+    assert!(
+        header.contains(&format!("pid {pid}")),
+        "header without the host pid: {header}"
+    );
+    assert!(
+        ok_busy,
+        "busy should have nearly all own samples:\n{screen}"
+    );
+    assert!(
+        !sleeper,
+        "the sleeping thread is sampled as active (idle filtering looked at the wrong thread):\n{screen}"
+    );
+    assert!(threads, "not exactly the busy thread sampled:\n{screen}");
+}
