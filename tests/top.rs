@@ -526,7 +526,9 @@ fn top_says_when_the_target_exits_and_ends() {
     ensure_tmux();
     let mut target = Target::start();
     let pid = target.pid;
-    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200"));
+    // (ptrace: the sampler whose idle filtering reads the OS threads; bpf samples only
+    // threads on a CPU.)
+    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200 --sampler ptrace"));
     tmux.wait_screen("hot_a", Duration::from_secs(15), |s| {
         row(s, "hot_a").is_some()
     });
@@ -626,7 +628,9 @@ fn top_on_a_target_in_a_pid_namespace() {
         finish(unshare);
         panic!("the contained target did not start (ready {ready}, pid {pid})");
     }
-    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200"));
+    // (ptrace: the sampler whose idle filtering reads the OS threads; bpf samples only
+    // threads on a CPU.)
+    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200 --sampler ptrace"));
     let screen = tmux.wait_screen(
         "the busy thread's function after 2 s of samples",
         Duration::from_secs(20),
