@@ -526,9 +526,7 @@ fn top_says_when_the_target_exits_and_ends() {
     ensure_tmux();
     let mut target = Target::start();
     let pid = target.pid;
-    // (ptrace: the sampler whose idle filtering reads the OS threads; bpf samples only
-    // threads on a CPU.)
-    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200 --sampler ptrace"));
+    let tmux = Tmux::start(&format!("top --pid {pid} --rate 200"));
     tmux.wait_screen("hot_a", Duration::from_secs(15), |s| {
         row(s, "hot_a").is_some()
     });
