@@ -1123,7 +1123,7 @@ def update_readme(table, sections, stamp):
         return
     head, rest = text.split(start, 1)
     old, tail_ = rest.split(end, 1)
-    mark = re.compile(r"<!-- (\w+) -->\s*$")
+    mark = re.compile(r"<!-- (\w+) -->(?:<br>)?\s*$")
     keep, stamps = {}, {}
     for line in old.splitlines():
         m = mark.search(line)
@@ -1131,7 +1131,7 @@ def update_readme(table, sections, stamp):
             if line.startswith("|"):
                 keep.setdefault(m.group(1), []).append(line)
             else:
-                stamps[m.group(1)] = line
+                stamps[m.group(1)] = re.sub(r"<br>\s*$", "", line)
     new_rows = {}
     lines = table.splitlines()
     header, rows = lines[:2], lines[2:]
@@ -1143,7 +1143,7 @@ def update_readme(table, sections, stamp):
     order = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "rss",
              "render"]
     body = list(header)
-    for sec in order + sorted(set(keep) | set(new_rows) - set(order)):
+    for sec in order + sorted((set(keep) | set(new_rows)) - set(order) - {""}):
         body.extend(new_rows.get(sec, []) if sec in sections else keep.get(sec, []))
     notes = [stamps[sec] + "<br>" for sec in order if sec in stamps]
     with open(path, "w") as f:
