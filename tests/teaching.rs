@@ -1474,7 +1474,19 @@ fn lessons_say_what_each_python_shows() {
             let Some(run) = lesson(version, &name) else {
                 continue;
             };
-            threads_claim(&name, version, claim, &run);
+            // A busy machine cannot tell "both threads at once": record again (the other
+            // tests of this binary, sharing the CPUs, may be done by then), three runs
+            // at most.
+            let mut again = run.clone();
+            for attempt in 1..=3 {
+                if threads_claim(&name, version, claim, &again, attempt == 3) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                let src = lessons_dir().join(format!("{name}.py"));
+                let py = python(version).expect("recorded once already");
+                again = Arc::new(record_program(py, &src, &[SECONDS], &["-r", "500"]));
+            }
             let got = sampled(&run);
             if claim.contains("nothing specialized") {
                 let specialized: Vec<_> = run.data["instructions"]
@@ -1546,12 +1558,13 @@ fn lessons_say_what_each_python_shows() {
 /// on a CPU; the recording's own ticks also count the start-up, long on a busy machine).
 /// Under a GIL they share about one; without
 /// one they take about two, when two CPUs are free: a run during which other work left
-/// the machine under 0.4 CPU idle cannot tell, and says so instead of failing.
-fn threads_claim(name: &str, version: &str, claim: &str, run: &Run) {
+/// the machine under 0.4 CPU idle cannot tell: false (try again), and on the `last` try a
+/// NOT CHECKED notice instead of failing. True when the claim was checked (or there is none).
+fn threads_claim(name: &str, version: &str, claim: &str, run: &Run, last: bool) -> bool {
     let one = claim.contains("one thread at a time");
     let both = claim.contains("both threads at once");
     if !one && !both {
-        return;
+        return true;
     }
     let workers: BTreeSet<u64> = run.data["threads"]
         .as_array()
@@ -1597,12 +1610,18 @@ fn threads_claim(name: &str, version: &str, claim: &str, run: &Run) {
             run.idle_cpus < 0.4,
             "{what}: the lesson says both threads at once, and CPUs were free"
         );
+        if !last {
+            eprintln!("{what}: the machine was busy, recording again");
+            return false;
+        }
         common::notice(&format!(
             "NOT CHECKED {what}: \"both threads at once\" needs two free CPUs, others' \
-             work took them"
+             work took them in three runs"
         ));
+        return true;
     }
     eprintln!("{what}: ok");
+    true
 }
 
 // ---- rendered in a browser -------------------------------------------------------------
