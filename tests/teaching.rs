@@ -14,7 +14,8 @@
 //!   sources of a chroot target;
 //! * diff across versions: functions matched by file, first line and name, opcodes by
 //!   base instruction, the legend true to the colours;
-//! * the lessons' own claims about each Python;
+//! * the lessons' own claims about each Python (instructions sampled; for the free-threaded
+//!   lesson also threads on a CPU at once, and nothing specialized on 3.13t);
 //! * the SVG and the annotate page rendered by headless Chromium: function names visible.
 //!
 //! Nothing here compares against outputs copied from a run: expectations come from the
@@ -129,6 +130,8 @@ struct Run {
     script: String,
     dir: tempfile::TempDir,
     _place: Place,
+    /// CPUs of the machine left idle, on average, while it was recorded (/proc/stat).
+    idle_cpus: f64,
 }
 
 impl Run {
@@ -177,9 +180,11 @@ fn record_program(py: &Python, source: &Path, args: &[&str], extra: &[&str]) -> 
     argv.extend(py.cmd.iter().map(|s| s.as_str()));
     argv.push(&script);
     argv.extend(args);
-    let o = {
+    let (o, idle_cpus) = {
         let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        run_pyprof(&argv, &[])
+        let before = cpu_jiffies();
+        let o = run_pyprof(&argv, &[]);
+        (o, idle_cpus_since(before))
     };
     ok(&o, &format!("recording {name} on {}", py.label));
     let text = std::fs::read_to_string(&json).expect("profile written");
@@ -189,7 +194,41 @@ fn record_program(py: &Python, source: &Path, args: &[&str], extra: &[&str]) -> 
         script,
         dir,
         _place: place,
+        idle_cpus,
     }
+}
+
+/// The machine's (busy + idle, idle) jiffies so far, and its CPU count, from /proc/stat.
+fn cpu_jiffies() -> (u64, u64, usize) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count()
+        .max(1);
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user already).
+    let total = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total, idle, cpus)
+}
+
+/// How many CPUs, on average, were idle since `before`.
+fn idle_cpus_since(before: (u64, u64, usize)) -> f64 {
+    let after = cpu_jiffies();
+    let total = after.0.saturating_sub(before.0) as f64;
+    let idle = after.1.saturating_sub(before.1) as f64;
+    if total == 0.0 {
+        return 0.0;
+    }
+    idle / total * before.2 as f64
 }
 
 /// A lesson recorded on a gallery version, once per test binary.
@@ -1410,7 +1449,22 @@ fn lessons_say_what_each_python_shows() {
         }
         let claims = lesson_claims(&text);
         let versions: BTreeSet<&str> = claims.iter().map(|c| c.0.as_str()).collect();
-        for v in ["3.10", "3.12", "3.14", "3.15"] {
+        // A lesson about a free-threaded build runs on it and on the GIL build of the same
+        // version (its control), as scripts/gallery.sh does; every other lesson on the
+        // gallery's four versions.
+        let free: Vec<&str> = versions
+            .iter()
+            .copied()
+            .filter(|v| v.ends_with('t'))
+            .collect();
+        let want: Vec<&str> = if free.is_empty() {
+            vec!["3.10", "3.12", "3.14", "3.15"]
+        } else {
+            free.iter()
+                .flat_map(|v| [*v, v.trim_end_matches('t')])
+                .collect()
+        };
+        for v in want {
             assert!(
                 versions.contains(v),
                 "{name}: says nothing about Python {v}"
@@ -1420,7 +1474,56 @@ fn lessons_say_what_each_python_shows() {
             let Some(run) = lesson(version, &name) else {
                 continue;
             };
+            // A busy machine cannot tell "both threads at once": record again (the other
+            // tests of this binary, sharing the CPUs, may be done by then), three runs
+            // at most.
+            let mut again = run.clone();
+            for attempt in 1..=3 {
+                if threads_claim(&name, version, claim, &again, attempt == 3) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                let src = lessons_dir().join(format!("{name}.py"));
+                let py = python(version).expect("recorded once already");
+                again = Arc::new(record_program(py, &src, &[SECONDS], &["-r", "500"]));
+            }
             let got = sampled(&run);
+            if claim.contains("nothing specialized") {
+                let specialized: Vec<_> = run.data["instructions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| {
+                        i["file"]
+                            .as_str()
+                            .is_some_and(|f| f.ends_with(&format!("/{name}.py")))
+                    })
+                    .filter(|i| i["opcode"] != i["base_opcode"])
+                    .map(|i| {
+                        (
+                            i["function"].clone(),
+                            i["opcode"].clone(),
+                            i["samples"].clone(),
+                        )
+                    })
+                    .collect();
+                assert!(
+                    specialized.is_empty(),
+                    "{name} on Python {version}: the lesson says nothing is specialized, but \
+                     these specialized forms were sampled: {specialized:?}"
+                );
+                // The opcode report does not blame the operands for what the build does.
+                for p in problems(&run) {
+                    let why = p["reason"].as_str().unwrap_or("");
+                    assert!(
+                        p["kind"] != "unspecialized" || why.contains("does not specialize"),
+                        "{name} on Python {version}: {} at offset {} explained as {why:?}, \
+                         not as a build that does not specialize",
+                        p["instruction"],
+                        p["offset"]
+                    );
+                }
+            }
             let toks = opcode_tokens(claim);
             assert!(
                 !toks.is_empty(),
@@ -1447,6 +1550,78 @@ fn lessons_say_what_each_python_shows() {
             }
         }
     }
+}
+
+/// "one thread at a time" / "both threads at once" in a lesson's claim: the lesson's
+/// threads (named `worker-…`, each running for the lesson's SECONDS) sampled on a CPU per
+/// tick of the rate over those seconds (the bpf sampler samples a thread only while it is
+/// on a CPU; the recording's own ticks also count the start-up, long on a busy machine).
+/// Under a GIL they share about one; without
+/// one they take about two, when two CPUs are free: a run during which other work left
+/// the machine under 0.4 CPU idle cannot tell: false (try again), and on the `last` try a
+/// NOT CHECKED notice instead of failing. True when the claim was checked (or there is none).
+fn threads_claim(name: &str, version: &str, claim: &str, run: &Run, last: bool) -> bool {
+    let one = claim.contains("one thread at a time");
+    let both = claim.contains("both threads at once");
+    if !one && !both {
+        return true;
+    }
+    let workers: BTreeSet<u64> = run.data["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, t)| t["name"].as_str().is_some_and(|n| n.starts_with("worker")))
+        .map(|(i, _)| i as u64)
+        .collect();
+    assert!(
+        workers.len() >= 2,
+        "{name} on Python {version}: the lesson speaks of threads, but no two worker threads \
+         were sampled: {}",
+        run.data["threads"]
+    );
+    let samples: u64 = run.data["stacks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["thread"].as_u64().is_some_and(|t| workers.contains(&t)))
+        .map(|s| s["count"].as_u64().unwrap_or(0))
+        .sum();
+    let rate = run.data["meta"]["rate_hz"].as_f64().unwrap_or(0.0);
+    let ticks = (rate * SECONDS.parse::<f64>().expect("SECONDS")).max(1.0) as u64;
+    let sampler = run.data["meta"]["sampler"].as_str().unwrap_or("");
+    assert_eq!(
+        sampler, "bpf",
+        "{name}: on-CPU threads per tick is a measure of the bpf sampler"
+    );
+    let per_tick = samples as f64 / ticks as f64;
+    let what = format!(
+        "{name} on Python {version}: {per_tick:.2} worker threads on a CPU per tick ({samples} \
+         samples, {ticks} ticks in the workers' {SECONDS} s, {:.2} CPUs idle)",
+        run.idle_cpus
+    );
+    if one {
+        assert!(
+            per_tick <= 1.3,
+            "{what}: the lesson says one thread at a time"
+        );
+    } else if per_tick < 1.4 {
+        assert!(
+            run.idle_cpus < 0.4,
+            "{what}: the lesson says both threads at once, and CPUs were free"
+        );
+        if !last {
+            eprintln!("{what}: the machine was busy, recording again");
+            return false;
+        }
+        common::notice(&format!(
+            "NOT CHECKED {what}: \"both threads at once\" needs two free CPUs, others' \
+             work took them in three runs"
+        ));
+        return true;
+    }
+    eprintln!("{what}: ok");
+    true
 }
 
 // ---- rendered in a browser -------------------------------------------------------------

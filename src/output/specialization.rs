@@ -387,6 +387,10 @@ pub fn problems(data: &ProfileData) -> Vec<SpecializationProblem> {
     let Some(table) = table_of(data).filter(|t| t.has_inline_caches()) else {
         return Vec::new();
     };
+    // The free-threaded build of 3.13 compiles its specializing interpreter out
+    // (`ENABLE_SPECIALIZATION` is 0 under `Py_GIL_DISABLED`): no operand explains a
+    // generic form there.
+    let no_specializer = data.meta.python_version.ends_with('t') && table.version() == (3, 13);
     let stats = stats_of(data);
     let total: u64 = stats.iter().map(|s| s.samples).sum();
     let mut out = Vec::new();
@@ -415,7 +419,9 @@ pub fn problems(data: &ProfileData) -> Vec<SpecializationProblem> {
             prev: prev.map(|p| p.base_name),
             unspecialized: unspec,
         };
-        let reason = if poly {
+        let reason = if no_specializer && !poly {
+            no_specializer_reason(&ctx)
+        } else if poly {
             let mut r = polymorphic_reason(&ctx, &site.significant_forms(Some(table)));
             if unspec >= UNSPECIALIZED_SHARE {
                 r.push_str(&format!(
@@ -613,6 +619,19 @@ fn polymorphic_reason(ctx: &Context, forms: &[&(String, u64)]) -> String {
              running: each change of form is a deoptimization and a new specialization"
         ),
     }
+}
+
+/// Why a site ran unspecialized on 3.13t: the build does not specialize at all.
+fn no_specializer_reason(ctx: &Context) -> String {
+    format!(
+        "Python {}t (free-threaded) does not specialize: that build switches its specializing \
+         interpreter off, so {} runs its generic form whatever its operands (the GIL build of \
+         {} has {})",
+        ctx.version(),
+        ctx.what(),
+        ctx.version(),
+        ctx.forms_list()
+    )
 }
 
 fn unspecialized_reason(ctx: &Context) -> String {
