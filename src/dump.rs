@@ -454,10 +454,9 @@ pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Wr
         d.python_version,
         if n == 1 { "" } else { "s" }
     )?;
-    // File names as profiles show them: after site-packages/ or lib/pythonX.Y/, else
-    // relative to the main script's folder (the `<module>` at the root of a stack), else
-    // to the target's working directory.
-    let script_dir = d
+    // File names as profiles show them (relative to the main script's folder: the
+    // `<module>` at the root of a stack).
+    let script = d
         .threads
         .iter()
         .filter_map(|t| t.frames.last())
@@ -467,21 +466,8 @@ pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Wr
                 && !f.file.starts_with('<')
                 && !crate::output::is_library(&f.file)
         })
-        .and_then(|f| f.file.rsplit_once('/'))
-        .map(|(dir, _)| format!("{dir}/"));
-    let show = |file: &'a str| -> &'a str {
-        if full_filenames {
-            return file;
-        }
-        let short = crate::output::short_filename(file, "");
-        if short.len() != file.len() {
-            return short;
-        }
-        if let Some(rest) = script_dir.as_deref().and_then(|d| file.strip_prefix(d)) {
-            return rest;
-        }
-        crate::output::short_filename(file, &d.cwd)
-    };
+        .map(|f| f.file.as_str());
+    let names = crate::output::FileNames::of(&d.cwd, script, full_filenames);
     for t in &d.threads {
         let name = t.name.as_deref().unwrap_or("(no name)");
         let id = match (t.native_id, t.ns_id) {
@@ -515,7 +501,7 @@ pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Wr
                 writeln!(w, "    {}", f.frame.function)?;
                 continue;
             }
-            let file = show(&f.frame.file);
+            let file = names.show(&f.frame.file);
             writeln!(w, "    {} ({file}:{})", f.frame.function, f.frame.line)?;
             for (title, args) in [("Arguments", true), ("Locals", false)] {
                 let mut some = f.locals.iter().filter(|v| v.arg == args).peekable();

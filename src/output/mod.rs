@@ -358,13 +358,18 @@ pub struct FileNames {
 
 impl FileNames {
     pub fn new(data: &ProfileData, opts: &RenderOptions) -> FileNames {
+        FileNames::of(&data.meta.cwd, main_script(data), opts.full_filenames)
+    }
+
+    /// For a target with working directory `cwd` and main script `script`.
+    pub fn of(cwd: &str, script: Option<&str>, full: bool) -> FileNames {
         FileNames {
-            cwd: data.meta.cwd.clone(),
-            script_dir: main_script(data).and_then(|f| {
+            cwd: cwd.to_string(),
+            script_dir: script.and_then(|f| {
                 let (dir, _) = f.rsplit_once('/')?;
                 (!dir.is_empty()).then(|| format!("{dir}/"))
             }),
-            full: opts.full_filenames,
+            full,
         }
     }
 

@@ -199,18 +199,33 @@ pub struct ThreadMonitor {
     buf: Vec<u8>,
 }
 
+/// The CPU clock of process `pid` (all its threads), if the kernel gives one.
+pub fn process_cpu_clock(pid: i32) -> Option<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: plain libc call with a valid out-pointer.
+    (unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0).then_some(clock)
+}
+
+/// A CPU clock's reading in nanoseconds (one system call).
+pub fn read_cpu_clock(clock: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock id from clock_getcpuclockid and a valid out-pointer.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// How often every thread is looked at even when the process clock shows nothing new
 /// (threads that block in uninterruptible I/O use no CPU but count as active).
 const FULL_PASS_EVERY: Duration = Duration::from_secs(1);
 
 impl ThreadMonitor {
     pub fn new(pid: i32) -> ThreadMonitor {
-        let mut clock: libc::clockid_t = 0;
-        // SAFETY: plain libc call with a valid out-pointer.
-        let ok = unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0;
         ThreadMonitor {
             pid,
-            clock: ok.then_some(clock),
+            clock: process_cpu_clock(pid),
             threads: HashMap::new(),
             last_cpu: None,
             last_tick: None,
@@ -226,16 +241,8 @@ impl ThreadMonitor {
     /// Total CPU time of the whole process (all its threads), in nanoseconds.
     pub fn process_cpu(&mut self) -> Option<u64> {
         let clock = self.clock?;
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
         self.syscalls += 1;
-        // SAFETY: valid clock id and out-pointer.
-        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-            return None;
-        }
-        Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+        read_cpu_clock(clock)
     }
 
     fn read_runtime(&mut self, tid: u64) -> Option<u64> {

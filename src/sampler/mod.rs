@@ -325,6 +325,7 @@ pub fn record(
         }
     };
     let start = Instant::now();
+    use crate::process::threads::{process_cpu_clock, read_cpu_clock};
     let target_cpu = process_cpu_clock(sampler.targets.root);
     let cpu_at_start = target_cpu.and_then(read_cpu_clock);
     let mut k: u64 = 0;
@@ -446,24 +447,6 @@ fn record_errors(
     // Without --subprocesses the profiled Python is the target: when it ends, so does
     // the recording (the root may be a launcher that lingers).
     primary_gone && !sampler.targets.follow_children
-}
-
-/// The CPU clock of process `pid` (all its threads), if the kernel gives one.
-fn process_cpu_clock(pid: i32) -> Option<libc::clockid_t> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: plain libc call with a valid out-pointer.
-    (unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0).then_some(clock)
-}
-
-/// A CPU clock's reading in nanoseconds.
-fn read_cpu_clock(clock: libc::clockid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a clock id from clock_getcpuclockid and a valid out-pointer.
-    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// Sleep until `deadline`, waking early (within 50 ms) when `stop` is set.
