@@ -280,26 +280,20 @@ impl AsyncioReader {
         }
         Ok(AsyncioReader {
             pid,
-            offsets: table,
-            next_try: None,
-            failed: None,
-            coros: HashMap::new(),
-            frame_delta: None,
-            listed: HashMap::new(),
-            lists_cut: 0,
-            current_tasks: None,
-            next_lookup: None,
-            loop_threads: HashMap::new(),
-            tasks_module: None,
-            frame_coros: HashMap::new(),
+            ..AsyncioReader::blank(table)
         })
     }
 
     /// A reader with known offsets (tests over an in-memory image).
     pub fn with_offsets(offsets: AsyncioOffsets) -> AsyncioReader {
+        AsyncioReader::blank(Some(offsets))
+    }
+
+    /// A reader that has learned nothing yet.
+    fn blank(offsets: Option<AsyncioOffsets>) -> AsyncioReader {
         AsyncioReader {
             pid: 0,
-            offsets: Some(offsets),
+            offsets,
             next_try: None,
             failed: None,
             coros: HashMap::new(),
