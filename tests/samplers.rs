@@ -173,3 +173,52 @@ fn five_thousand_frames_are_walked_in_the_kernel_and_max_depth_cuts_visibly() {
         }
     }
 }
+
+/// A program whose cycle is exactly the sampling interval (tests/scripts/in_step.py:
+/// `short` a quarter of every cycle, `long` the rest) is sampled in proportion by every
+/// sampler, at a rate the kernel's timer runs in steps (250 Hz) and at one it runs every
+/// fire (5 kHz, bpf): the sampling instants are dithered. Without that, equal intervals
+/// land on the same point of every cycle and report 0% or 100% of `short`.
+#[test]
+fn a_program_in_step_with_the_rate_is_sampled_in_proportion() {
+    let py = py312();
+    let _cpu = exclusive();
+    let mut failures = Vec::new();
+    for rate in ["250", "5000"] {
+        let target = Target::spawn(&py, "in_step.py", &[rate]);
+        for sampler in samplers() {
+            if rate == "5000" && sampler != "bpf" {
+                continue; // (a stopping sampler cannot keep 5 kHz on this machine)
+            }
+            let (p, _) = record_json(
+                target.pid,
+                2.0,
+                &["--sampler", sampler, "-r", rate, "--no-idle"],
+            );
+            let (mut short, mut total) = (0u64, 0u64);
+            for (_, frames, n) in stacks(&p) {
+                match frames.last().map(|f| f.0.as_str()) {
+                    Some("short") => short += n,
+                    Some("long") => {}
+                    _ => continue,
+                }
+                total += n;
+            }
+            let share = short as f64 / total.max(1) as f64;
+            // A quarter, within 4 σ of 500 samples' binomial noise (±8 points); fewer
+            // samples than that is a failure of its own.
+            let line = format!(
+                "{sampler} at {rate} Hz: short {short} of {total} ({:.1}%)",
+                share * 100.0
+            );
+            println!("{line}");
+            if total < 300 || (share - 0.25).abs() > 0.08 {
+                failures.push(line);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "sampled out of proportion: {failures:?}"
+    );
+}

@@ -248,15 +248,49 @@ fn read_pod<T: Copy + Default>(b: &[u8]) -> Option<T> {
     Some(v)
 }
 
+/// The kernel's sampling clock for a rate: the timer's frequency, and the program's
+/// gate (see `gate_mean` in pyprof.bpf.c). The timer fires `grid` times per mean
+/// interval (up to 4, keeping it at or under MAX_TIMER_HZ): the gaps between samples
+/// are drawn among `grid` fires, uniform over [interval/2, 3·interval/2 - a fire's
+/// period]; at high rates (grid 1) every fire samples, at a dithered period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub timer_hz: f64,
+    pub gate_mean: u64,
+    pub gate_spread: u64,
+}
+
+pub const MAX_TIMER_HZ: f64 = 5000.0;
+
+impl Clock {
+    pub fn of(rate_hz: f64) -> Clock {
+        let grid = (MAX_TIMER_HZ / rate_hz).floor().clamp(1.0, 4.0);
+        let interval = 1e9 / rate_hz;
+        let fire = interval / grid;
+        if grid < 2.0 {
+            return Clock {
+                timer_hz: rate_hz,
+                gate_mean: 0,
+                gate_spread: 0,
+            };
+        }
+        Clock {
+            timer_hz: rate_hz * grid,
+            gate_mean: (interval - fire / 2.0).round() as u64,
+            gate_spread: ((interval - fire) / 2.0).round() as u64,
+        }
+    }
+}
+
 #[cfg(pyprof_bpf)]
 mod imp {
     use super::*;
+    use crate::sampler::Dither;
     use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-    use aya::programs::perf_event::{
-        perf_sw_ids::PERF_COUNT_SW_CPU_CLOCK, PerfEventScope, PerfTypeId, SamplePolicy,
-    };
     use aya::programs::PerfEvent;
     use aya::{Ebpf, EbpfLoader, Pod};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::time::{Duration, Instant};
 
     // SAFETY: plain #[repr(C)] integer structs, as the C program lays them out.
     unsafe impl Pod for BpfConfig {}
@@ -277,6 +311,93 @@ mod imp {
         ring: RingBuf<MapData>,
         /// The buffers samples are parsed into, reused.
         parsed: BpfSample,
+        /// The CPU-clock perf events the program runs on, one per CPU.
+        timers: Vec<OwnedFd>,
+        timer_hz: f64,
+        dither: Dither,
+        next_dither: Instant,
+    }
+
+    /// Periods per dithering block (and at least DITHER_MIN_BLOCK).
+    const DITHER_PERIODS: f64 = 128.0;
+    const DITHER_MIN_BLOCK: Duration = Duration::from_millis(50);
+
+    fn dither_block(rate_hz: f64) -> Duration {
+        Duration::from_secs_f64(DITHER_PERIODS / rate_hz).max(DITHER_MIN_BLOCK)
+    }
+
+    /// How far a timer's frequency is moved from its mean, either way, once per block.
+    const TIMER_DITHER: f64 = 0.125;
+
+    /// A period in ns around the rate's: its frequency uniform within ±TIMER_DITHER of
+    /// the rate, so that the mean rate is the rate.
+    fn dithered_period(rate_hz: f64, d: &mut Dither) -> u64 {
+        let f = rate_hz * (1.0 + TIMER_DITHER * d.next_signed());
+        (1e9 / f).round().max(10_000.0) as u64
+    }
+
+    // <linux/perf_event.h>: _IO('$', 0), _IOW('$', 4, u64), _IOW('$', 8, u32).
+    const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
+    const PERF_EVENT_IOC_PERIOD: u64 = (1 << 30) | (8 << 16) | 0x2404;
+    const PERF_EVENT_IOC_SET_BPF: u64 = (1 << 30) | (4 << 16) | 0x2408;
+    const PERF_TYPE_SOFTWARE: u32 = 1;
+    const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+    /// `struct perf_event_attr` as far as PERF_ATTR_SIZE_VER0 (64 bytes): the fields
+    /// set here, then zeros (the flags: `disabled` is bit 0).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PerfEventAttr {
+        type_: u32,
+        size: u32,
+        config: u64,
+        sample_period: u64,
+        sample_type: u64,
+        read_format: u64,
+        flags: u64,
+        wakeup_events: u32,
+        bp_type: u32,
+        bp_addr: u64,
+    }
+
+    /// A CPU-clock event on `cpu` (every process) with `period` ns, running program
+    /// `prog_fd` at each of its samples.
+    fn cpu_clock_event(cpu: u32, period: u64, prog_fd: i32) -> Result<OwnedFd, std::io::Error> {
+        let attr = PerfEventAttr {
+            type_: PERF_TYPE_SOFTWARE,
+            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            config: PERF_COUNT_SW_CPU_CLOCK,
+            sample_period: period,
+            flags: 1, // disabled until the program is attached
+            ..Default::default()
+        };
+        // SAFETY: perf_event_open reads `attr` (its size is in it); the fd returned is
+        // new and ours.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const PerfEventAttr,
+                -1 as libc::pid_t,
+                cpu as libc::c_int,
+                -1 as libc::c_int,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by the kernel and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: these ioctls take an int argument (a program fd, or none).
+        let ok = unsafe {
+            libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_BPF as _, prog_fd) == 0
+                && libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) == 0
+        };
+        if !ok {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fd)
     }
 
     impl BpfSampler {
@@ -285,8 +406,11 @@ mod imp {
         pub fn open(rate_hz: f64) -> Result<BpfSampler, String> {
             let cpus = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
             let possible = aya::util::nr_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+            let clock = Clock::of(rate_hz);
             let mut ebpf = EbpfLoader::new()
                 .set_max_entries("scratch", possible as u32)
+                .set_global("gate_mean", &clock.gate_mean, true)
+                .set_global("gate_spread", &clock.gate_spread, true)
                 .load(&OBJECT.0)
                 .map_err(|e| explain(&format!("{e}"), &e))?;
             let prog: &mut PerfEvent = ebpf
@@ -295,16 +419,20 @@ mod imp {
                 .try_into()
                 .map_err(|e| format!("{e}"))?;
             prog.load().map_err(|e| explain_load(&e))?;
-            let period = (1e9 / rate_hz).round().max(1.0) as u64;
+            // The CPU-clock events are ours (not aya's links) so that their period can be
+            // changed while they run: see `dither`.
+            let prog_fd = prog
+                .fd()
+                .map_err(|e| format!("the loaded program has no fd: {e}"))?
+                .as_fd()
+                .as_raw_fd();
+            let mut dither = Dither::new();
+            let mut timers = Vec::with_capacity(cpus.len());
             for cpu in cpus {
-                prog.attach(
-                    PerfTypeId::Software,
-                    PERF_COUNT_SW_CPU_CLOCK as u64,
-                    PerfEventScope::AllProcessesOneCpu { cpu },
-                    SamplePolicy::Period(period),
-                    false,
-                )
-                .map_err(|e| explain(&format!("perf_event_open on CPU {cpu}: {e}"), &e))?;
+                let period = dithered_period(clock.timer_hz, &mut dither);
+                let fd = cpu_clock_event(cpu, period, prog_fd)
+                    .map_err(|e| explain(&format!("perf_event_open on CPU {cpu}: {e}"), &e))?;
+                timers.push(fd);
             }
             let take = |ebpf: &mut Ebpf, name: &str| {
                 ebpf.take_map(name)
@@ -326,7 +454,32 @@ mod imp {
                 counters,
                 ring,
                 parsed: BpfSample::default(),
+                timers,
+                timer_hz: clock.timer_hz,
+                dither,
+                next_dither: Instant::now() + dither_block(clock.timer_hz),
             })
+        }
+
+        /// Give every CPU's timer a new period (its frequency within ±TIMER_DITHER of
+        /// its mean) once per block, so that the timer's fires, which the program's
+        /// random gaps choose among, do not stay in step with a cycle of the target
+        /// either. Changing the period restarts the timer; the gate's instants are
+        /// absolute, so a restart only delays a sample to the next fire.
+        pub fn dither(&mut self) {
+            let now = Instant::now();
+            if now < self.next_dither {
+                return;
+            }
+            self.next_dither = now + dither_block(self.timer_hz);
+            for fd in &self.timers {
+                let mut period = dithered_period(self.timer_hz, &mut self.dither);
+                self.syscalls += 1;
+                // SAFETY: PERF_EVENT_IOC_PERIOD reads one u64 from the pointer given.
+                unsafe {
+                    libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_PERIOD as _, &mut period);
+                }
+            }
         }
 
         pub fn add_target(&mut self, pid: i32, cfg: BpfConfig) -> Result<(), String> {
@@ -459,6 +612,7 @@ mod imp {
             false
         }
         pub fn remove_thread(&mut self, _tid: u32) {}
+        pub fn dither(&mut self) {}
         pub fn drain(&mut self, _f: &mut dyn FnMut(&BpfSample)) -> u64 {
             0
         }
@@ -476,6 +630,48 @@ pub use imp::BpfSampler;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_clock_keeps_the_rate_on_average() {
+        for rate in [
+            1.0, 19.0, 100.0, 250.0, 997.0, 1000.0, 2000.0, 5000.0, 20_000.0,
+        ] {
+            let c = Clock::of(rate);
+            let interval = 1e9 / rate;
+            assert!(
+                c.timer_hz >= rate && c.timer_hz <= MAX_TIMER_HZ.max(rate),
+                "{c:?}"
+            );
+            if c.gate_mean == 0 {
+                assert_eq!(c.timer_hz, rate);
+                continue;
+            }
+            // A gap is drawn in [mean - spread, mean + spread] and waits for the next
+            // fire: half a fire's period on average.
+            let fire = 1e9 / c.timer_hz;
+            let mean_gap = c.gate_mean as f64 + fire / 2.0;
+            assert!((mean_gap - interval).abs() <= 1.0, "{rate} Hz: {c:?}");
+            // Gaps spread over whole fires (so that the wait is uniform), never below
+            // half the interval.
+            let spread_fires = 2.0 * c.gate_spread as f64 / fire;
+            assert!((spread_fires - spread_fires.round()).abs() < 1e-3, "{c:?}");
+            assert!(
+                c.gate_mean - c.gate_spread >= (interval / 2.0) as u64 - 1,
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dither_is_uniform_in_minus_one_one() {
+        let mut d = crate::sampler::Dither::new();
+        let xs: Vec<f64> = (0..100_000).map(|_| d.next_signed()).collect();
+        assert!(xs.iter().all(|x| (-1.0..1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 0.02, "{mean}");
+        let quarter = xs.iter().filter(|x| **x < -0.5).count() as f64 / xs.len() as f64;
+        assert!((quarter - 0.25).abs() < 0.01, "{quarter}");
+    }
 
     #[test]
     fn structs_have_the_c_sizes() {

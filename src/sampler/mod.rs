@@ -28,6 +28,43 @@ use std::time::{Duration, Instant};
 /// How often the bpf sampler's ring buffer is drained when nothing else needs a tick.
 pub const BPF_DRAIN_EVERY: Duration = Duration::from_millis(20);
 
+/// Sampling instants are dithered: a profiler that samples at exactly equal intervals
+/// locks onto a program that runs in a cycle (an event loop's round of tasks, a frame
+/// loop, anything timed by the clock) and reports only the part of the cycle it keeps
+/// landing on. Each gap between two ticks is a period within ±`TICK_JITTER` of one,
+/// uniformly (so the rate is exact on average, and the instants drift over every phase
+/// of any cycle); the kernel's sampler (bpf) draws its gaps the same way
+/// (`sampler::bpf::Clock`).
+pub const TICK_JITTER: f64 = 0.5;
+
+/// A small, fast pseudo-random generator for dithering (xorshift64*), seeded from the
+/// clock and the process id: no two runs sample at the same instants.
+pub struct Dither(u64);
+
+impl Dither {
+    pub fn new() -> Dither {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Dither((t ^ ((std::process::id() as u64) << 32)) | 1)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn next_signed(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11; // 53 bits
+        x as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+impl Default for Dither {
+    fn default() -> Dither {
+        Dither::new()
+    }
+}
+
 /// Default deepest stack we follow before marking it truncated.
 pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 
@@ -243,6 +280,7 @@ impl Sampler {
                     s.refresh_bpf_threads(bpf, false);
                 }
                 let mut errs: Vec<Vec<crate::walker::WalkError>> = vec![Vec::new(); sessions.len()];
+                bpf.dither();
                 bpf.drain(&mut |sample| {
                     let Some(i) = sessions.iter().position(|s| s.pid == sample.pid) else {
                         return;
@@ -329,11 +367,15 @@ pub fn record(
     let target_cpu = process_cpu_clock(sampler.targets.root);
     let cpu_at_start = target_cpu.and_then(read_cpu_clock);
     let mut k: u64 = 0;
+    // The next tick's instant, in periods since the start: each gap is a period within
+    // ±TICK_JITTER of one (the kernel keeps its own instants under bpf).
+    let mut at: f64 = 0.0;
+    let mut dither = Dither::new();
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Interrupted;
         }
-        let deadline = start + period.mul_f64(k as f64);
+        let deadline = start + period.mul_f64(at);
         if let Some(d) = config.duration {
             if deadline.duration_since(start) >= d {
                 // Sleep out the rest of the duration, so it is honoured exactly.
@@ -358,11 +400,17 @@ pub fn record(
                     // (A late drain loses nothing: the kernel sampled on time.)
                     profile.meta.late += skip;
                 }
-                k += skip;
+                at += skip as f64;
                 continue;
             }
         }
         k += 1;
+        at += 1.0
+            + if drain_only {
+                0.0
+            } else {
+                TICK_JITTER * dither.next_signed()
+            };
         profile.meta.ticks += 1;
         if record_errors(sampler, profile, alive, k % 16 == 0) {
             break StopReason::TargetExited;

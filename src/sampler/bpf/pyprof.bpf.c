@@ -32,6 +32,7 @@ typedef long long s64;
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
+static u32 (*bpf_get_prandom_u32)(void) = (void *)7;
 static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_probe_read_user)(void *dst, u32 size, const void *unsafe_ptr) = (void *)112;
 static long (*bpf_ringbuf_output)(void *ringbuf, void *data, u64 size, u64 flags) = (void *)130;
@@ -355,8 +356,36 @@ static long walk_one(u32 index, struct walk *w) {
     return 0;
 }
 
+// Sampling instants. Equal intervals lock onto a program that runs in a cycle (an event
+// loop's round of tasks) and see only the part of the cycle they keep landing on; so the
+// timer fires `grid` times per mean interval and a CPU samples at the first fire after
+// its `next_due`, then draws the next gap: uniform in [gate_mean - gate_spread, gate_mean
+// + gate_spread] ns, where gate_mean is the rate's interval less half a timer period (the
+// wait for the next fire), so that the mean interval is the rate's. Set by userspace
+// (sampler/bpf.rs); gate_mean 0: every fire samples.
+volatile const u64 gate_mean = 0;
+volatile const u64 gate_spread = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u64);
+} next_due SEC(".maps");
+
 SEC("perf_event")
 int pyprof_sample(void *ctx) {
+    if (gate_mean) {
+        u32 zero = 0;
+        u64 *due = bpf_map_lookup_elem(&next_due, &zero);
+        if (!due)
+            return 0;
+        u64 now = bpf_ktime_get_ns();
+        if (now < *due)
+            return 0;
+        u64 r = bpf_get_prandom_u32();
+        *due = now + gate_mean - gate_spread + ((2 * gate_spread * r) >> 32);
+    }
     u64 id = bpf_get_current_pid_tgid();
     u32 pid = id >> 32;
     u32 tid = (u32)id;
