@@ -878,6 +878,40 @@ class Bench:
                              "%d samples (%d failed), reference %d" % (
                                  n, failed[k][0], sum(ref.values())))
 
+    # -- a program in step with the sampling rate -----------------------------------------
+
+    def bench_aliasing(self):
+        """tests/scripts/in_step.py spends the first quarter of every 1/250 s in `short`,
+        the rest in `long`, timed by the clock: a profiler sampling at exactly equal
+        intervals of 1/250 s lands on the same point of every cycle and reports 0% or
+        100% of `short`. The measure: how far from 25% each profiler's share is."""
+        a = self.a
+        py = py315()
+        rate = 250
+        dur = 2.0 if a.quick else 4.0
+        tools = pyprof_tools() + [PYSPY_NB, PYSPY_BLK, PROFSAMP]
+        per = {}
+        for rnd in range(a.rounds):
+            # A new target each round: a new phase of its cycle against the profilers'.
+            tgt = self.spawn_target(py, os.path.join(TEST_SCRIPTS, "in_step.py"), [rate])
+            try:
+                time.sleep(0.3)
+                for tool in self.order(tools, rnd):
+                    r = self.profile(tool, py, tgt.pid, rate, dur)
+                    leaves = r.get("leaves") or Counter()
+                    short = sum(n for (f, _), n in leaves.items() if f == "short")
+                    long_ = sum(n for (f, _), n in leaves.items() if f == "long")
+                    entry = per.setdefault(tool.name + "|" + tool.mode, (tool, []))
+                    if short + long_ >= 50:
+                        entry[1].append(100.0 * short / (short + long_))
+            finally:
+                CHILDREN.kill(tgt)
+        for tool, shares in per.values():
+            self.row("aliasing", "share of `short` (truth 25%%) at %d Hz: distance" % rate, tool,
+                     "in_step.py (a 4 ms cycle)", "3.15", [abs(x - 25.0) for x in shares],
+                     " points", ("<=", 5.0, "≤ 5 points") if tool.kind == "pyprof" else None,
+                     ".1f", "shares: " + ", ".join("%.0f%%" % x for x in shares))
+
     # -- peak RSS ------------------------------------------------------------------------
 
     def bench_rss(self):
@@ -1029,8 +1063,8 @@ def parse_args():
     a = ap.parse_args()
     a.rounds = a.rounds or (2 if a.quick else 5)
     a.long_seconds = a.long_seconds or (20 if a.quick else 600)
-    sections = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "rss",
-                "render"]
+    sections = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "aliasing",
+                "rss", "render"]
     if a.only:
         want = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = [x for x in want if x not in sections]
@@ -1140,8 +1174,8 @@ def update_readme(table, sections, stamp):
         new_rows.setdefault(m.group(1) if m else "", []).append(line)
     for sec in sections:
         stamps[sec] = "Rows of `%s`: %s <!-- %s -->" % (sec, stamp, sec)
-    order = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "rss",
-             "render"]
+    order = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "aliasing",
+             "rss", "render"]
     body = list(header)
     for sec in order + sorted((set(keep) | set(new_rows)) - set(order) - {""}):
         body.extend(new_rows.get(sec, []) if sec in sections else keep.get(sec, []))

@@ -77,7 +77,10 @@ for prog in examples/lessons/*.py; do
     fi
     base=$out/$name-$label
     json=$work/$name-$label.json
-    "$bin" record --opcodes -r 500 -q -f json -o "$json" -- "${cmd[@]}" "$script" "$SECONDS_PER_RUN" >/dev/null
+    # A lesson's own flags: its docstring's "Recorded with:" line (tests/teaching.rs
+    # records it the same way).
+    read -r -a flags <<<"$(sed -n 's/^Recorded with: //p' "$prog")"
+    "$bin" record --opcodes -r 500 -q "${flags[@]}" -f json -o "$json" -- "${cmd[@]}" "$script" "$SECONDS_PER_RUN" >/dev/null
     "$bin" report "$json" -f flamegraph -o "$base.svg" 2>/dev/null
     "$bin" report "$json" -f opcodes -o "$base-opcodes.txt" 2>/dev/null
     "$bin" annotate "$json" --top 3 -o "$base-annotate.txt" 2>/dev/null
@@ -100,7 +103,8 @@ docstring() {
   for lesson in "${!LESSON_LABELS[@]}"; do
     others="$others; $lesson: on Python ${LESSON_LABELS[$lesson]// /, } instead"
   done
-  echo "ran for $SECONDS_PER_RUN s under pyprof at 500 Hz with \`--opcodes\`, on Python ${DEFAULT_LABELS// /, }"
+  echo "ran for $SECONDS_PER_RUN s under pyprof at 500 Hz with \`--opcodes\` (and the flags its text gives after"
+  echo "\"Recorded with\"), on Python ${DEFAULT_LABELS// /, }"
   echo "(${others#; })."
   echo
   echo "## How to read a lesson"
@@ -186,7 +190,5 @@ docstring() {
   echo "  No 3.14t runs on the machines that make this gallery (its source could not be downloaded);"
   echo "  where one is installed, add it to \`VERSIONS\` and to \`free_threading\`'s \`LESSON_LABELS\`"
   echo "  in \`scripts/gallery.sh\`, with the lesson's claims for it."
-  echo "- **asyncio**: where the time of coroutines goes (the event loop, \`SEND\`, \`FOR_ITER_GEN\`);"
-  echo "  it comes with the asyncio issue, the same way."
 } >"$index"
 echo "gallery: wrote $index"

@@ -138,6 +138,10 @@ struct TopArgs {
     pid: Option<i32>,
     #[command(flatten)]
     sampling: SamplingArgs,
+    /// asyncio (Python 3.8+): a thread running a task counts as that task's stack, so
+    /// each task (`<task NAME>`, and the tasks awaiting it) has a row
+    #[arg(long)]
+    async_aware: bool,
     /// The command to launch and watch (after --)
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -834,7 +838,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
             eprintln!("pyprof: {line}");
         }
     }
-    let started = pyprof::record::start(&req, &stop, &mut Say)?;
+    let mut started = pyprof::record::start(&req, &stop, &mut Say)?;
     let mut guard = started.guard;
     if !started.found {
         guard.finish();
@@ -842,6 +846,9 @@ fn top(args: TopArgs) -> Result<ExitCode> {
             Some(e) => bail!("{} {e} before running any Python", started.label),
             None => bail!("{} ended before running any Python", started.label),
         }
+    }
+    if args.async_aware {
+        pyprof::record::async_aware(&mut started.targets)?;
     }
     let session = &started.targets.sessions[0];
     if args.sampling.gil && !session.sampler.walker.has_gil() {

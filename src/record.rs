@@ -221,10 +221,7 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         bail!("{target_label} ended before running any Python: nothing was profiled");
     }
     if req.async_aware && found {
-        let s = &mut targets.sessions[0];
-        let reader = crate::runtime::asyncio::AsyncioReader::new(s.pid, &s.runtime.layout)
-            .map_err(anyhow::Error::msg)?;
-        s.sampler.asyncio = Some(reader);
+        async_aware(&mut targets)?;
     }
     let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
@@ -576,4 +573,14 @@ fn find_python(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// `--async-aware` (record and top): the first target's samples of a thread running an
+/// asyncio task become the task's stack. An error when its Python has no task to read.
+pub fn async_aware(targets: &mut sampler::Targets) -> Result<()> {
+    let s = &mut targets.sessions[0];
+    let reader = crate::runtime::asyncio::AsyncioReader::new(s.pid, &s.runtime.layout)
+        .map_err(anyhow::Error::msg)?;
+    s.sampler.asyncio = Some(reader);
+    Ok(())
 }

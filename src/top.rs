@@ -432,6 +432,10 @@ impl App {
     /// "function (file:line)" in at most `width` characters: the file is cut at its
     /// start first, so the name and the line number stay readable.
     fn place(&self, function: &str, file: &str, line: i32, width: usize) -> String {
+        if file.is_empty() && line == 0 && function.starts_with("<task ") {
+            // An asyncio task (--async-aware): no code of its own.
+            return fit_middle(&format!("{function} (asyncio task)"), width);
+        }
         let file = short_filename(file, &self.cwd);
         let full = format!("{function} ({file}:{line})");
         if full.chars().count() <= width {

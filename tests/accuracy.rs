@@ -140,13 +140,19 @@ fn bpf_leaf_distribution_matches_a_frozen_profile_on_pyperformance() {
                 frozen.1, frozen.2, bpf.1, bpf.2
             );
             eprintln!("accuracy {row}");
-            let bad = d > 0.05
+            // 0.05 at 8,000 samples a side (two frozen profiles of the same process differ
+            // by 0.03-0.05 at 4,000): sampling noise alone grows as 1/sqrt(samples), so
+            // fewer samples (a loaded machine: bpf samples only CPU time) allow as much
+            // more, never below 0.05.
+            let fewest = frozen.1.min(bpf.1).max(1) as f64;
+            let bound = 0.05 * (8000.0 / fewest).sqrt().max(1.0);
+            let bad = d > bound
                 || frozen.1 < 4000
                 || bpf.1 < 4000
                 || bpf.2 * 100 > bpf.1 + bpf.2
                 || frozen.2 * 100 > frozen.1 + frozen.2;
             if bad {
-                failures.push(row.clone());
+                failures.push(format!("{row} (bound {bound:.3})"));
             }
             rows.push(row);
         }

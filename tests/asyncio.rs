@@ -320,6 +320,102 @@ fn ten_thousand_pending_tasks_stay_bounded() {
     });
 }
 
+/// A task cancelled mid-run (tests/scripts/asyncio_cancel.py, SIGUSR1 halfway through a
+/// recording): before, `victim` and `survivor` take turns; after, `survivor` and
+/// `successor` (awaited by `main`; its task object may reuse the victim's memory). Every
+/// sampler records exactly those chains, each in a fair share of the samples, and no
+/// sample of the successor under the victim's name.
+#[test]
+fn a_task_cancelled_mid_run_ends_its_chain() {
+    for_each_python("asyncio cancel", |py| {
+        if !supported(py) {
+            notice(&format!(
+                "SKIP asyncio cancel on python {}: --async-aware supports 3.8+ only",
+                py.label
+            ));
+            return Ok("skipped".into());
+        }
+        let _cpu = exclusive();
+        let mut notes = Vec::new();
+        for sampler in samplers() {
+            let target = Target::spawn(py, "asyncio_cancel.py", &[]);
+            let pid = target.pid;
+            let signal = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid, libc::SIGUSR1) };
+            });
+            let (p, _) = record_json(
+                pid,
+                3.0,
+                &[
+                    "--async-aware",
+                    "--sampler",
+                    sampler,
+                    "-r",
+                    "250",
+                    "--no-idle",
+                ],
+            );
+            let _ = signal.join();
+            let (chains, outside, mut wrong) = task_stacks(&p);
+            // (`main` runs itself for a moment: when it cancels and starts a task.)
+            wrong.retain(|w| !w.starts_with(r#"under ["main"]: ["main""#));
+            if !wrong.is_empty() {
+                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
+            }
+            let chain =
+                |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+            let want: BTreeSet<Vec<String>> = [
+                chain(&["victim"]),
+                chain(&["survivor"]),
+                chain(&["main", "successor"]),
+            ]
+            .into_iter()
+            .collect();
+            let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
+            if got != want {
+                return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
+            }
+            let in_tasks: u64 = chains.values().sum();
+            let share = |names: &[&str]| chains[&chain(names)] as f64 / in_tasks as f64;
+            // The survivor runs throughout (half the time), the other two for about half
+            // of the recording each (a quarter).
+            let (v, s, n) = (
+                share(&["victim"]),
+                share(&["survivor"]),
+                share(&["main", "successor"]),
+            );
+            if !(0.35..=0.65).contains(&s)
+                || !(0.08..=0.42).contains(&v)
+                || !(0.08..=0.42).contains(&n)
+            {
+                return Err(format!(
+                    "{sampler}: shares victim {v:.2}, survivor {s:.2}, successor {n:.2}"
+                ));
+            }
+            let errors = p.meta.error_count();
+            if errors as f64 > 0.05 * (in_tasks + outside + errors) as f64 {
+                return Err(format!(
+                    "{sampler}: {errors} failed samples: {:?}",
+                    p.meta.errors
+                ));
+            }
+            if !target
+                .later
+                .lock()
+                .map_or(false, |l| l.iter().any(|l| l == "cancelled"))
+            {
+                return Err(format!("{sampler}: the target never cancelled its victim"));
+            }
+            notes.push(format!(
+                "{sampler}: victim {v:.2} survivor {s:.2} successor {n:.2}, {errors} failed"
+            ));
+        }
+        Ok(notes.join("; "))
+    });
+}
+
 /// Chains and per-task shares of a collapsed profile whose task frames are `<task>:NAME:…`
 /// (CPython 3.15's `profiling.sampling --async-aware --collapsed`): (chain → samples).
 fn sampling_chains(text: &str) -> BTreeMap<Vec<String>, u64> {

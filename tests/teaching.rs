@@ -241,11 +241,24 @@ fn lesson(version: &str, name: &str) -> Option<Arc<Run>> {
         return Some(r.clone());
     }
     let src = lessons_dir().join(format!("{name}.py"));
-    let run = Arc::new(record_program(py, &src, &[SECONDS], &["-r", "500"]));
+    let flags = lesson_flags(&src);
+    let mut extra = vec!["-r", "500"];
+    extra.extend(flags.iter().map(|s| s.as_str()));
+    let run = Arc::new(record_program(py, &src, &[SECONDS], &extra));
     runs.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, run.clone());
     Some(run)
+}
+
+/// A lesson's own recording flags: its docstring's "Recorded with:" line (as
+/// scripts/gallery.sh reads it).
+fn lesson_flags(src: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(src).expect("lesson");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Recorded with: "))
+        .map(|f| f.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 /// (function, opcode) → self samples, from the profile's instructions.
@@ -1485,7 +1498,10 @@ fn lessons_say_what_each_python_shows() {
                 std::thread::sleep(std::time::Duration::from_secs(2));
                 let src = lessons_dir().join(format!("{name}.py"));
                 let py = python(version).expect("recorded once already");
-                again = Arc::new(record_program(py, &src, &[SECONDS], &["-r", "500"]));
+                let mut extra = vec!["-r".to_string(), "500".to_string()];
+                extra.extend(lesson_flags(&src));
+                let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
+                again = Arc::new(record_program(py, &src, &[SECONDS], &extra));
             }
             let got = sampled(&run);
             if claim.contains("nothing specialized") {
@@ -1764,4 +1780,98 @@ fn chromium_shows_function_names_in_the_svg_and_the_annotate_page() {
         );
         assert!(!text.is_empty() && !text.starts_with('…'), "{h}");
     }
+}
+
+/// The task chains a lesson's text promises ("Task chains (outermost first): a > b; c"),
+/// or None when it promises none.
+fn task_chain_claim(text: &str) -> Option<BTreeSet<Vec<String>>> {
+    let doc = text.split("\"\"\"").nth(1).unwrap_or("");
+    let mut lines = doc.lines();
+    let first = lines.find_map(|l| l.strip_prefix("Task chains (outermost first): "))?;
+    let mut claim = first.to_string();
+    for l in lines {
+        if !l.starts_with("  ") || l.trim().is_empty() {
+            break;
+        }
+        claim.push(' ');
+        claim.push_str(l.trim());
+    }
+    Some(
+        claim
+            .split(';')
+            .map(|c| c.split('>').map(|t| t.trim().to_string()).collect())
+            .collect(),
+    )
+}
+
+/// A lesson about asyncio tasks (its text names "Task chains"): on each of its versions,
+/// every sample of the lesson's busy code is under exactly one of the chains of
+/// `<task NAME>` frames it names, and every chain it names is sampled; the tasks that
+/// only wait have no samples of their own.
+#[test]
+fn asyncio_lesson_task_chains_are_what_was_recorded() {
+    let mut checked = 0;
+    for path in std::fs::read_dir(lessons_dir()).expect("lessons").flatten() {
+        let path = path.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let Some(want) = task_chain_claim(&text) else {
+            continue;
+        };
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let file = format!("/{name}.py");
+        for version in ["3.10", "3.12", "3.14", "3.15"] {
+            let Some(run) = lesson(version, &name) else {
+                continue;
+            };
+            let frames = run.data["frames"].as_array().cloned().unwrap_or_default();
+            let mut got: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+            let (mut busy, mut outside) = (0u64, 0u64);
+            for s in run.data["stacks"].as_array().cloned().unwrap_or_default() {
+                let n = s["count"].as_u64().unwrap_or(0);
+                let fs: Vec<&Value> = s["frames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| frames.get(i.as_u64().unwrap_or(0) as usize))
+                    .collect();
+                let leaf_is_lesson = fs.last().is_some_and(|f| {
+                    f["file"].as_str().is_some_and(|x| x.ends_with(&file))
+                        && f["function"] != "<module>"
+                        && f["function"] != "main"
+                });
+                if !leaf_is_lesson {
+                    continue;
+                }
+                busy += n;
+                let chain: Vec<String> = fs
+                    .iter()
+                    .filter_map(|f| f["function"].as_str())
+                    .filter_map(|f| f.strip_prefix("<task ").and_then(|t| t.strip_suffix('>')))
+                    .map(String::from)
+                    .collect();
+                if chain.is_empty() {
+                    outside += n;
+                } else {
+                    *got.entry(chain).or_insert(0) += n;
+                }
+            }
+            let chains: BTreeSet<Vec<String>> = got.keys().cloned().collect();
+            assert_eq!(
+                chains, want,
+                "{name} on Python {version}: task chains sampled {got:?}, the lesson names {want:?}"
+            );
+            // (Outside any task: the moment before the loop's first task runs, and samples
+            // whose task could not be read.)
+            assert!(
+                outside * 20 <= busy,
+                "{name} on Python {version}: {outside} of {busy} samples of its code under no task"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no asyncio lesson recorded on any version");
 }

@@ -100,11 +100,17 @@ struct Target {
 
 impl Target {
     fn start() -> Target {
+        Target::start_script(SCRIPT, &[])
+    }
+
+    /// Python 3.12 running `text` as top_target.py with `args`, once it printed ready.
+    fn start_script(text: &str, args: &[&str]) -> Target {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = dir.path().join("top_target.py");
-        std::fs::write(&script, SCRIPT).expect("writing the target script");
+        std::fs::write(&script, text).expect("writing the target script");
         let mut child = Command::new(python312())
             .arg(&script)
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -362,6 +368,15 @@ fn own_pct(screen: &str, function: &str) -> f64 {
         .next()
         .and_then(|t| t.trim_end_matches('%').parse().ok())
         .unwrap_or_else(|| panic!("no %Own in {line:?}"))
+}
+
+/// The second percentage of `function`'s row (the %Total column).
+fn total_pct(screen: &str, function: &str) -> f64 {
+    let (_, line) = row(screen, function).unwrap_or_else(|| panic!("no {function} row:\n{screen}"));
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|t| t.trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no %Total in {line:?}"))
 }
 
 /// "Sampled: 3s" from the counters line.
@@ -653,4 +668,49 @@ fn top_on_a_target_in_a_pid_namespace() {
         "the sleeping thread is sampled as active (idle filtering looked at the wrong thread):\n{screen}"
     );
     assert!(threads, "not exactly the busy thread sampled:\n{screen}");
+}
+
+/// `top --async-aware`: each asyncio task of tests/scripts/asyncio_tree.py has a row,
+/// the four that burn CPU in turn a quarter of the time each, and the tasks awaiting one
+/// (main > gamma > alpha) as much as it.
+#[test]
+fn top_async_aware_has_a_row_per_task() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_tmux();
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/asyncio_tree.py");
+    let text = std::fs::read_to_string(tree).expect("asyncio_tree.py");
+    let target = Target::start_script(&text, &[]);
+    let tmux = Tmux::start(&format!(
+        "top --pid {} --rate 200 --async-aware",
+        target.pid
+    ));
+    let burning = ["alpha", "beta", "g1", "t1"];
+    let screen = tmux.wait_screen("a row per task", Duration::from_secs(20), |s| {
+        burning
+            .iter()
+            .chain(&["main", "gamma"])
+            .all(|t| row(s, &format!("<task {t}>")).is_some())
+            && sampled_secs(s) >= 3
+    });
+    let pyprof_pid = pyprof_pid(target.pid);
+    assert!(
+        screen.contains("<task alpha> (asyncio task)"),
+        "task rows are not labelled as tasks:\n{screen}"
+    );
+    for t in burning {
+        let total = total_pct(&screen, &format!("<task {t}>"));
+        assert!(
+            (12.0..=40.0).contains(&total),
+            "<task {t}> has {total}% of the samples, not about a quarter:\n{screen}"
+        );
+    }
+    let alpha = total_pct(&screen, "<task alpha>");
+    for t in ["main", "gamma"] {
+        let total = total_pct(&screen, &format!("<task {t}>"));
+        assert!(
+            (total - alpha).abs() < 0.5,
+            "<task {t}> awaits alpha: {total}% vs alpha's {alpha}%:\n{screen}"
+        );
+    }
+    quit_and_check(&tmux, &target, pyprof_pid);
 }

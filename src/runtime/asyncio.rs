@@ -111,6 +111,14 @@ const TABLE: &[((u8, bool), [u64; 8])] = &[
     ((13, true), [160, 144, 136, 128, 40, 56, 40, 88]),
 ];
 
+/// How often a target that has not imported asyncio yet is looked at again: for the
+/// `_asyncio` module's debug offsets (3.14+: its ELF section, a read of the process's
+/// maps), and for `asyncio.tasks._current_tasks` (≤3.13: a few dict lookups). A
+/// program launched under pyprof imports asyncio a moment after it starts; its first
+/// tasks are missed for at most this long.
+const OFFSETS_RETRY: Duration = Duration::from_millis(250);
+const LOOKUP_RETRY: Duration = Duration::from_millis(100);
+
 /// The built-in offsets of a 3.8–3.13 interpreter.
 pub fn table_offsets(major: u8, minor: u8, free_threaded: bool) -> Option<AsyncioOffsets> {
     if major != 3 {
@@ -322,14 +330,14 @@ impl AsyncioReader {
         }
     }
 
-    /// The offsets, looked for at most once a second until the target has imported asyncio.
+    /// The offsets, looked for every OFFSETS_RETRY until the target has imported asyncio.
     fn ensure(&mut self, mem: &dyn Memory) -> Option<&AsyncioOffsets> {
         if self.offsets.is_none() && self.failed.is_none() {
             let now = Instant::now();
             if self.next_try.is_none_or(|t| now >= t) {
                 match find_debug_offsets(self.pid, mem) {
                     Ok(Some(o)) => self.offsets = Some(o),
-                    Ok(None) => self.next_try = Some(now + Duration::from_secs(1)),
+                    Ok(None) => self.next_try = Some(now + OFFSETS_RETRY),
                     Err(e) => self.failed = Some(e),
                 }
             }
@@ -357,6 +365,17 @@ impl AsyncioReader {
         let Some(o) = self.ensure(mem).cloned() else {
             return Ok(None);
         };
+        // 3.11+: a stack without a coroutine's frame runs no task, whatever task the
+        // thread runs now (a stack copied earlier, by bpf, may be of the loop between two
+        // steps; a frozen one, of a task about to enter its coroutine).
+        if layout.frame_kind == FrameKind::Interpreter
+            && !raw
+                .frames
+                .iter()
+                .any(|f| f.owner == FRAME_OWNED_BY_GENERATOR)
+        {
+            return Ok(None);
+        }
         let objs = Objects::new(mem, layout);
         let task = match o.table {
             None => mem
@@ -432,7 +451,7 @@ impl AsyncioReader {
     ) -> Result<u64, AsyncError> {
         let now = Instant::now();
         if self.current_tasks.is_none() && self.next_lookup.is_none_or(|t| now >= t) {
-            self.next_lookup = Some(now + Duration::from_secs(1));
+            self.next_lookup = Some(now + LOOKUP_RETRY);
             self.current_tasks = (|| {
                 let interp = mem
                     .read_u64(raw.tstate.wrapping_add(layout.tstate_interp as u64))

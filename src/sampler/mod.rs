@@ -31,12 +31,11 @@ pub const BPF_DRAIN_EVERY: Duration = Duration::from_millis(20);
 /// Sampling instants are dithered: a profiler that samples at exactly equal intervals
 /// locks onto a program that runs in a cycle (an event loop's round of tasks, a frame
 /// loop, anything timed by the clock) and reports only the part of the cycle it keeps
-/// landing on. Each gap between two ticks is a period within ±`TICK_JITTER` of one,
-/// uniformly (so the rate is exact on average, and the instants drift over every phase
-/// of any cycle); the kernel's sampler (bpf) draws its gaps the same way
+/// landing on. A userspace tick falls at a uniformly random instant of its period (one
+/// tick per period, so the count of ticks is exact, and each lands anywhere in any
+/// cycle); the kernel's sampler (bpf) draws its gaps in the same spirit
 /// (`sampler::bpf::Clock`).
-pub const TICK_JITTER: f64 = 0.5;
-
+///
 /// A small, fast pseudo-random generator for dithering (xorshift64*), seeded from the
 /// clock and the process id: no two runs sample at the same instants.
 pub struct Dither(u64);
@@ -47,6 +46,11 @@ impl Dither {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         Dither((t ^ ((std::process::id() as u64) << 32)) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_unit(&mut self) -> f64 {
+        (self.next_signed() + 1.0) / 2.0
     }
 
     /// Uniform in [-1, 1).
@@ -367,15 +371,17 @@ pub fn record(
     let target_cpu = process_cpu_clock(sampler.targets.root);
     let cpu_at_start = target_cpu.and_then(read_cpu_clock);
     let mut k: u64 = 0;
-    // The next tick's instant, in periods since the start: each gap is a period within
-    // ±TICK_JITTER of one (the kernel keeps its own instants under bpf).
-    let mut at: f64 = 0.0;
+    // The next tick's period since the start, and where in it the tick falls (a fraction
+    // of a period, drawn per period: see `Dither`). The first tick is at once; the kernel
+    // keeps its own instants under bpf.
+    let (mut slot, mut within): (u64, f64) = (0, 0.0);
     let mut dither = Dither::new();
+    let draw = |dither: &mut Dither| if drain_only { 0.0 } else { dither.next_unit() };
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Interrupted;
         }
-        let deadline = start + period.mul_f64(at);
+        let deadline = start + period.mul_f64(slot as f64 + within);
         if let Some(d) = config.duration {
             if deadline.duration_since(start) >= d {
                 // Sleep out the rest of the duration, so it is honoured exactly.
@@ -400,17 +406,14 @@ pub fn record(
                     // (A late drain loses nothing: the kernel sampled on time.)
                     profile.meta.late += skip;
                 }
-                at += skip as f64;
+                slot += skip;
+                within = draw(&mut dither);
                 continue;
             }
         }
         k += 1;
-        at += 1.0
-            + if drain_only {
-                0.0
-            } else {
-                TICK_JITTER * dither.next_signed()
-            };
+        slot += 1;
+        within = draw(&mut dither);
         profile.meta.ticks += 1;
         if record_errors(sampler, profile, alive, k % 16 == 0) {
             break StopReason::TargetExited;

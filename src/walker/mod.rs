@@ -140,11 +140,37 @@ fn field_u64(buf: &[u8], off: usize) -> Option<u64> {
 #[derive(Default, Clone)]
 pub struct Regions {
     regions: Vec<(u64, Vec<u8>)>,
+    /// Buffers of earlier walks, reused: a deep stack's chunk is tens of KB, copied at
+    /// every tick, and neither allocated nor zeroed again.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Regions {
     pub fn clear(&mut self) {
-        self.regions.clear();
+        let Regions { regions, spare } = self;
+        for (_, b) in regions.drain(..) {
+            Regions::keep(spare, b);
+        }
+    }
+
+    /// Keep a buffer for reuse, a few at most and none very large.
+    fn keep(spare: &mut Vec<Vec<u8>>, b: Vec<u8>) {
+        if spare.len() < 8 && b.capacity() <= 1 << 20 {
+            spare.push(b);
+        }
+    }
+
+    /// A buffer of `len` bytes to read into (its contents are stale until then).
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        // (Only bytes beyond the old length are written here; a read overwrites them all.)
+        b.resize(len, 0);
+        b
+    }
+
+    /// Give back a buffer that was not added.
+    fn give_back(&mut self, b: Vec<u8>) {
+        Regions::keep(&mut self.spare, b);
     }
 
     fn get(&self, addr: u64, len: usize) -> Option<&[u8]> {
@@ -416,9 +442,11 @@ impl Walker {
         let mut chunks = self.chunks.borrow_mut();
         chunks.clear();
         if let Some((chunk, len)) = state.chunk {
-            let mut buf = vec![0u8; len];
+            let mut buf = chunks.buffer(len);
             if mem.read(chunk, &mut buf).is_ok() {
                 chunks.add(chunk, buf);
+            } else {
+                chunks.give_back(buf);
             }
         }
         self.walk_frames(mem, &state, &mut chunks, out)?;
@@ -572,24 +600,38 @@ impl Walker {
                 Some((i, c, n))
             })
             .collect();
+        let mut chunks = self.chunks.borrow_mut();
+        chunks.clear();
         let mut copies: Vec<Option<Vec<u8>>> = vec![None; states.len()];
         if !wanted.is_empty() {
             let total: usize = wanted.iter().map(|w| w.2).sum();
             if total <= MAX_REGION_BYTES.saturating_mul(4) {
                 let reqs: Vec<(u64, usize)> = wanted.iter().map(|&(_, c, n)| (c, n)).collect();
-                let mut all = vec![0u8; total];
-                let ok = mem.read_scatter(&reqs, &mut all);
-                let mut pos = 0;
-                for (k, &(i, _, n)) in wanted.iter().enumerate() {
-                    if ok[k] {
-                        copies[i] = Some(all[pos..pos + n].to_vec());
+                if let [(i, _, _)] = wanted[..] {
+                    // One thread (the usual case): read straight into its buffer.
+                    let mut buf = chunks.buffer(total);
+                    if mem.read_scatter(&reqs, &mut buf)[0] {
+                        copies[i] = Some(buf);
+                    } else {
+                        chunks.give_back(buf);
                     }
-                    pos += n;
+                } else {
+                    let mut all = chunks.buffer(total);
+                    let ok = mem.read_scatter(&reqs, &mut all);
+                    let mut pos = 0;
+                    for (k, &(i, _, n)) in wanted.iter().enumerate() {
+                        if ok[k] {
+                            let mut b = chunks.buffer(n);
+                            b.copy_from_slice(&all[pos..pos + n]);
+                            copies[i] = Some(b);
+                        }
+                        pos += n;
+                    }
+                    chunks.give_back(all);
                 }
             }
         }
         // 4. Walk each thread's frames from the copies.
-        let mut chunks = self.chunks.borrow_mut();
         for (i, state) in states.into_iter().enumerate() {
             let result = state.and_then(|state| {
                 chunks.clear();
@@ -802,9 +844,11 @@ impl Walker {
         } else {
             return Some(prev);
         };
-        let mut buf = vec![0u8; (end - chunk) as usize];
+        let mut buf = chunks.buffer((end - chunk) as usize);
         if mem.read(chunk, &mut buf).is_ok() {
             chunks.add(chunk, buf);
+        } else {
+            chunks.give_back(buf);
         }
         Some(prev)
     }
