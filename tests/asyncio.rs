@@ -37,8 +37,8 @@ fn expected_chains(py: &Python) -> BTreeSet<Vec<String>> {
 
 /// Task samples by chain, and every stack under a task checked for its shape: the task
 /// frames first (a chain), then `worker`, then `crunch` or `asyncio.sleep`. Returns (chain → samples,
-/// samples outside any task, what was wrong).
-fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<String>) {
+/// samples outside any task, what was wrong and in how many samples).
+fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<(String, u64)>) {
     let mut chains = BTreeMap::new();
     let mut outside = 0;
     let mut wrong = Vec::new();
@@ -54,7 +54,7 @@ fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<String>
             .skip(tasks.len())
             .any(|f| f.0.starts_with("<task "))
         {
-            wrong.push(format!("task frame below a function: {frames:?}"));
+            wrong.push((format!("task frame below a function: {frames:?}"), count));
             continue;
         }
         if tasks.is_empty() {
@@ -65,12 +65,25 @@ fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<String>
         let ok = rest.first() == Some(&"worker")
             && (rest[1..] == ["crunch"] || ["sleep", "__sleep0"].starts_with(&rest[1..]));
         if !ok {
-            wrong.push(format!("under {tasks:?}: {rest:?}"));
+            wrong.push((format!("under {tasks:?}: {rest:?}"), count));
             continue;
         }
         *chains.entry(tasks).or_insert(0) += count;
     }
     (chains, outside, wrong)
+}
+
+/// Stacks of a wrong shape are an error; except a few (≤ 1% of `total`) with `read`,
+/// the sampler that reads a running thread: a frame copied while the thread changed it
+/// (a torn read that still looks like a stack) is what it documents.
+fn check_shapes(sampler: &str, wrong: &[(String, u64)], total: u64) -> Result<(), String> {
+    let n: u64 = wrong.iter().map(|w| w.1).sum();
+    if n == 0 || (sampler == "read" && n * 100 <= total) {
+        return Ok(());
+    }
+    Err(format!(
+        "{sampler}: {n} of {total} samples in stacks of a wrong shape: {wrong:?}"
+    ))
 }
 
 #[test]
@@ -109,9 +122,7 @@ fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
                 ],
             );
             let (chains, outside, wrong) = task_stacks(&p);
-            if !wrong.is_empty() {
-                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
-            }
+            check_shapes(sampler, &wrong, p.meta.samples)?;
             let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
             if got != want {
                 return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
@@ -291,9 +302,7 @@ fn ten_thousand_pending_tasks_stay_bounded() {
                 ],
             );
             let (chains, outside, wrong) = task_stacks(&p);
-            if !wrong.is_empty() {
-                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
-            }
+            check_shapes(sampler, &wrong, p.meta.samples)?;
             let want = expected_chains(py);
             let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
             if got != want {
@@ -360,10 +369,8 @@ fn a_task_cancelled_mid_run_ends_its_chain() {
             let _ = signal.join();
             let (chains, outside, mut wrong) = task_stacks(&p);
             // (`main` runs itself for a moment: when it cancels and starts a task.)
-            wrong.retain(|w| !w.starts_with(r#"under ["main"]: ["main""#));
-            if !wrong.is_empty() {
-                return Err(format!("{sampler}: stacks of a wrong shape: {wrong:?}"));
-            }
+            wrong.retain(|w| !w.0.starts_with(r#"under ["main"]: ["main""#));
+            check_shapes(sampler, &wrong, p.meta.samples)?;
             let chain =
                 |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
             let want: BTreeSet<Vec<String>> = [
