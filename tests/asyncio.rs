@@ -19,6 +19,15 @@ fn supported(py: &Python) -> bool {
     py.at_least(FIRST.0, FIRST.1)
 }
 
+/// Say loudly that test `what` skips `py` (before 3.8).
+fn skip(py: &Python, what: &str) -> String {
+    notice(&format!(
+        "SKIP asyncio {what} on python {}: --async-aware supports 3.8+ only",
+        py.label
+    ));
+    "skipped".into()
+}
+
 /// The chains of tasks asyncio_tree.py's burning tasks run under, outermost first.
 fn expected_chains(py: &Python) -> BTreeSet<Vec<String>> {
     let mut chains = vec![
@@ -213,11 +222,7 @@ fn refused(py: &Python) -> Result<String, String> {
 fn debug_offsets_match_the_interpreters_objects() {
     for_each_python("asyncio offsets", |py| {
         if !supported(py) {
-            notice(&format!(
-                "SKIP asyncio offsets on python {}: --async-aware supports 3.8+ only",
-                py.label
-            ));
-            return Ok("skipped".into());
+            return Ok(skip(py, "offsets"));
         }
         let target = Target::spawn(py, "asyncio_offsets.py", &[]);
         let truth: BTreeMap<String, Vec<u64>> = target
@@ -279,11 +284,7 @@ fn debug_offsets_match_the_interpreters_objects() {
 fn ten_thousand_pending_tasks_stay_bounded() {
     for_each_python("asyncio 10k tasks", |py| {
         if !supported(py) {
-            notice(&format!(
-                "SKIP asyncio 10k tasks on python {}: --async-aware supports 3.8+ only",
-                py.label
-            ));
-            return Ok("skipped".into());
+            return Ok(skip(py, "10k tasks"));
         }
         let _cpu = exclusive();
         let target = Target::spawn(py, "asyncio_tree.py", &["10000"]);
@@ -338,11 +339,7 @@ fn ten_thousand_pending_tasks_stay_bounded() {
 fn a_task_cancelled_mid_run_ends_its_chain() {
     for_each_python("asyncio cancel", |py| {
         if !supported(py) {
-            notice(&format!(
-                "SKIP asyncio cancel on python {}: --async-aware supports 3.8+ only",
-                py.label
-            ));
-            return Ok("skipped".into());
+            return Ok(skip(py, "cancel"));
         }
         let _cpu = exclusive();
         let mut notes = Vec::new();
@@ -380,9 +377,14 @@ fn a_task_cancelled_mid_run_ends_its_chain() {
             ]
             .into_iter()
             .collect();
+            // (After `victim.cancel()` main awaits the victim: the victim's last step, its
+            // CancelledError leaving `worker`, may be sampled under main.)
+            let ending = chain(&["main", "victim"]);
             let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
-            if got != want {
-                return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
+            if !want.is_subset(&got) || got.iter().any(|c| !want.contains(c) && *c != ending) {
+                return Err(format!(
+                    "{sampler}: chains {got:?}, want exactly {want:?} (and perhaps {ending:?})"
+                ));
             }
             let in_tasks: u64 = chains.values().sum();
             let share = |names: &[&str]| chains[&chain(names)] as f64 / in_tasks as f64;
@@ -537,10 +539,7 @@ fn dump_shows_the_running_tasks_chain() {
             let target = Target::spawn(py, "split.py", &[]);
             let o = pyprof(&["dump", "-p", &target.pid.to_string(), "--async-aware"]);
             assert_one_line_error(&o, "dump --async-aware before 3.8");
-            notice(&format!(
-                "SKIP asyncio dump on python {}: --async-aware supports 3.8+ only",
-                py.label
-            ));
+            skip(py, "dump");
             return Ok("refused with one line".into());
         }
         let target = Target::spawn(py, "asyncio_tree.py", &[]);
