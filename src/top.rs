@@ -2,11 +2,11 @@
 //! Python process (like `py-spy top`).
 //!
 //! Sampling runs on the calling thread with the same fixed-rate clock as `record`
-//! (absolute deadlines `start + k * period`; a tick that comes too late is skipped and
-//! counted as late). Between ticks the loop waits for keyboard input with a timeout that
-//! ends at the next deadline, so it never busy-spins. Samples of the current window go
-//! into a fresh [`Profile`]; once a second the window is folded into [`Stats`] and the
-//! screen is redrawn:
+//! (`sampler::Ticker`: tick k at a random instant of period k after the start; a tick
+//! that comes too late is skipped and counted as late). Between ticks the loop waits for
+//! keyboard input with a timeout that ends at the next deadline, so it never busy-spins.
+//! Samples of the current window go into a fresh [`Profile`]; once a second the window is
+//! folded into [`Stats`] and the screen is redrawn:
 //!
 //! * `%Own`: share of the window's samples (thread stacks) whose leaf is the function;
 //! * `%Total`: share of the window's samples that have the function anywhere on the stack
@@ -1094,7 +1094,8 @@ fn event_loop(
 ) -> Result<Outcome> {
     let pid = sampler.targets.sessions[0].pid;
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz);
-    let mut clock = Instant::now();
+    let clock = Instant::now();
+    let mut ticker = crate::sampler::Ticker::new(clock, period, true);
     let mut k: u64 = 0;
     let mut window = Window::new(opts, &sampler.targets.sessions[0]);
     let mut next_refresh = clock + REFRESH;
@@ -1134,7 +1135,7 @@ fn event_loop(
         // Wait for a key until the next tick (or the next refresh when not sampling).
         let mut wake = next_refresh;
         if app.sampling() {
-            wake = wake.min(clock + period.mul_f64(k as f64));
+            wake = wake.min(ticker.deadline());
         }
         if let Some(at) = app.exited {
             wake = wake.min(at + EXIT_LINGER);
@@ -1174,7 +1175,7 @@ fn event_loop(
                             // Resume on a fresh clock and window: the pause is neither late
                             // ticks nor part of the achieved rate.
                             let now = Instant::now();
-                            clock = now;
+                            ticker.restart(now);
                             k = 0;
                             window = Window::new(opts, &sampler.targets.sessions[0]);
                             next_refresh = now + REFRESH;
@@ -1193,18 +1194,18 @@ fn event_loop(
             continue;
         }
         let now = Instant::now();
-        let deadline = clock + period.mul_f64(k as f64);
-        if now < deadline {
+        if now < ticker.deadline() {
             continue; // woke for the refresh
         }
-        let behind = (now - deadline).as_secs_f64() / period.as_secs_f64();
+        let behind = ticker.behind(now);
         if behind >= 1.0 {
             // Skip the ticks we can no longer take on time, and count them.
             let skip = behind.floor() as u64;
             window.late += skip;
-            k += skip;
+            ticker.advance(skip);
             continue;
         }
+        ticker.advance(1);
         k += 1;
         window.ticks += 1;
         let errors: Vec<_> = sampler

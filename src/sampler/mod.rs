@@ -69,6 +69,53 @@ impl Default for Dither {
     }
 }
 
+/// The clock of a sampling loop (record's and top's): tick k falls at a uniformly random
+/// instant of period k (see `Dither`), the first at once; undithered, at the start of
+/// its period.
+pub struct Ticker {
+    start: Instant,
+    period: Duration,
+    slot: u64,
+    within: f64,
+    dither: Option<Dither>,
+}
+
+impl Ticker {
+    pub fn new(start: Instant, period: Duration, dithered: bool) -> Ticker {
+        Ticker {
+            start,
+            period,
+            slot: 0,
+            within: 0.0,
+            dither: dithered.then(Dither::new),
+        }
+    }
+
+    /// When the next tick is due.
+    pub fn deadline(&self) -> Instant {
+        self.start + self.period.mul_f64(self.slot as f64 + self.within)
+    }
+
+    /// How many periods `now` is past the next tick's instant (1 or more: ticks that can
+    /// no longer be taken on time).
+    pub fn behind(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.deadline()).as_secs_f64() / self.period.as_secs_f64()
+    }
+
+    /// On to the tick `n` periods later (1: the tick was taken; more: some were skipped).
+    pub fn advance(&mut self, n: u64) {
+        self.slot += n;
+        self.within = self.dither.as_mut().map_or(0.0, |d| d.next_unit());
+    }
+
+    /// Start again at `now` (a pause is neither late ticks nor part of the rate).
+    pub fn restart(&mut self, now: Instant) {
+        self.start = now;
+        self.slot = 0;
+        self.within = 0.0;
+    }
+}
+
 /// Default deepest stack we follow before marking it truncated.
 pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 
@@ -371,17 +418,13 @@ pub fn record(
     let target_cpu = process_cpu_clock(sampler.targets.root);
     let cpu_at_start = target_cpu.and_then(read_cpu_clock);
     let mut k: u64 = 0;
-    // The next tick's period since the start, and where in it the tick falls (a fraction
-    // of a period, drawn per period: see `Dither`). The first tick is at once; the kernel
-    // keeps its own instants under bpf.
-    let (mut slot, mut within): (u64, f64) = (0, 0.0);
-    let mut dither = Dither::new();
-    let draw = |dither: &mut Dither| if drain_only { 0.0 } else { dither.next_unit() };
+    // (The kernel keeps its own instants under bpf: drains need no dithering.)
+    let mut ticker = Ticker::new(start, period, !drain_only);
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Interrupted;
         }
-        let deadline = start + period.mul_f64(slot as f64 + within);
+        let deadline = ticker.deadline();
         if let Some(d) = config.duration {
             if deadline.duration_since(start) >= d {
                 // Sleep out the rest of the duration, so it is honoured exactly.
@@ -398,7 +441,7 @@ pub fn record(
                 break StopReason::Interrupted;
             }
         } else {
-            let behind = (now - deadline).as_secs_f64() / period.as_secs_f64();
+            let behind = ticker.behind(now);
             if behind >= 1.0 {
                 // Skip the ticks we can no longer take on time, and count them.
                 let skip = behind.floor() as u64;
@@ -406,14 +449,12 @@ pub fn record(
                     // (A late drain loses nothing: the kernel sampled on time.)
                     profile.meta.late += skip;
                 }
-                slot += skip;
-                within = draw(&mut dither);
+                ticker.advance(skip);
                 continue;
             }
         }
         k += 1;
-        slot += 1;
-        within = draw(&mut dither);
+        ticker.advance(1);
         profile.meta.ticks += 1;
         if record_errors(sampler, profile, alive, k % 16 == 0) {
             break StopReason::TargetExited;
