@@ -1764,8 +1764,16 @@ fn chromium_shows_function_names_in_the_svg_and_the_annotate_page() {
         "total_plain not readable: {v}"
     );
     // The annotate page: every listed function's name is on screen, not clipped.
+    // (--top 3 lists the functions with samples of their own: the two loops, and main
+    // when one of its own instructions was sampled.)
     let heads = v["html"].as_array().cloned().unwrap_or_default();
-    assert_eq!(heads.len(), 3, "{v}");
+    assert!((2..=3).contains(&heads.len()), "{v}");
+    for f in ["total_plain", "total_slotted"] {
+        assert!(
+            heads.iter().any(|h| h["text"].as_str() == Some(f)),
+            "{f} is not on the annotate page: {v}"
+        );
+    }
     for h in heads {
         let text = h["text"].as_str().unwrap_or("");
         assert!(h["left"].as_f64().unwrap_or(-1.0) >= 0.0, "{h}");
