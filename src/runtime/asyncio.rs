@@ -410,13 +410,10 @@ impl AsyncioReader {
             return Ok(Some(found));
         }
         // Worth listing the tasks only when the stack may run one we do not know: 3.11+,
-        // it has a coroutine's frame (none known); ≤3.10 (frames do not say whose they
-        // are), the running task is not on it.
+        // it has a coroutine's frame (checked above) and none is known; ≤3.10 (frames do
+        // not say whose they are), the running task is not on it.
         let worth = match layout.frame_kind {
-            FrameKind::Interpreter => raw
-                .frames
-                .iter()
-                .any(|f| f.owner == FRAME_OWNED_BY_GENERATOR),
+            FrameKind::Interpreter => true,
             FrameKind::Object => task != 0,
         };
         let listed = worth
