@@ -445,7 +445,7 @@ fn dict(mem: &dyn Memory, l: &Layout, objects: &Objects, obj: u64, depth: usize)
 
 /// The dump as text, frames innermost first (as in the JSON, and as py-spy prints
 /// them); file names shortened unless `full_filenames`.
-pub fn write_text<'a>(d: &'a Dump, full_filenames: bool, w: &mut dyn std::io::Write) -> Result<()> {
+pub fn write_text(d: &Dump, full_filenames: bool, w: &mut dyn std::io::Write) -> Result<()> {
     let n = d.threads.len();
     writeln!(
         w,

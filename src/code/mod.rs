@@ -460,7 +460,7 @@ impl CodeReader {
 
 /// Could this be the address of an object of the target (aligned, in user space)?
 pub fn plausible_ptr(p: u64) -> bool {
-    (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p % 8 == 0
+    (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p.is_multiple_of(8)
 }
 
 /// Read an 8-byte little-endian field at `off` of a header buffer (0 if out of range).

@@ -43,7 +43,7 @@ pub fn instruction_offset(layout: &Layout, info: &CodeInfo, rf: &RawFrame) -> Op
                 return None;
             }
             let off = rf.instr - start;
-            if off >= info.code_len.max(2) || off % 2 != 0 {
+            if off >= info.code_len.max(2) || !off.is_multiple_of(2) {
                 return None;
             }
             Some(off as u32)

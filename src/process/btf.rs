@@ -144,7 +144,7 @@ impl Btf {
             bits += off;
             id = self.resolve(ty);
         }
-        (bits % 8 == 0).then_some(bits / 8)
+        bits.is_multiple_of(8).then_some(bits / 8)
     }
 
     /// (bit offset, type) of member `want` of composite `id`, through anonymous members.

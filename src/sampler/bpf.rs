@@ -122,18 +122,22 @@ pub struct BpfHeader {
     pub cursor: u64,
 }
 
-/// One frame (`struct frame`).
+/// One frame (`struct frame`). Without opcodes the kernel sends `struct frame_compact`
+/// (FLAG_COMPACT): the same fields without `window`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BpfFrame {
     pub code: u64,
     pub instr: u64,
     pub frame: u64,
-    /// Bytes `[instr - 14, instr + 2)` of the executing bytecode (with opcodes, 3.11+).
-    pub window: [u8; 16],
     pub owner: u32,
     pub tlbc_index: u32,
+    /// Bytes `[instr - 14, instr + 2)` of the executing bytecode (with opcodes, 3.11+).
+    pub window: [u8; 16],
 }
+
+/// The size of `struct frame_compact`: a `BpfFrame` up to its window.
+pub const COMPACT_FRAME: usize = 32;
 
 pub const FLAG_TRUNCATED: u32 = 1;
 pub const FLAG_HOLDS_GIL: u32 = 2;
@@ -142,6 +146,8 @@ pub const FLAG_READ_ERROR: u32 = 8;
 /// The thread is not in the interpreter's thread list (starting, ending, or a thread of
 /// the process that does not run Python): no sample, and no failure.
 pub const FLAG_NOT_PYTHON: u32 = 16;
+/// The frames are `struct frame_compact` (no opcode windows).
+pub const FLAG_COMPACT: u32 = 32;
 
 /// Kernel-side counters (`C_*` in the C program).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -175,11 +181,17 @@ pub struct BpfSample {
 impl BpfSample {
     /// The live opcode of frame `i` at byte `at` of the target (from the copied window).
     pub fn opcode_at(&self, i: usize, at: u64) -> Option<u8> {
-        let f = self.raw.frames.get(i)?;
-        let start = f.instr.checked_sub(14)?;
-        let off = at.checked_sub(start)? as usize;
-        self.windows.get(i)?.get(off).copied()
+        window_opcode(&self.windows, &self.raw.frames, i, at)
     }
+}
+
+/// The live opcode of frame `i` of `frames` at byte `at` of the target, from the windows
+/// copied with them.
+pub fn window_opcode(windows: &[[u8; 16]], frames: &[RawFrame], i: usize, at: u64) -> Option<u8> {
+    let f = frames.get(i)?;
+    let start = f.instr.checked_sub(14)?;
+    let off = at.checked_sub(start)? as usize;
+    windows.get(i)?.get(off).copied()
 }
 
 /// Parse one ring-buffer record (header, then `nframes` frames).
@@ -192,14 +204,19 @@ pub fn parse_record(bytes: &[u8]) -> Option<BpfSample> {
 /// allocating them anew each time costs page faults). False when `bytes` is short.
 pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
     let hlen = std::mem::size_of::<BpfHeader>();
-    let flen = std::mem::size_of::<BpfFrame>();
     let Some(h) = bytes.get(..hlen).and_then(read_pod::<BpfHeader>) else {
         return false;
     };
+    let compact = h.flags & FLAG_COMPACT != 0;
+    let flen = if compact {
+        COMPACT_FRAME
+    } else {
+        std::mem::size_of::<BpfFrame>()
+    };
     let n = (h.nframes as usize).min(MAX_FRAMES);
-    if bytes.len() < hlen + n * flen {
+    let Some(body) = bytes.get(hlen..hlen + n * flen) else {
         return false;
-    }
+    };
     s.pid = h.pid as i32;
     s.tid = h.tid;
     s.ktime = h.ktime;
@@ -212,21 +229,32 @@ pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
     s.raw.frames.clear();
     s.raw.frames.reserve(n);
     s.windows.clear();
-    s.windows.reserve(n);
-    for i in 0..n {
-        let at = hlen + i * flen;
-        let Some(f) = read_pod::<BpfFrame>(&bytes[at..at + flen]) else {
-            return false;
-        };
-        s.raw.frames.push(RawFrame {
-            frame: f.frame,
-            code: f.code,
-            instr: f.instr,
-            owner: f.owner as u8,
-            tlbc_index: f.tlbc_index,
+    let u64_at = |b: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&b[at..at + 4]);
+        u32::from_ne_bytes(w)
+    };
+    s.raw
+        .frames
+        .extend(body.chunks_exact(flen).map(|f| RawFrame {
+            code: u64_at(f, 0),
+            instr: u64_at(f, 8),
+            frame: u64_at(f, 16),
+            owner: u32_at(f, 24) as u8,
+            tlbc_index: u32_at(f, 28),
             bytecode: 0,
-        });
-        s.windows.push(f.window);
+        }));
+    if !compact {
+        s.windows.extend(body.chunks_exact(flen).map(|f| {
+            let mut w = [0u8; 16];
+            w.copy_from_slice(&f[COMPACT_FRAME..COMPACT_FRAME + 16]);
+            w
+        }));
     }
     true
 }
@@ -320,7 +348,9 @@ mod imp {
 
     /// Periods per dithering block (and at least DITHER_MIN_BLOCK).
     const DITHER_PERIODS: f64 = 128.0;
-    const DITHER_MIN_BLOCK: Duration = Duration::from_millis(50);
+    /// (Moving a timer's period is an IPI to its CPU, costly in a virtual machine: a
+    /// block is long enough that this costs the profiler next to nothing.)
+    const DITHER_MIN_BLOCK: Duration = Duration::from_millis(250);
 
     fn dither_block(rate_hz: f64) -> Duration {
         Duration::from_secs_f64(DITHER_PERIODS / rate_hz).max(DITHER_MIN_BLOCK)
@@ -517,12 +547,12 @@ mod imp {
 
         /// Every sample waiting in the ring buffer, oldest first. No system call: the
         /// ring buffer is memory shared with the kernel.
-        pub fn drain(&mut self, f: &mut dyn FnMut(&BpfSample)) -> u64 {
+        pub fn drain(&mut self, f: &mut dyn FnMut(&mut BpfSample)) -> u64 {
             let mut bad = 0;
             let mut s = std::mem::take(&mut self.parsed);
             while let Some(item) = self.ring.next() {
                 if parse_record_into(&item, &mut s) {
-                    f(&s);
+                    f(&mut s);
                 } else {
                     bad += 1;
                 }
@@ -613,7 +643,7 @@ mod imp {
         }
         pub fn remove_thread(&mut self, _tid: u32) {}
         pub fn dither(&mut self) {}
-        pub fn drain(&mut self, _f: &mut dyn FnMut(&BpfSample)) -> u64 {
+        pub fn drain(&mut self, _f: &mut dyn FnMut(&mut BpfSample)) -> u64 {
             0
         }
         pub fn counters(&self) -> BpfCounters {
@@ -698,14 +728,42 @@ mod tests {
         }
         bytes[48..56].copy_from_slice(&0xabcdu64.to_le_bytes());
         bytes[56..64].copy_from_slice(&0x5000u64.to_le_bytes());
-        bytes[72 + 13] = 0x7f; // window[13]: the byte at instr - 1
+        bytes[72] = 1; // owner
+        bytes[80 + 13] = 0x7f; // window[13]: the byte at instr - 1
         let s = parse_record(&bytes).unwrap();
         assert_eq!((s.pid, s.tid, s.raw.tstate), (7, 8, 0x1000));
         assert!(s.raw.truncated);
         assert_eq!(s.raw.frames.len(), 2);
         assert_eq!(s.raw.frames[0].code, 0xabcd);
+        assert_eq!(s.raw.frames[0].owner, 1);
         assert_eq!(s.opcode_at(0, 0x4fff), Some(0x7f));
         assert_eq!(s.opcode_at(0, 0x5002), None);
         assert!(parse_record(&bytes[..48 + 48]).is_none());
+    }
+
+    #[test]
+    fn compact_records_have_no_windows() {
+        let h = BpfHeader {
+            nframes: 3,
+            flags: FLAG_COMPACT,
+            ..Default::default()
+        };
+        let mut bytes = vec![0u8; 48 + 3 * COMPACT_FRAME];
+        // SAFETY: plain integer structs written into a buffer of their size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), 48);
+        }
+        for i in 0..3 {
+            let at = 48 + i * COMPACT_FRAME;
+            bytes[at..at + 8].copy_from_slice(&(0x100 * (i as u64 + 1)).to_le_bytes());
+            bytes[at + 28..at + 32].copy_from_slice(&(i as u32).to_le_bytes());
+        }
+        let s = parse_record(&bytes).unwrap();
+        let codes: Vec<u64> = s.raw.frames.iter().map(|f| f.code).collect();
+        assert_eq!(codes, [0x100, 0x200, 0x300]);
+        assert_eq!(s.raw.frames[2].tlbc_index, 2);
+        assert!(s.windows.is_empty());
+        assert_eq!(s.opcode_at(0, 0), None);
+        assert!(parse_record(&bytes[..48 + 2 * COMPACT_FRAME]).is_none());
     }
 }

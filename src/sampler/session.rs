@@ -272,7 +272,6 @@ impl Session {
         let Ok(list) = walker.thread_ids(&view, interp) else {
             return;
         };
-        drop(view);
         let seen: Vec<(u64, RawThreadIds)> = list
             .iter()
             .map(|&(tstate, thread_id, native_id)| {
@@ -456,7 +455,6 @@ impl Session {
             self.sampler
                 .sample_listed(&view, profile, gil, &known, &mut keep)
         };
-        drop(view);
         for tstate in repeat.take() {
             self.sampler.repeat(tstate, profile);
         }
@@ -701,7 +699,7 @@ impl Session {
     /// Record one sample the kernel took. Ok(false) when the filter drops it.
     pub fn record_bpf(
         &mut self,
-        s: &super::bpf::BpfSample,
+        s: &mut super::bpf::BpfSample,
         profile: &mut Profile,
     ) -> Result<bool, WalkError> {
         use super::bpf::{FLAG_HOLDS_GIL, FLAG_NOT_PYTHON, FLAG_READ_ERROR, FLAG_UNKNOWN_THREAD};
@@ -728,9 +726,10 @@ impl Session {
             self.dropped_gil += 1;
             return Ok(false);
         }
-        // (Into a buffer kept between samples: a deep stack is tens of KB.)
+        // (The sample's buffer is taken, and one kept from an earlier sample left in its
+        // place: a deep stack is tens of KB, not to be copied or allocated anew.)
         let mut raw = std::mem::take(&mut self.bpf_raw);
-        raw.clone_from(&s.raw);
+        std::mem::swap(&mut raw, &mut s.raw);
         if let Some(ids) = self.ids_by_tstate.get(&raw.tstate) {
             raw.thread_id = ids.thread_id;
             raw.native_id = ids.native_id;
@@ -753,7 +752,8 @@ impl Session {
             let [r] = one;
             raw = r?;
         }
-        let opcodes = |i: usize, at: u64| s.opcode_at(i, at);
+        let (windows, frames) = (&s.windows, &raw.frames);
+        let opcodes = |i: usize, at: u64| super::bpf::window_opcode(windows, frames, i, at);
         let r = self
             .sampler
             .record_thread(&view, &raw, profile, Some(&opcodes));
@@ -817,7 +817,6 @@ impl Session {
                 self.snapshot.take(&self.mem);
                 let view = self.snapshot.view(&self.mem);
                 self.sampler.walker.walk_listed(&view, &walk, &mut threads);
-                drop(view);
                 let quiet = self
                     .monitor
                     .unexplained_since_refresh()
@@ -842,7 +841,6 @@ impl Session {
                 }
             }
         }
-        drop(view);
         for tstate in repeat {
             self.sampler.repeat(tstate, profile);
         }
@@ -1107,10 +1105,10 @@ impl ChildFiles {
                 vec![pid as u64]
             };
             for tid in tids {
-                if !self.files.contains_key(&(pid, tid)) {
+                if let std::collections::hash_map::Entry::Vacant(e) = self.files.entry((pid, tid)) {
                     match std::fs::File::open(format!("/proc/{pid}/task/{tid}/children")) {
                         Ok(f) => {
-                            self.files.insert((pid, tid), f);
+                            e.insert(f);
                         }
                         Err(_) => continue,
                     }

@@ -46,8 +46,8 @@ pub struct StackSampler {
     identities: std::collections::HashMap<u64, (u64, Option<u64>)>,
     /// Per thread state: the last stack recorded (for `repeat`).
     recorded: std::collections::HashMap<u64, Recorded>,
-    /// Per thread state: the previous stack's (key, frame id), leaf first.
-    prev_stacks: std::collections::HashMap<u64, Vec<(FrameKey, u32)>>,
+    /// Per thread state: the previous stack, leaf first.
+    prev_stacks: std::collections::HashMap<u64, PrevStack>,
     keys: Vec<FrameKey>,
     frame_keys_ids: Vec<(FrameKey, u32)>,
     /// `ENTER_EXECUTOR`'s number in this version, if it has one.
@@ -57,6 +57,15 @@ pub struct StackSampler {
     pub asyncio: Option<crate::runtime::asyncio::AsyncioReader>,
     /// Samples recorded as a task's stack (`--async-aware`).
     pub task_samples: u64,
+}
+
+/// A thread's previous stack, leaf first: each frame's key and id, and (without opcodes
+/// or asyncio) its raw frames, so that the root side the next sample shares with it is
+/// recognised before anything is decoded.
+#[derive(Clone, Debug, Default)]
+struct PrevStack {
+    keyed: Vec<(FrameKey, u32)>,
+    raw: Vec<crate::walker::RawFrame>,
 }
 
 /// A thread's last recorded stack: its thread in the profile and frame ids, root first.
@@ -317,7 +326,36 @@ impl StackSampler {
         }
         let layout = &self.walker.layout;
         let table = self.code.opcode_table();
-        // 1. The code object of every frame (cached, validated once per tick).
+        let n = raw.frames.len();
+        let mut prev = self.prev_stacks.remove(&raw.tstate).unwrap_or_default();
+        // 0b. Without opcodes or asyncio, a frame is its raw fields and its code object:
+        //     the root-side frames equal to the previous stack's (a deep stack's whole
+        //     root side, as a rule) keep their ids once their code objects are validated
+        //     again (one per run of frames of the same code object).
+        let by_raw = table.is_none() && task.is_none() && self.asyncio.is_none();
+        let mut raw_same = 0;
+        if by_raw {
+            let m = prev.raw.len().min(prev.keyed.len());
+            while raw_same < n.min(m) && prev.raw[m - 1 - raw_same] == raw.frames[n - 1 - raw_same]
+            {
+                raw_same += 1;
+            }
+            let mut j = n;
+            while j > n - raw_same {
+                j -= 1;
+                let code = raw.frames[j].code;
+                if j + 1 < n && raw.frames[j + 1].code == code {
+                    continue;
+                }
+                let info = self.code.code_upto(mem, code, 0)?;
+                if info.id != prev.keyed[prev.keyed.len() - (n - j)].0 .0 {
+                    raw_same = n - 1 - j;
+                    break;
+                }
+            }
+        }
+        let fresh = n - raw_same;
+        // 1. The code object of every other frame (cached, validated once per tick).
         self.infos.clear();
         // With opcodes on 3.11+, the read that validates a code object also brings the
         // bytecode through the furthest instruction its frames execute.
@@ -331,7 +369,7 @@ impl StackSampler {
                 }
             }
         }
-        for (i, rf) in raw.frames.iter().enumerate() {
+        for (i, rf) in raw.frames[..fresh].iter().enumerate() {
             // Recursion: the same code object as the frame before costs nothing more.
             if i > 0 && raw.frames[i - 1].code == rf.code {
                 let prev = self.infos[i - 1].clone();
@@ -426,11 +464,9 @@ impl StackSampler {
         // 3. Frame ids: (code object, instruction, opcode, owner) → interned frame. The
         //    root side of a stack rarely changes between samples: frames whose keys match
         //    the thread's previous stack (aligned at the root) reuse its ids.
-        let n = raw.frames.len();
-        let mut prev = self.prev_stacks.remove(&raw.tstate).unwrap_or_default();
-        let mut same = 0;
+        let mut same = raw_same;
         self.keys.clear();
-        for (i, rf) in raw.frames.iter().enumerate() {
+        for (i, rf) in raw.frames[..fresh].iter().enumerate() {
             let op = self.ops[i];
             self.keys.push((
                 self.infos[i].id,
@@ -439,9 +475,10 @@ impl StackSampler {
                 rf.owner,
             ));
         }
+        let keyed = &prev.keyed;
         while same < n
-            && same < prev.len()
-            && prev[prev.len() - 1 - same].0 == self.keys[n - 1 - same]
+            && same < keyed.len()
+            && keyed[keyed.len() - 1 - same].0 == self.keys[n - 1 - same]
         {
             same += 1;
         }
@@ -449,16 +486,23 @@ impl StackSampler {
         self.frame_keys_ids.clear();
         // How many ids (leaf first) belong to the running task: its frames, not the loop's.
         let mut task_ids = None;
-        for i in 0..n {
+        // (Without opcodes or a task, the frames shared with the previous stack are
+        // copied over whole after the loop.)
+        let bulk = if table.is_none() && task.is_none() {
+            same
+        } else {
+            0
+        };
+        for i in 0..n - bulk {
             if task.as_ref().is_some_and(|t| t.1 + 1 == i) {
                 task_ids = Some(self.ids.len());
             }
-            let key = self.keys[i];
-            let id = if i >= n - same {
-                prev[prev.len() - (n - i)].1
+            let (key, id) = if i >= n - same {
+                keyed[keyed.len() - (n - i)]
             } else {
+                let key = self.keys[i];
                 match self.frame_ids.get(&key) {
-                    Some(&id) => id,
+                    Some(&id) => (key, id),
                     None => {
                         let (info, rf, op) = (&self.infos[i], &raw.frames[i], self.ops[i]);
                         let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
@@ -469,7 +513,7 @@ impl StackSampler {
                             self.frame_ids.clear();
                         }
                         self.frame_ids.insert(key, id);
-                        id
+                        (key, id)
                     }
                 }
             };
@@ -477,7 +521,7 @@ impl StackSampler {
             if id == u32::MAX {
                 continue;
             }
-            if let (Some(t), Some(op)) = (table, self.ops[i]) {
+            if let (Some(t), Some(&Some(op))) = (table, self.ops.get(i)) {
                 if t.is_instrumented(op) {
                     self.instrumented += 1;
                 } else if Some(op) == self.enter_executor {
@@ -486,9 +530,16 @@ impl StackSampler {
             }
             self.ids.push(id);
         }
-        // Keep this stack (its keys and ids) for the thread's next sample.
-        prev.clear();
-        prev.append(&mut self.frame_keys_ids);
+        let tail = &keyed[keyed.len() - bulk..];
+        self.frame_keys_ids.extend_from_slice(tail);
+        self.ids
+            .extend(tail.iter().map(|k| k.1).filter(|&id| id != u32::MAX));
+        // Keep this stack (its keys and ids, and raw frames) for the thread's next sample.
+        std::mem::swap(&mut prev.keyed, &mut self.frame_keys_ids);
+        prev.raw.clear();
+        if by_raw {
+            prev.raw.extend_from_slice(&raw.frames);
+        }
         if self.prev_stacks.len() < 100_000 {
             self.prev_stacks.insert(raw.tstate, prev);
         }

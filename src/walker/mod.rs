@@ -118,7 +118,7 @@ fn ptr_ok(mem: &dyn Memory, addr: u64) -> Option<u64> {
 }
 
 fn check_ptr(p: u64, what: &'static str) -> Result<u64, WalkError> {
-    if p < 0x1000 || p % 8 != 0 || p > MAX_USER_ADDR {
+    if p < 0x1000 || !p.is_multiple_of(8) || p > MAX_USER_ADDR {
         return Err(WalkError::BadPointer(what));
     }
     Ok(p)
