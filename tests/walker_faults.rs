@@ -406,6 +406,63 @@ fn clean_image_gives_the_built_stacks_for_every_layout() {
     }
 }
 
+/// A code object freed and another allocated at its address between two samples, the
+/// frames (addresses, instructions) unchanged: the second sample names the new code
+/// object. The sampler reuses the ids of the frames a stack shares with the thread's
+/// previous one, but only after validating their code objects again.
+#[test]
+fn a_code_object_replaced_at_the_same_address_is_named_anew() {
+    for l in all_layouts() {
+        let mut b = ImageBuilder::new(l);
+        let main = b.code("<module>", "/srv/app/main.py", 1);
+        let first = b.code("first", "/srv/app/a.py", 10);
+        let second = b.code("second", "/srv/app/b.py", 20);
+        let py = |code, slot| FrameSpec::Py { code, slot };
+        b.thread_frames(vec![py(first, 1), py(first, 0), py(main, 0)]);
+        let mut img = b.build();
+        let w = img.walker(DEFAULT_MAX_DEPTH);
+        let mut pipe = Pipeline::new(w, None);
+        let names = |t: &Sampled| -> Vec<(String, String)> {
+            // (3.11+ record qualified names: the builder's are `Mod.NAME`.)
+            let plain = |f: &Frame| f.function.trim_start_matches("Mod.").to_string();
+            t.frames
+                .iter()
+                .map(|f| (plain(f), f.file.clone()))
+                .collect()
+        };
+        let label = ver(l);
+        let t = ok_threads(pipe.pass(&img.mem));
+        let a = ("first".to_string(), "/srv/app/a.py".to_string());
+        let m = ("<module>".to_string(), "/srv/app/main.py".to_string());
+        assert_eq!(names(&t[0]), [a.clone(), a, m.clone()], "{label}");
+        // `first` is gone; `second`'s header now sits at its address.
+        let (from, to) = (img.codes[first].addr, img.codes[second].addr);
+        // (The whole object: its header, and on 3.11+ the bytecode inline after it.)
+        let c = &img.codes[second];
+        let fields = [
+            l.code_filename,
+            l.code_name,
+            l.code_firstlineno,
+            l.code_linetable,
+        ];
+        let header_end = fields.into_iter().chain(l.code_qualname).max().unwrap() as u64 + 8;
+        let inline = c.code_start > to && c.code_start - to < 4096;
+        let size = if inline {
+            c.code_start + c.code_len - to
+        } else {
+            header_end
+        };
+        let mut header = vec![0u8; size as usize];
+        for (i, byte) in header.iter_mut().enumerate() {
+            *byte = img.mem.read_u8(to + i as u64).expect("code header");
+        }
+        img.write(from, &header);
+        let t = ok_threads(pipe.pass(&img.mem));
+        let b = ("second".to_string(), "/srv/app/b.py".to_string());
+        assert_eq!(names(&t[0]), [b.clone(), b, m], "{label}");
+    }
+}
+
 #[test]
 fn clean_image_with_opcode_capture_reports_the_instruction() {
     for l in all_layouts() {
