@@ -292,17 +292,10 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         }
     }
     let instrumented: u64 = sampler
-        .targets
-        .sessions
-        .iter()
+        .sessions_seen()
         .map(|s| s.sampler.instrumented)
         .sum();
-    let executor: u64 = sampler
-        .targets
-        .sessions
-        .iter()
-        .map(|s| s.sampler.executor)
-        .sum();
+    let executor: u64 = sampler.sessions_seen().map(|s| s.sampler.executor).sum();
     if req.async_aware {
         if let Some(s) = sampler.primary() {
             let tasks = s.sampler.task_samples;
@@ -317,6 +310,25 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
                 _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),
             });
         }
+    }
+    let freed: u64 = sampler
+        .targets
+        .sessions
+        .iter()
+        .map(|s| s.sampler.freed_code)
+        .sum();
+    if freed > 0 {
+        profile.meta.notes.push(format!(
+            "{freed} frames ran code objects freed before pyprof could read them (module and class bodies that run once, at import): shown as {}",
+            crate::profile::FREED_CODE
+        ));
+    }
+    let freed: u64 = sampler.sessions_seen().map(|s| s.sampler.freed_code).sum();
+    if freed > 0 {
+        profile.meta.notes.push(format!(
+            "{freed} frames ran code objects freed before pyprof could read them (module and class bodies that run once, at import): shown as {}",
+            crate::profile::FREED_CODE
+        ));
     }
     if instrumented > 0 {
         profile.meta.notes.push(format!(

@@ -43,13 +43,25 @@ impl Frame {
     }
 
     /// A frame pyprof made up (a task), not code of the target.
+    /// A frame whose code object was freed before it could be read (bpf: the kernel saw
+    /// it run; a module or class body that ran once, as a rule).
+    pub fn freed_code() -> Frame {
+        Frame {
+            function: FREED_CODE.to_string(),
+            ..Frame::task("")
+        }
+    }
+
     pub fn is_synthetic(&self) -> bool {
         self.file.is_empty()
             && self.line == 0
-            && self.function.starts_with("<task ")
-            && self.function.ends_with('>')
+            && ((self.function.starts_with("<task ") && self.function.ends_with('>'))
+                || self.function == FREED_CODE)
     }
 }
+
+/// The function name of [`Frame::freed_code`].
+pub const FREED_CODE: &str = "<freed code object>";
 
 /// A thread seen while sampling.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -369,6 +369,15 @@ impl Sampler {
         }
     }
 
+    /// The sessions running, and the first target's if it has ended (its counters
+    /// are the recording's too).
+    pub fn sessions_seen(&self) -> impl Iterator<Item = &Session> {
+        self.targets
+            .sessions
+            .iter()
+            .chain(self.primary_gone.as_deref())
+    }
+
     /// The first target's session, running or ended.
     pub fn primary(&self) -> Option<&Session> {
         self.targets

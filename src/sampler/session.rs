@@ -754,9 +754,23 @@ impl Session {
         }
         let (windows, frames) = (&s.windows, &raw.frames);
         let opcodes = |i: usize, at: u64| super::bpf::window_opcode(windows, frames, i, at);
-        let r = self
+        self.sampler.code_alive_when_sampled = true;
+        let mut r = self
             .sampler
             .record_thread(&view, &raw, profile, Some(&opcodes));
+        if r == Err(WalkError::Read)
+            && self.mem.read_errno(raw.tstate, &mut [0u8; 8]) == Err(libc::ESRCH)
+        {
+            // The process exited (its memory is gone) after the kernel took the sample:
+            // its code objects were alive then; the ones decoded before are used as
+            // they were. (A code object never decoded fails the sample.)
+            self.sampler.code.trust_cache = true;
+            r = self
+                .sampler
+                .record_thread(&view, &raw, profile, Some(&opcodes));
+            self.sampler.code.trust_cache = false;
+        }
+        self.sampler.code_alive_when_sampled = false;
         self.bpf_raw = raw;
         r.map(|()| true)
     }

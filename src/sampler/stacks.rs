@@ -57,6 +57,13 @@ pub struct StackSampler {
     pub asyncio: Option<crate::runtime::asyncio::AsyncioReader>,
     /// Samples recorded as a task's stack (`--async-aware`).
     pub task_samples: u64,
+    /// Set while recording a stack the kernel took (bpf): every frame's code object was
+    /// alive at that instant, so one that cannot be decoded now was freed since, and its
+    /// frame is recorded as `<freed code object>` (counted in `freed_code`) instead of
+    /// failing the sample, when its memory could be read but holds no code object any
+    /// more. (A read from userspace can be torn: there it fails.)
+    pub code_alive_when_sampled: bool,
+    pub freed_code: u64,
 }
 
 /// A thread's previous stack, leaf first: each frame's key and id, and (without opcodes
@@ -115,6 +122,8 @@ impl StackSampler {
             enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
             asyncio: None,
             task_samples: 0,
+            code_alive_when_sampled: false,
+            freed_code: 0,
         }
     }
 
@@ -347,8 +356,14 @@ impl StackSampler {
                 if j + 1 < n && raw.frames[j + 1].code == code {
                     continue;
                 }
-                let info = self.code.code_upto(mem, code, 0)?;
-                if info.id != prev.keyed[prev.keyed.len() - (n - j)].0 .0 {
+                let id = match self.code.code_upto(mem, code, 0) {
+                    Ok(info) => info.id,
+                    Err(e) if self.code_alive_when_sampled && e != WalkError::Read => {
+                        CodeInfo::FREED
+                    }
+                    Err(e) => return Err(e),
+                };
+                if id == CodeInfo::FREED || id != prev.keyed[prev.keyed.len() - (n - j)].0 .0 {
                     raw_same = n - 1 - j;
                     break;
                 }
@@ -376,7 +391,14 @@ impl StackSampler {
                 self.infos.push(prev);
             } else {
                 let upto = self.upto.iter().find(|u| u.0 == rf.code).map_or(0, |u| u.1);
-                self.infos.push(self.code.code_upto(mem, rf.code, upto)?);
+                match self.code.code_upto(mem, rf.code, upto) {
+                    Ok(info) => self.infos.push(info),
+                    // (Not a failed read: that is a process gone, or memory unmapped.)
+                    Err(e) if self.code_alive_when_sampled && e != WalkError::Read => {
+                        self.infos.push(std::rc::Rc::new(CodeInfo::freed()))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
@@ -505,9 +527,13 @@ impl StackSampler {
                     Some(&id) => (key, id),
                     None => {
                         let (info, rf, op) = (&self.infos[i], &raw.frames[i], self.ops[i]);
-                        let id = match resolve_frame_with(layout, info, rf, table, op, mem)? {
-                            Some(frame) => profile.intern_frame(&frame),
-                            None => u32::MAX,
+                        let id = if info.id == CodeInfo::FREED {
+                            profile.intern_frame(&crate::profile::Frame::freed_code())
+                        } else {
+                            match resolve_frame_with(layout, info, rf, table, op, mem)? {
+                                Some(frame) => profile.intern_frame(&frame),
+                                None => u32::MAX,
+                            }
                         };
                         if self.frame_ids.len() > 1_000_000 {
                             self.frame_ids.clear();
@@ -521,6 +547,9 @@ impl StackSampler {
             if id == u32::MAX {
                 continue;
             }
+            if key.0 == CodeInfo::FREED {
+                self.freed_code += 1;
+            }
             if let (Some(t), Some(&Some(op))) = (table, self.ops.get(i)) {
                 if t.is_instrumented(op) {
                     self.instrumented += 1;
@@ -531,6 +560,7 @@ impl StackSampler {
             self.ids.push(id);
         }
         let tail = &keyed[keyed.len() - bulk..];
+        self.freed_code += tail.iter().filter(|k| k.0 .0 == CodeInfo::FREED).count() as u64;
         self.frame_keys_ids.extend_from_slice(tail);
         self.ids
             .extend(tail.iter().map(|k| k.1).filter(|&id| id != u32::MAX));
