@@ -185,8 +185,8 @@ struct {
 // page so that a field read at any offset within it stays inside the buffer.
 #define PAGE 4096
 struct span {
-    u8 b[SPAN_MAX];
-    u8 page[PAGE + SPAN_MAX];
+    u8 b[SPAN_MAX + 8];
+    u8 page[PAGE + SPAN_MAX + 8];
 };
 
 struct {
@@ -220,6 +220,11 @@ struct walk {
     u8 *buf;
     u8 *page;
     u64 page_at;         // the address `page` holds a copy of (0: none yet)
+    // Each field's offset from the span's start, worked out once per sample (one-byte
+    // values: the verifier knows they are below 256 with no check in the loop; the
+    // buffers have 8 bytes of slack past SPAN_MAX for the widest field read there).
+    u8 o_back, o_code, o_instr, o_owner, o_tlbc;
+    u8 has_owner, has_tlbc;
 };
 
 // The search of the thread list for the thread state whose thread_id is `want`.
@@ -324,35 +329,15 @@ static long walk_one(u32 index, struct walk *w) {
         s->h.fault_addr = f;
         return 1;
     }
-    u64 back = 0, code = 0, instr = 0, owner = 0;
+    u64 back = *(u64 *)(buf + w->o_back);
+    u64 code = *(u64 *)(buf + w->o_code);
+    u64 instr = *(u64 *)(buf + w->o_instr);
+    u64 owner = 0;
     u32 tlbc = 0;
-    // (Whole-word loads: a memcpy of unknown alignment compiles to eight byte loads and
-    // the shifts to join them, most of this function's instructions per frame. The
-    // fields are aligned in the target; x86-64 and arm64 BPF allow unaligned loads.)
-    u32 o = cfg->frame_back - cfg->span_start;
-    if (o > SPAN_MAX - 8)
-        return 1;
-    back = *(u64 *)(buf + o);
-    o = cfg->frame_code - cfg->span_start;
-    if (o > SPAN_MAX - 8)
-        return 1;
-    code = *(u64 *)(buf + o);
-    o = cfg->frame_instr - cfg->span_start;
-    if (o > SPAN_MAX - 8)
-        return 1;
-    instr = *(u64 *)(buf + o);
-    if (cfg->frame_owner >= 0) {
-        o = (u32)cfg->frame_owner - cfg->span_start;
-        if (o > SPAN_MAX - 1)
-            return 1;
-        owner = buf[o];
-    }
-    if (cfg->frame_tlbc >= 0) {
-        o = (u32)cfg->frame_tlbc - cfg->span_start;
-        if (o > SPAN_MAX - 4)
-            return 1;
-        tlbc = *(u32 *)(buf + o);
-    }
+    if (w->has_owner)
+        owner = buf[w->o_owner];
+    if (w->has_tlbc)
+        tlbc = *(u32 *)(buf + w->o_tlbc);
     // A frame pointing at itself is kept and the walk ends: userspace reports the cycle.
     s->h.cursor = back == f ? 0 : back;
     if ((s32)owner == cfg->owner_cstack || (s32)owner == cfg->owner_interp)
@@ -478,6 +463,22 @@ int pyprof_sample(void *ctx) {
         return 0;
     struct span *sp = (struct span *)buf;
     struct walk w = {.cfg = cfg, .s = s, .buf = sp->b, .page = sp->page, .page_at = 0};
+    // (Offsets past the span would be a bad configuration: no walk.)
+    u32 ob = cfg->frame_back - cfg->span_start, oc = cfg->frame_code - cfg->span_start;
+    u32 oi = cfg->frame_instr - cfg->span_start;
+    u32 oo = (u32)cfg->frame_owner - cfg->span_start, ot = (u32)cfg->frame_tlbc - cfg->span_start;
+    w.has_owner = cfg->frame_owner >= 0;
+    w.has_tlbc = cfg->frame_tlbc >= 0;
+    if (ob > SPAN_MAX - 8 || oc > SPAN_MAX - 8 || oi > SPAN_MAX - 8 ||
+        (w.has_owner && oo > SPAN_MAX - 1) || (w.has_tlbc && ot > SPAN_MAX - 4)) {
+        s->h.flags |= FLAG_READ_ERROR;
+        s->h.fault_addr = 0;
+    }
+    w.o_back = ob;
+    w.o_code = oc;
+    w.o_instr = oi;
+    w.o_owner = oo;
+    w.o_tlbc = ot;
     if (!(s->h.flags & FLAG_READ_ERROR)) {
         u32 visits = cfg->max_depth;
         if (visits > MAX_FRAMES)
