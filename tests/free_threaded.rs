@@ -391,3 +391,99 @@ fn each_thread_reports_its_own_specialized_bytecode() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// What the interpreter itself shows of `split.py`'s hot loop once warm: the forms of
+/// its instructions (`dis.get_instructions(adaptive=True)`) that are not base opcodes.
+fn specialized_forms_seen_by(py: &Python) -> Result<Vec<String>, String> {
+    let script = script_path(py, "split.py");
+    let code = format!(
+        "import dis, sys, runpy\n\
+         sys.argv = [{script:?}, '0']\n\
+         g = runpy.run_path({script:?})\n\
+         for _ in range(200): g['hot70']()\n\
+         print(' '.join(sorted({{i.opname for i in dis.get_instructions(g['hot70'], adaptive=True) if i.opname not in dis.opmap}})))"
+    );
+    let o = Command::new(&py.cmd[0])
+        .args(&py.cmd[1..])
+        .args(["-c", &code])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    Ok(out
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(String::from)
+        .collect())
+}
+
+/// 3.13's free-threaded build compiles its specializing interpreter out: its bytecode has
+/// the inline caches, but an instruction runs in its generic form whatever its operands.
+/// A flamegraph of it must not call those forms "unspecialized" (a missed specialization,
+/// as on the GIL build): the legend says the build does not specialize. The interpreter
+/// is asked first: no specialized form in the warm loop (the GIL build of 3.13, where
+/// present, shows them, e.g. BINARY_OP_ADD_INT).
+#[test]
+fn a_build_that_does_not_specialize_is_not_called_unspecialized() {
+    let mut failures = Vec::new();
+    for py in pythons()
+        .into_iter()
+        .filter(|p| p.major == 3 && p.minor == 13)
+    {
+        let ft = free_threaded(&py);
+        let result = (|| -> Result<String, String> {
+            let forms = specialized_forms_seen_by(&py)?;
+            if !ft {
+                // The control: the GIL build specializes this loop.
+                return if forms.is_empty() {
+                    Err("the GIL build shows no specialized form".into())
+                } else {
+                    Ok(format!("GIL build specializes: {}", forms.join(" ")))
+                };
+            }
+            if !forms.is_empty() {
+                return Err(format!("the free-threaded build specialized: {forms:?}"));
+            }
+            let target = Target::spawn(&py, "split.py", &[]);
+            let dir = temp_dir();
+            let svg = dir.path().join("p.svg");
+            let pid = target.pid.to_string();
+            let o = pyprof(&[
+                "record",
+                "-p",
+                &pid,
+                "-d",
+                "1",
+                "--opcodes",
+                "-f",
+                "flamegraph",
+                "-o",
+                svg.to_str().unwrap(),
+            ]);
+            if !o.status.success() {
+                return Err(format!("pyprof: {}", String::from_utf8_lossy(&o.stderr)));
+            }
+            let text = std::fs::read_to_string(&svg).map_err(|e| e.to_string())?;
+            let legend = text
+                .split("<g id=\"legend\">")
+                .nth(1)
+                .ok_or("no legend in the SVG")?;
+            if legend.contains("unspecialized") {
+                return Err(format!("the legend says unspecialized: {legend:.400}"));
+            }
+            if !legend.contains("(free-threaded) does not specialize") {
+                return Err(format!("the legend does not say so: {legend:.400}"));
+            }
+            Ok("no specialized form; the legend says the build does not specialize".into())
+        })();
+        match result {
+            Ok(note) => eprintln!("no specializer {}: ok, {note}", py.label),
+            Err(e) => failures.push(format!("{}: {e}", py.label)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

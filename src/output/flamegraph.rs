@@ -141,13 +141,18 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
     }
     // Opcode leaves: a colour by state, and the self samples of each state for the legend.
     let table = table_of(data);
+    // (3.13t: the generic form of a family is all there is, not a missed specialization.)
+    let no_specializer = spec::no_specializer(data);
     let mut palette = inferno::flamegraph::color::PaletteMap::default();
     let mut per_state: BTreeMap<State, u64> = BTreeMap::new();
     let mut leaf_state: BTreeMap<String, State> = BTreeMap::new();
     for f in &data.frames {
         if let (Some(op), Some(base)) = (&f.opcode, &f.base_opcode) {
             let label = format!("[{op}]");
-            let st = spec::state(table, op, base);
+            let st = match spec::state(table, op, base) {
+                State::Unspecialized if no_specializer => State::Plain,
+                st => st,
+            };
             palette.insert(&label, leaf_color(st, op));
             leaf_state.insert(label, st);
         }
@@ -182,11 +187,16 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
             rgb: (230, 120, 40),
             text: "Python function".into(),
         }];
-        let specializing = table.map(|t| t.has_inline_caches()).unwrap_or(false);
+        let specializing = table.map(|t| t.has_inline_caches()).unwrap_or(false) && !no_specializer;
         for (st, n) in &per_state {
             let text = if !specializing && *st == State::Plain {
+                let build = if no_specializer {
+                    " (free-threaded)"
+                } else {
+                    ""
+                };
                 format!(
-                    "opcode: Python {} does not specialize ({n} samples)",
+                    "opcode: Python {}{build} does not specialize ({n} samples)",
                     data.meta.python_version
                 )
             } else {

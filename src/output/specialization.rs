@@ -382,15 +382,21 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Was the profile taken of the free-threaded build of 3.13? It compiles its specializing
+/// interpreter out (`ENABLE_SPECIALIZATION` is 0 under `Py_GIL_DISABLED`): its bytecode
+/// has the inline caches of 3.13, but every instruction runs in its generic form.
+pub fn no_specializer(data: &ProfileData) -> bool {
+    data.meta.python_version.ends_with('t')
+        && table_of(data).is_some_and(|t| t.has_inline_caches() && t.version() == (3, 13))
+}
+
 /// The hot sites that ran unspecialized or polymorphic, most samples first.
 pub fn problems(data: &ProfileData) -> Vec<SpecializationProblem> {
     let Some(table) = table_of(data).filter(|t| t.has_inline_caches()) else {
         return Vec::new();
     };
-    // The free-threaded build of 3.13 compiles its specializing interpreter out
-    // (`ENABLE_SPECIALIZATION` is 0 under `Py_GIL_DISABLED`): no operand explains a
-    // generic form there.
-    let no_specializer = data.meta.python_version.ends_with('t') && table.version() == (3, 13);
+    // (No operand explains a generic form where nothing specializes.)
+    let no_specializer = no_specializer(data);
     let stats = stats_of(data);
     let total: u64 = stats.iter().map(|s| s.samples).sum();
     let mut out = Vec::new();
