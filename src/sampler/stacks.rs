@@ -66,6 +66,24 @@ pub struct StackSampler {
     pub freed_code: u64,
 }
 
+/// The code object at `addr` (`CodeReader::code_upto`); for a stack the kernel took
+/// (`alive_when_sampled`), [`CodeInfo::freed`] when its memory reads but holds no code
+/// object any more. (A failed read is not that: a process gone, or memory unmapped.)
+fn code_or_freed(
+    code: &mut CodeReader,
+    alive_when_sampled: bool,
+    mem: &dyn Memory,
+    addr: u64,
+    upto: u64,
+) -> Result<std::rc::Rc<CodeInfo>, WalkError> {
+    match code.code_upto(mem, addr, upto) {
+        Err(e) if alive_when_sampled && e != WalkError::Read => {
+            Ok(std::rc::Rc::new(CodeInfo::freed()))
+        }
+        r => r,
+    }
+}
+
 /// A thread's previous stack, leaf first: each frame's key and id, and (without opcodes
 /// or asyncio) its raw frames, so that the root side the next sample shares with it is
 /// recognised before anything is decoded.
@@ -356,13 +374,8 @@ impl StackSampler {
                 if j + 1 < n && raw.frames[j + 1].code == code {
                     continue;
                 }
-                let id = match self.code.code_upto(mem, code, 0) {
-                    Ok(info) => info.id,
-                    Err(e) if self.code_alive_when_sampled && e != WalkError::Read => {
-                        CodeInfo::FREED
-                    }
-                    Err(e) => return Err(e),
-                };
+                let id =
+                    code_or_freed(&mut self.code, self.code_alive_when_sampled, mem, code, 0)?.id;
                 if id == CodeInfo::FREED || id != prev.keyed[prev.keyed.len() - (n - j)].0 .0 {
                     raw_same = n - 1 - j;
                     break;
@@ -391,14 +404,9 @@ impl StackSampler {
                 self.infos.push(prev);
             } else {
                 let upto = self.upto.iter().find(|u| u.0 == rf.code).map_or(0, |u| u.1);
-                match self.code.code_upto(mem, rf.code, upto) {
-                    Ok(info) => self.infos.push(info),
-                    // (Not a failed read: that is a process gone, or memory unmapped.)
-                    Err(e) if self.code_alive_when_sampled && e != WalkError::Read => {
-                        self.infos.push(std::rc::Rc::new(CodeInfo::freed()))
-                    }
-                    Err(e) => return Err(e),
-                }
+                let alive = self.code_alive_when_sampled;
+                self.infos
+                    .push(code_or_freed(&mut self.code, alive, mem, rf.code, upto)?);
             }
         }
         // 2. With opcodes on 3.11+, read the live opcodes in one system call: one range
