@@ -769,6 +769,12 @@ impl Session {
                 .sampler
                 .record_thread(&view, &raw, profile, Some(&opcodes));
             self.sampler.code.trust_cache = false;
+            if r == Err(WalkError::Read) {
+                // What it needed was never read: lost with the process, not a failure.
+                self.sampler.code_alive_when_sampled = false;
+                self.bpf_raw = raw;
+                return Ok(false);
+            }
         }
         self.sampler.code_alive_when_sampled = false;
         self.bpf_raw = raw;
