@@ -757,7 +757,8 @@ impl Session {
         self.sampler.code_alive_when_sampled = true;
         let mut r = self
             .sampler
-            .record_thread(&view, &raw, profile, Some(&opcodes));
+            .record_thread(&view, &raw, profile, Some(&opcodes))
+            .map(|()| true);
         if r == Err(WalkError::Read)
             && self.mem.read_errno(raw.tstate, &mut [0u8; 8]) == Err(libc::ESRCH)
         {
@@ -767,18 +768,17 @@ impl Session {
             self.sampler.code.trust_cache = true;
             r = self
                 .sampler
-                .record_thread(&view, &raw, profile, Some(&opcodes));
+                .record_thread(&view, &raw, profile, Some(&opcodes))
+                .map(|()| true);
             self.sampler.code.trust_cache = false;
             if r == Err(WalkError::Read) {
                 // What it needed was never read: lost with the process, not a failure.
-                self.sampler.code_alive_when_sampled = false;
-                self.bpf_raw = raw;
-                return Ok(false);
+                r = Ok(false);
             }
         }
         self.sampler.code_alive_when_sampled = false;
         self.bpf_raw = raw;
-        r.map(|()| true)
+        r
     }
 
     /// Start a bpf tick: code objects are validated once in it, from one batched read
