@@ -160,7 +160,8 @@ impl SplitStacks {
 }
 
 /// Every sampler: 1 kHz for 3 s of split.py. Every stack must be one the program can have
-/// (at most 0.1% otherwise), hot70 must get 70% ± 3 points of hot70 + hot30, and the
+/// (at most 0.1% otherwise; beyond that, for the read sampler, only stacks it flagged as
+/// read while they moved), hot70 must get 70% ± 3 points of hot70 + hot30, and the
 /// samples must be at least 90% of the ticks.
 #[test]
 fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
@@ -200,9 +201,11 @@ fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
                     p.meta.ticks, p.meta.late, p.meta.errors
                 ));
             }
-            if invalid * 1000 > total {
+            // (The read sampler may tear a stack: beyond 0.1%, only the ones it flagged.)
+            let flagged = p.meta.unsettled + p.meta.moving_kept;
+            if invalid * 1000 > total && (sampler != "read" || invalid > flagged) {
                 return Err(format!(
-                    "{sampler}: {invalid} of {total} stacks impossible, e.g. {examples:?}"
+                    "{sampler}: {invalid} of {total} stacks impossible ({flagged} flagged), e.g. {examples:?}"
                 ));
             }
             let share = 100.0 * hot70 as f64 / n as f64;
@@ -218,6 +221,59 @@ fn cpu_split_70_30_and_every_stack_possible_in_every_sampler() {
             ));
         }
         Ok(notes.join("; "))
+    });
+}
+
+/// The read sampler reads a target that runs on: a stack read while the thread returns
+/// from one call and makes the next mixes the two (hot70 on top of main at its call of
+/// hot30). Such stacks are kept (reading again until a read settles favours the frames
+/// that stay put, and biased the leaf distribution on pyperformance by 0.1 more), but
+/// the sampler sees them: each thread's top frame, its code object and its caller's
+/// instruction are read again at the end of the read, and a stack where one moved is
+/// counted in `meta.unsettled`. split.py with calls of 100 iterations (a few µs: the
+/// stack changes hundreds of times per ms) at 1 kHz for 3 s, every interpreter: the
+/// impossible stacks are at most the ones flagged, and some are flagged.
+#[test]
+fn read_sampler_flags_the_stacks_it_may_have_torn() {
+    let shape = SplitStacks::new();
+    for_each_python("short calls under read", |py| {
+        let _cpu = exclusive();
+        let target = Target::spawn(py, "split.py", &["1e9", "100"]);
+        let (p, _, _) = record_json_cpu(
+            target.pid,
+            3.0,
+            &["-r", "1000", "--sampler", "read", "--no-idle"],
+        );
+        let (mut invalid, mut total) = (0u64, 0u64);
+        let mut examples = Vec::new();
+        for (_, frames, count) in stacks(&p) {
+            total += count;
+            if !shape.valid(&frames) {
+                invalid += count;
+                if examples.len() < 3 {
+                    examples.push(frames.clone());
+                }
+            }
+        }
+        let flagged = p.meta.unsettled + p.meta.moving_kept;
+        if total < 1000 {
+            return Err(format!("{total} samples in 3 s at 1 kHz"));
+        }
+        if invalid > flagged || flagged == 0 {
+            return Err(format!(
+                "{invalid} of {total} stacks impossible, {flagged} flagged, e.g. {examples:?}"
+            ));
+        }
+        if p.meta.error_count() * 100 > p.meta.ticks {
+            return Err(format!("failed samples {:?}", p.meta.errors));
+        }
+        Ok(format!(
+            "{invalid} of {total} impossible, {} unsettled, {} kept mixed; {} retries, {} failed",
+            p.meta.unsettled,
+            p.meta.moving_kept,
+            p.meta.retries,
+            p.meta.error_count()
+        ))
     });
 }
 

@@ -48,6 +48,14 @@ pub trait Memory {
         Ok(b[0])
     }
 
+    /// Read `buf` after every other read of this tick: a memory that batches the tick's
+    /// reads (`process::snapshot`) reads these last in the batch, so that a value equal to
+    /// the one read first proves it did not change while the batch was read. Elsewhere,
+    /// a read now (after the reads already made).
+    fn read_late(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read(addr, buf)
+    }
+
     /// Read several ranges at once: `reqs` are (address, length) pairs whose bytes go one
     /// after the other into `out`. Returns, per request, whether it was read. The live
     /// process does this in one system call.
@@ -79,6 +87,10 @@ impl<M: Memory + ?Sized> Memory for &M {
 
     fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
         (**self).read_scatter(reqs, out)
+    }
+
+    fn read_late(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_late(addr, buf)
     }
 }
 

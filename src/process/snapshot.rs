@@ -3,6 +3,13 @@
 //! tick reads from the copies. A read the copies do not cover goes to the target as
 //! before and is remembered for the next tick.
 //!
+//! Late reads (`Memory::read_late`: a thread's top-frame pointer, read again once its
+//! frames are read) are read at the end of the same batch, after every other range, so
+//! that a pointer that moved while the batch was read is seen. A walk that needed bytes
+//! the batch did not cover mixes two instants, the batch's and the later live reads':
+//! its late reads are read live then, or, `strict`, fail at once, so that the walk is
+//! retried from one batch (`retake` reads again everything the tick has read so far).
+//!
 //! Nothing is trusted from an earlier tick: only *which addresses* to read is learned;
 //! every byte is read again each tick. So a walk over a snapshot sees exactly what a walk
 //! of the live process would have seen at the moment the snapshot was taken, and in
@@ -24,6 +31,9 @@ const PAGE: u64 = 4096;
 const MAX_BYTES: u64 = 64 << 20;
 const MAX_RANGES: usize = 16_384;
 
+/// (start, length) pairs.
+type Ranges = Vec<(u64, u64)>;
+
 #[derive(Default)]
 pub struct Snapshot {
     /// Copies of this tick: (start, offset in `data`, length), sorted by start, not
@@ -33,6 +43,18 @@ pub struct Snapshot {
     /// What to read at the next `take`: what was read since the last one.
     used: RefCell<Vec<(u64, u64)>>,
     want: Vec<(u64, u64)>,
+    /// `misses` when the batch was read: a miss since means a read went to the target
+    /// after the batch.
+    misses_at_take: u64,
+    /// Late reads: their copies (read after all the others, in the same batch; start,
+    /// offset in `data`, length, sorted by start), those made since the last `take`, and
+    /// those to read at the next.
+    late_regions: Vec<(u64, usize, usize)>,
+    late_used: RefCell<Vec<(u64, u64)>>,
+    late_want: Vec<(u64, u64)>,
+    /// A late read after a miss fails instead of reading live: the walk that mixed the
+    /// batch with live reads is to be retried from one batch (`retake`).
+    pub strict: Cell<bool>,
     /// Reads served from the copies, and reads that went to the target.
     pub hits: Cell<u64>,
     pub misses: Cell<u64>,
@@ -46,11 +68,41 @@ impl Snapshot {
     /// Start a tick: learn what the last tick read, and read all of it now in one batch.
     pub fn take(&mut self, mem: &dyn Memory) {
         self.learn();
+        self.read_batch(mem, None);
+    }
+
+    /// Within a tick: read again, in one batch, what the last `take` read and everything
+    /// read since (the ranges a walk missed included), still learning all of it for the
+    /// next `take`.
+    pub fn retake(&mut self, mem: &dyn Memory) {
+        let mut extra: Vec<(u64, u64)> = self.used.borrow().clone();
+        extra.extend_from_slice(&self.want);
+        let merged = merge(extra);
+        let mut late: Vec<(u64, u64)> = self.late_used.borrow().clone();
+        late.extend_from_slice(&self.late_want);
+        late.sort_unstable();
+        late.dedup();
+        self.read_batch(mem, Some((merged, late)));
+    }
+
+    /// Read `ranges` (default: `want`, then `late_want`) in one batch: this tick's copies.
+    fn read_batch(&mut self, mem: &dyn Memory, ranges: Option<(Ranges, Ranges)>) {
         self.regions.clear();
-        if self.want.is_empty() {
+        self.late_regions.clear();
+        self.misses_at_take = self.misses.get();
+        let (early, late) = match &ranges {
+            Some((e, l)) => (e, l),
+            None => (&self.want, &self.late_want),
+        };
+        if early.is_empty() && late.is_empty() {
             return;
         }
-        let reqs: Vec<(u64, usize)> = self.want.iter().map(|&(a, n)| (a, n as usize)).collect();
+        let n_early = early.len();
+        let reqs: Vec<(u64, usize)> = early
+            .iter()
+            .chain(late.iter())
+            .map(|&(a, n)| (a, n as usize))
+            .collect();
         let total: usize = reqs.iter().map(|r| r.1).sum();
         // Same size as last tick, most of the time: no allocation, no clearing.
         self.data.resize(total, 0);
@@ -58,7 +110,11 @@ impl Snapshot {
         let mut pos = 0;
         for (i, &(addr, len)) in reqs.iter().enumerate() {
             if ok[i] {
-                self.regions.push((addr, pos, len));
+                if i < n_early {
+                    self.regions.push((addr, pos, len));
+                } else {
+                    self.late_regions.push((addr, pos, len));
+                }
             }
             pos += len;
         }
@@ -69,10 +125,20 @@ impl Snapshot {
         self.regions.clear();
         self.want.clear();
         self.used.borrow_mut().clear();
+        self.late_regions.clear();
+        self.late_want.clear();
+        self.late_used.borrow_mut().clear();
     }
 
     /// Turn the ranges used since the last `take` into the next `want`.
     fn learn(&mut self) {
+        let mut late = std::mem::take(&mut *self.late_used.borrow_mut());
+        if !late.is_empty() {
+            late.sort_unstable();
+            late.dedup();
+            late.truncate(MAX_RANGES);
+            self.late_want = late;
+        }
         let mut used = std::mem::take(&mut *self.used.borrow_mut());
         if used.is_empty() {
             return; // nothing read since: keep wanting the same
@@ -84,30 +150,17 @@ impl Snapshot {
                 r.1 = grown - r.0;
             }
         }
-        used.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(used.len());
-        for (a, n) in used {
-            match merged.last_mut() {
-                Some(last) if a <= last.0 + last.1 + MERGE_GAP => {
-                    let end = (a + n).max(last.0 + last.1);
-                    last.1 = end - last.0;
-                }
-                _ => merged.push((a, n)),
-            }
-        }
-        let mut total = 0;
-        merged.retain(|r| {
-            total += r.1;
-            total <= MAX_BYTES
-        });
-        merged.truncate(MAX_RANGES);
-        self.want = merged;
+        self.want = merge(used);
     }
 
     /// The copy of `[addr, addr + len)`, if this tick's snapshot holds it whole.
     fn get(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let i = self.regions.partition_point(|r| r.0 <= addr);
-        let &(start, at, n) = self.regions.get(i.checked_sub(1)?)?;
+        self.get_in(&self.regions, addr, len)
+    }
+
+    fn get_in(&self, regions: &[(u64, usize, usize)], addr: u64, len: usize) -> Option<&[u8]> {
+        let i = regions.partition_point(|r| r.0 <= addr);
+        let &(start, at, n) = regions.get(i.checked_sub(1)?)?;
         let off = (addr - start) as usize;
         if off.checked_add(len)? > n {
             return None;
@@ -133,6 +186,29 @@ impl Snapshot {
     }
 }
 
+/// Ranges sorted and merged (those closer than `MERGE_GAP` become one), within
+/// `MAX_BYTES` and `MAX_RANGES`.
+fn merge(mut used: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    used.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(used.len());
+    for (a, n) in used {
+        match merged.last_mut() {
+            Some(last) if a <= last.0 + last.1 + MERGE_GAP => {
+                let end = (a + n).max(last.0 + last.1);
+                last.1 = end - last.0;
+            }
+            _ => merged.push((a, n)),
+        }
+    }
+    let mut total = 0;
+    merged.retain(|r| {
+        total += r.1;
+        total <= MAX_BYTES
+    });
+    merged.truncate(MAX_RANGES);
+    merged
+}
+
 /// A `Memory` that reads from a snapshot where it can and from the target otherwise.
 pub struct SnapshotMemory<'a> {
     snap: &'a Snapshot,
@@ -154,6 +230,31 @@ impl Memory for SnapshotMemory<'_> {
         self.live.read(addr, buf)?;
         self.snap.note(addr, buf.len());
         Ok(())
+    }
+
+    fn read_late(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let snap = self.snap;
+        {
+            let mut late = snap.late_used.borrow_mut();
+            if late.len() < MAX_RANGES {
+                late.push((addr, buf.len() as u64));
+            }
+        }
+        let missed = snap.misses.get() != snap.misses_at_take;
+        if !missed {
+            if let Some(b) = snap.get_in(&snap.late_regions, addr, buf.len()) {
+                buf.copy_from_slice(b);
+                snap.hits.set(snap.hits.get() + 1);
+                return Ok(());
+            }
+        }
+        if missed && snap.strict.get() {
+            return Err(MemoryError {
+                addr,
+                len: buf.len(),
+            });
+        }
+        self.live.read(addr, buf)
     }
 
     fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
@@ -250,6 +351,97 @@ mod tests {
         }
         assert_eq!(live.1.get(), 1, "second tick: one batched read");
         assert_eq!(snap.misses.get(), 2);
+    }
+
+    /// The target of `late_reads_...`: the byte at 0x1000 becomes 7 during a batch, once
+    /// its first copy is made (a thread that moves while it is read).
+    struct Changing<'a>(&'a FakeMemory, Cell<u64>);
+    impl Memory for Changing<'_> {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            self.1.set(self.1.get() + 1);
+            self.0.read(addr, buf)
+        }
+        fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {
+            self.1.set(self.1.get() + 1);
+            let mut pos = 0;
+            let mut seen = 0;
+            reqs.iter()
+                .map(|&(a, n)| {
+                    let r = self.0.read(a, &mut out[pos..pos + n]).is_ok();
+                    if a == 0x1000 {
+                        seen += 1;
+                        if seen == 2 {
+                            out[pos] = 7;
+                        }
+                    }
+                    pos += n;
+                    r
+                })
+                .collect()
+        }
+    }
+
+    /// A late read is read at the end of the next tick's batch (no call of its own) and
+    /// served from that copy, later than the copy of the same bytes read with the others.
+    /// After a miss (a read that went to the target: two instants mixed) it is read live,
+    /// or fails when `strict`; `retake` then reads in one batch what the tick missed too.
+    #[test]
+    fn late_reads_come_last_in_the_batch_or_fail_after_a_miss() {
+        let mut fake = FakeMemory::new();
+        fake.map(0x1000, vec![1; 64]);
+        fake.map(0x9000, vec![2; 64]);
+        let mut snap = Snapshot::new();
+        let live = Counting(&fake, Cell::new(0));
+        snap.take(&live);
+        {
+            let m = snap.view(&live);
+            m.read_u64(0x1000).unwrap();
+            let mut b = [0u8; 8];
+            m.read_late(0x1000, &mut b).unwrap();
+        }
+        assert_eq!(live.1.get(), 2, "first tick: live");
+        let changing = Changing(&fake, Cell::new(0));
+        snap.take(&changing);
+        {
+            let m = snap.view(&changing);
+            assert_eq!(m.read_u64(0x1000).unwrap() & 0xff, 1, "early copy");
+            let mut b = [0u8; 8];
+            m.read_late(0x1000, &mut b).unwrap();
+            assert_eq!(b[0], 7, "the late copy is read after the others");
+        }
+        assert_eq!(changing.1.get(), 1, "one batch, late read included");
+        // A tick that misses: its late read goes live, or fails when strict.
+        let live = Counting(&fake, Cell::new(0));
+        snap.take(&live);
+        snap.strict.set(true);
+        {
+            let m = snap.view(&live);
+            m.read_u64(0x1000).unwrap();
+            m.read_u64(0x9000).unwrap(); // not in the batch: a live read
+            let mut b = [0u8; 8];
+            assert!(m.read_late(0x1000, &mut b).is_err(), "strict, after a miss");
+        }
+        // retake: the miss is in the batch now, no read goes live, the late copy serves.
+        snap.retake(&live);
+        {
+            let m = snap.view(&live);
+            m.read_u64(0x1000).unwrap();
+            m.read_u64(0x9000).unwrap();
+            let mut b = [0u8; 8];
+            m.read_late(0x1000, &mut b).unwrap();
+        }
+        assert_eq!(live.1.get(), 3, "batch, the miss, the retaken batch");
+        snap.strict.set(false);
+        snap.take(&live);
+        {
+            let m = snap.view(&live);
+            m.read_u64(0x9000).unwrap();
+            m.read_u64(0x5000).ok(); // unmapped: a miss
+            let mut b = [0u8; 8];
+            m.read_late(0x1000, &mut b).unwrap();
+            assert_eq!(b[0], 1, "not strict: read live");
+        }
+        assert_eq!(live.1.get(), 6, "the batch, the miss, the late read live");
     }
 
     #[test]

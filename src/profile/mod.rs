@@ -174,6 +174,22 @@ pub struct Meta {
     pub bpf_runs: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bpf_run_ns: u64,
+    /// Walks tried again at once (the read sampler retries a stack that failed or whose
+    /// top frame moved while it was read; ptrace one that failed, while the target is
+    /// still paused), and the retries that succeeded. A walk that still fails is counted
+    /// in `errors`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries_ok: u64,
+    /// Read sampler: stacks read from two instants (the tick's batch and later reads) on
+    /// every retry, kept as first read (counted in `samples`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moving_kept: u64,
+    /// Read sampler: stacks whose top frame, or its caller, moved during the one read
+    /// they were read in, kept as read (counted in `samples`; they may mix two instants).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsettled: u64,
     pub started_at: String,
     /// Anything the user should know (layout mismatches, instrumentation seen, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -259,6 +259,8 @@ pub struct Sampler {
     /// Memory reads, system calls and idle threads of sessions that ended.
     pub reads_of_gone: u64,
     pub syscalls_of_gone: u64,
+    /// Walks retried at once, and retries that succeeded, of sessions that ended.
+    pub retries_of_gone: (u64, u64, u64, u64),
     pub dropped_idle_of_gone: u64,
     /// The first target, kept when its process ends: its code objects' bytecode is what
     /// the profile's code snapshots are made of.
@@ -277,6 +279,7 @@ impl Sampler {
             opcodes: config.opcodes,
             reads_of_gone: 0,
             syscalls_of_gone: 0,
+            retries_of_gone: (0, 0, 0, 0),
             dropped_idle_of_gone: 0,
             primary_pid: None,
             primary_gone: None,
@@ -358,6 +361,10 @@ impl Sampler {
         let mut s = self.targets.sessions.remove(i);
         self.reads_of_gone += s.mem.read_calls();
         self.syscalls_of_gone += s.syscalls();
+        self.retries_of_gone.0 += s.stats.retries;
+        self.retries_of_gone.1 += s.stats.retries_ok;
+        self.retries_of_gone.2 += s.stats.moving_kept;
+        self.retries_of_gone.3 += s.sampler.unsettled;
         self.dropped_idle_of_gone += s.dropped_idle;
         if let Some(bpf) = self.bpf.as_mut() {
             bpf.remove_target(s.pid);
@@ -497,6 +504,17 @@ pub fn record(
             .iter()
             .map(|s| s.syscalls())
             .sum::<u64>();
+    let (mut tried, mut ok, mut moving, mut unsettled) = sampler.retries_of_gone;
+    for s in &sampler.targets.sessions {
+        tried += s.stats.retries;
+        ok += s.stats.retries_ok;
+        moving += s.stats.moving_kept;
+        unsettled += s.sampler.unsettled;
+    }
+    profile.meta.unsettled = unsettled;
+    profile.meta.retries = tried;
+    profile.meta.retries_ok = ok;
+    profile.meta.moving_kept = moving;
     if let Some((runs, ns)) = sampler.bpf.as_ref().and_then(|b| b.kernel_cost()) {
         profile.meta.bpf_runs = runs;
         profile.meta.bpf_run_ns = ns;

@@ -66,6 +66,9 @@ pub struct SessionStats {
     /// Walks retried (read sampler), and retries that succeeded.
     pub retries: u64,
     pub retries_ok: u64,
+    /// Read sampler: stacks read from two instants (the tick's batch and later reads) on
+    /// every try, kept as first read.
+    pub moving_kept: u64,
     /// System calls made by pausing and by the thread monitor.
     pub ptrace_syscalls: u64,
     /// bpf: samples of threads that ran no Python at that moment (not failures).
@@ -323,6 +326,13 @@ impl Session {
         let full = self.list_due();
         let mut paused = Paused::default();
         let mut errors = Vec::new();
+        // What ptrace reads either is paused or is checked by its run time (a sleeping
+        // thread); plain reads check that no stack moved while it was read.
+        self.sampler.walker.check_moved = kind != SamplerKind::Ptrace;
+        self.sampler.defer_moved = kind == SamplerKind::Read;
+        // Plain reads: a walk that needed more than the batch is retried from one batch.
+        self.snapshot.strict.set(kind == SamplerKind::Read);
+        self.list_snapshot.strict.set(kind == SamplerKind::Read);
         if kind == SamplerKind::Ptrace {
             if let Err(e) = self.pause_movers(&mut paused, full) {
                 errors.push(e);
@@ -477,9 +487,27 @@ impl Session {
             } else {
                 1
             };
-            for _ in 0..tries {
+            for attempt in 0..tries {
                 self.stats.retries += 1;
-                let mem: &dyn Memory = &self.mem;
+                // Plain reads: first everything the tick read, the failed walk's misses
+                // included, read again in one batch, and the walk retried from it; the
+                // last try reads the thread directly, in the walk's own order (a failed
+                // read more often succeeds so). ptrace: the target is still paused, read
+                // it directly.
+                let live: &dyn Memory = &self.mem;
+                let view;
+                let mem: &dyn Memory = if kind == SamplerKind::Read && attempt + 1 < tries {
+                    let snap = if full {
+                        &mut self.list_snapshot
+                    } else {
+                        &mut self.snapshot
+                    };
+                    snap.retake(live);
+                    view = snap.view(live);
+                    &view
+                } else {
+                    live
+                };
                 match self
                     .sampler
                     .resample_thread(mem, ts, profile, gil, &mut keep)
@@ -489,6 +517,19 @@ impl Session {
                         result = Ok(());
                         break;
                     }
+                    Err(e) => result = Err(e),
+                }
+            }
+            if result.is_err() {
+                // A stack mixed on every try: the first one read is kept (dropping such
+                // stacks would under-count the short calls that change stacks).
+                let live: &dyn Memory = &self.mem;
+                match self.sampler.record_moved(live, ts, profile) {
+                    Ok(true) => {
+                        self.stats.moving_kept += 1;
+                        result = Ok(());
+                    }
+                    Ok(false) => {}
                     Err(e) => result = Err(e),
                 }
             }

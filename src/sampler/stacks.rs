@@ -21,6 +21,8 @@ pub struct StackSampler {
     /// Frames whose instruction was an `INSTRUMENTED_*` opcode (tracing or
     /// sys.monitoring active) or `ENTER_EXECUTOR` (tier 2).
     pub instrumented: u64,
+    /// Stacks recorded whose top frame moved during their one read (`RawThread::unsettled`).
+    pub unsettled: u64,
     pub executor: u64,
     threads: Vec<Result<RawThread, WalkError>>,
     tstates: Vec<u64>,
@@ -44,6 +46,12 @@ pub struct StackSampler {
     /// in the target's namespace where that differs (set by the session; the walker
     /// only knows the interpreter's own `native_thread_id`).
     identities: std::collections::HashMap<u64, (u64, Option<u64>)>,
+    /// Plain reads: a stack whose top frame moved while it was read (`RawThread::moved`)
+    /// is not recorded at once but set aside here, per thread state, and its walk
+    /// reported failed with `WalkError::Moved`: the caller reads it again, and records
+    /// the stack set aside (`record_moved`) if no read settles.
+    pub defer_moved: bool,
+    moved_aside: std::collections::HashMap<u64, RawThread>,
     /// Per thread state: the last stack recorded (for `repeat`).
     recorded: std::collections::HashMap<u64, Recorded>,
     /// Per thread state: the previous stack, leaf first.
@@ -118,6 +126,7 @@ impl StackSampler {
             code: CodeReader::new(&walker.layout, table),
             walker,
             instrumented: 0,
+            unsettled: 0,
             executor: 0,
             threads: Vec::new(),
             tstates: Vec::new(),
@@ -134,6 +143,8 @@ impl StackSampler {
             frame_ids_profile: 0,
             prev_stacks: Default::default(),
             recorded: Default::default(),
+            defer_moved: false,
+            moved_aside: Default::default(),
             identities: Default::default(),
             keys: Vec::new(),
             frame_keys_ids: Vec::new(),
@@ -232,6 +243,7 @@ impl StackSampler {
     ) -> Vec<Failed> {
         let mut failed = Vec::new();
         self.code.begin_tick();
+        self.moved_aside.clear();
         self.last_interp = 0;
         let interp = match self.walker.main_interpreter(mem) {
             Ok(0) => return failed, // not initialised yet, or finalised
@@ -262,6 +274,14 @@ impl StackSampler {
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
                 Err(WalkError::NotWalked) => continue,
+                Ok(raw) if raw.moved && self.defer_moved && tstate.is_some() => {
+                    let error = match self.set_aside(mem, raw) {
+                        Ok(()) => WalkError::Moved,
+                        Err(e) => e,
+                    };
+                    failed.push(Failed { tstate, error });
+                    continue;
+                }
                 t => t,
             };
             if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {
@@ -284,6 +304,7 @@ impl StackSampler {
     ) -> Vec<Failed> {
         let mut failed = Vec::new();
         self.code.begin_tick();
+        self.moved_aside.clear();
         let mut threads = std::mem::take(&mut self.threads);
         self.walker.walk_listed(mem, known, &mut threads);
         self.tstates.clear();
@@ -292,6 +313,14 @@ impl StackSampler {
             let tstate = self.tstates.get(i).copied();
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
+                Ok(raw) if raw.moved && self.defer_moved && tstate.is_some() => {
+                    let error = match self.set_aside(mem, raw) {
+                        Ok(()) => WalkError::Moved,
+                        Err(e) => e,
+                    };
+                    failed.push(Failed { tstate, error });
+                    continue;
+                }
                 t => t,
             };
             if let Err(error) = t.and_then(|raw| self.record_thread(mem, &raw, profile, None)) {
@@ -317,6 +346,42 @@ impl StackSampler {
         if !keep(&raw, gil) {
             return Ok(false);
         }
+        if raw.moved && self.defer_moved {
+            self.set_aside(mem, raw)?;
+            return Err(WalkError::Moved);
+        }
+        self.record_thread(mem, &raw, profile, None)?;
+        Ok(true)
+    }
+
+    /// Keep a stack that moved while it was read, unless one of its thread is kept
+    /// already (the first is the nearest to the tick's instant), if its code objects are
+    /// code objects (else the stack is torn beyond use: that error).
+    fn set_aside(&mut self, mem: &dyn Memory, raw: RawThread) -> Result<(), WalkError> {
+        if self.moved_aside.contains_key(&raw.tstate) {
+            return Ok(());
+        }
+        let alive = self.code_alive_when_sampled;
+        for (i, f) in raw.frames.iter().enumerate() {
+            if i == 0 || raw.frames[i - 1].code != f.code {
+                code_or_freed(&mut self.code, alive, mem, f.code, 0)?;
+            }
+        }
+        self.moved_aside.insert(raw.tstate, raw);
+        Ok(())
+    }
+
+    /// Record the stack set aside for `tstate` (see `defer_moved`), if there is one:
+    /// Ok(true) if recorded.
+    pub fn record_moved(
+        &mut self,
+        mem: &dyn Memory,
+        tstate: u64,
+        profile: &mut Profile,
+    ) -> Result<bool, WalkError> {
+        let Some(raw) = self.moved_aside.remove(&tstate) else {
+            return Ok(false);
+        };
         self.record_thread(mem, &raw, profile, None)?;
         Ok(true)
     }
@@ -616,6 +681,7 @@ impl StackSampler {
         } else {
             self.recorded.remove(&raw.tstate);
         }
+        self.unsettled += raw.unsettled as u64;
         Ok(())
     }
 

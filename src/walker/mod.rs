@@ -44,6 +44,15 @@ pub struct RawThread {
     pub frames: Vec<RawFrame>,
     /// The stack was deeper than the maximum depth: the root-most frames are missing.
     pub truncated: bool,
+    /// `Walker::check_moved`: the walk mixed reads of two instants (a snapshot's batch and
+    /// later live reads, for bytes the batch did not hold): the read sampler reads the
+    /// stack again, in one batch, before it keeps such a stack.
+    pub moved: bool,
+    /// `Walker::check_moved`: the top frame (or its caller) moved during the one batch
+    /// the stack was read in. Kept as read, and counted: reading again until a read
+    /// settles would favour the frames that stay put (long calls), which biases far more
+    /// than the rare stack of two instants.
+    pub unsettled: bool,
 }
 
 /// Why one sample could not be taken. Counted per reason, never fatal.
@@ -68,6 +77,10 @@ pub enum WalkError {
     RingBufferFull,
     /// A thread not on a CPU ran while it was read, again on the retry.
     RanDuringRead,
+    /// The thread's top frame changed while its frames were read (plain reads of a
+    /// running thread), the stack read again still moving: a retry's reason, never a
+    /// failure (the first stack read is kept, `RawThread::moved`).
+    Moved,
     /// `--async-aware`: the asyncio task graph of a thread running an event loop could
     /// not be read (why).
     Asyncio(&'static str),
@@ -90,6 +103,7 @@ impl fmt::Display for WalkError {
             WalkError::UnknownThread => write!(f, "thread not yet known to the bpf sampler"),
             WalkError::RingBufferFull => write!(f, "lost: bpf ring buffer full"),
             WalkError::RanDuringRead => write!(f, "idle thread ran while it was read"),
+            WalkError::Moved => write!(f, "stack changed while it was read"),
             WalkError::Asyncio(what) => write!(f, "asyncio: {what}"),
             WalkError::NotWalked => write!(f, "not walked"),
             WalkError::ThreadGone => write!(f, "thread ended"),
@@ -250,6 +264,10 @@ pub struct Walker {
     tstate_span: Span,
     frame_span: Span,
     chunks: std::cell::RefCell<Regions>,
+    /// Read each thread's top-frame pointer again after its frames (`Memory::read_late`)
+    /// and fail the walk with `WalkError::Moved` if it changed: for reads of a target that
+    /// runs meanwhile. Off where the threads read are paused (ptrace).
+    pub check_moved: bool,
 }
 
 impl Walker {
@@ -380,6 +398,7 @@ impl Walker {
             interp_head_addr,
             max_depth: max_depth.max(1),
             chunks: Default::default(),
+            check_moved: true,
         }
     }
 
@@ -762,8 +781,83 @@ impl Walker {
         })
     }
 
+    /// Where the thread's top-frame pointer is: `cframe->current_frame` (3.11/3.12),
+    /// else the thread state's `frame` / `current_frame`.
+    fn leaf_at(&self, state: &ThreadStart) -> u64 {
+        state
+            .cframe
+            .unwrap_or_else(|| at(state.tstate, self.layout.tstate_frame))
+    }
+
     /// Walk the frames of one thread from `state.frame`, using (and extending) `chunks`.
+    /// With `check_moved`, the top-frame pointer, the top frame's code object and its
+    /// caller's instruction are read again once the frames are read, after every other
+    /// read (`Memory::read_late`): if any changed, the walk saw frames of more than one
+    /// instant: `out.moved` (the read sampler reads again, and keeps this stack if it
+    /// cannot do better). A thread whose function returned and whose caller went on, to
+    /// another call or to the same one again, is caught this way; one whose caller came
+    /// back to the very same instruction within the read (a loop of one call) is not.
     fn walk_frames(
+        &self,
+        mem: &dyn Memory,
+        state: &ThreadStart,
+        chunks: &mut Regions,
+        out: &mut RawThread,
+    ) -> Result<(), WalkError> {
+        self.walk_frames_once(mem, state, chunks, out)?;
+        if !self.check_moved || state.frame == 0 {
+            return Ok(());
+        }
+        let late = |addr: u64| {
+            let mut b = [0u8; 8];
+            mem.read_late(addr, &mut b).map(|()| u64::from_le_bytes(b))
+        };
+        // (A late read that fails: the walk mixed the batch with later live reads.)
+        let Ok(leaf) = late(self.leaf_at(state)) else {
+            out.moved = true;
+            return Ok(());
+        };
+        if leaf != state.frame {
+            out.unsettled = true;
+            return Ok(());
+        }
+        // 3.11+ reuses a returned frame's slot of the data stack for the next call:
+        // the same top-frame address may hold another function's frame by now.
+        if let Some(top) = out.frames.first().filter(|f| f.frame == state.frame) {
+            let mask = !(self.layout.frame_code_tag_mask as u64);
+            match late(at(top.frame, self.layout.frame_code)) {
+                Err(_) => {
+                    out.moved = true;
+                    return Ok(());
+                }
+                Ok(c) if c & mask != top.code => {
+                    out.unsettled = true;
+                    return Ok(());
+                }
+                Ok(_) => {}
+            }
+        }
+        // A function called again in a loop: the same frame address (a reused slot, or
+        // ≤3.10 the code object's cached frame) holds the next call, and only the caller
+        // shows that time passed: where it is in its code.
+        if let Some(caller) = out.frames.get(1) {
+            match late(at(caller.frame, self.layout.frame_instr)) {
+                Err(_) => out.moved = true,
+                Ok(v) => {
+                    let instr = match self.layout.frame_kind {
+                        FrameKind::Object => v as u32 as i32 as i64 as u64,
+                        FrameKind::Interpreter => v,
+                    };
+                    if instr != caller.instr {
+                        out.unsettled = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_frames_once(
         &self,
         mem: &dyn Memory,
         state: &ThreadStart,
@@ -776,6 +870,8 @@ impl Walker {
         out.native_id = state.native_id;
         out.frames.clear();
         out.truncated = false;
+        out.moved = false;
+        out.unsettled = false;
         let mut frame = state.frame;
         let mut prev_chunk = match (state.chunk, l.chunk_previous) {
             (Some((c, _)), Some(p)) => chunks
