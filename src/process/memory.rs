@@ -56,6 +56,10 @@ pub trait Memory {
         self.read(addr, buf)
     }
 
+    /// A thread's walk begins: `read_late` asks whether *its* reads all came from one
+    /// batch (a snapshot). Nothing to do elsewhere.
+    fn read_thread_begins(&self) {}
+
     /// Read several ranges at once: `reqs` are (address, length) pairs whose bytes go one
     /// after the other into `out`. Returns, per request, whether it was read. The live
     /// process does this in one system call.
@@ -91,6 +95,10 @@ impl<M: Memory + ?Sized> Memory for &M {
 
     fn read_late(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_late(addr, buf)
+    }
+
+    fn read_thread_begins(&self) {
+        (**self).read_thread_begins()
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Snapshot {
     /// `misses` when the batch was read: a miss since means a read went to the target
     /// after the batch.
     misses_at_take: u64,
+    /// `misses` when the current thread's walk began (`Memory::read_thread_begins`).
+    thread_mark: Cell<u64>,
     /// Late reads: their copies (read after all the others, in the same batch; start,
     /// offset in `data`, length, sorted by start), those made since the last `take`, and
     /// those to read at the next.
@@ -90,6 +92,7 @@ impl Snapshot {
         self.regions.clear();
         self.late_regions.clear();
         self.misses_at_take = self.misses.get();
+        self.thread_mark.set(self.misses_at_take);
         let (early, late) = match &ranges {
             Some((e, l)) => (e, l),
             None => (&self.want, &self.late_want),
@@ -240,9 +243,16 @@ impl Memory for SnapshotMemory<'_> {
                 late.push((addr, buf.len() as u64));
             }
         }
-        let missed = snap.misses.get() != snap.misses_at_take;
+        // Only this thread's own reads matter: another thread's miss does not mix this
+        // one's stack.
+        let missed = snap.misses.get() != snap.thread_mark.get();
         if !missed {
-            if let Some(b) = snap.get_in(&snap.late_regions, addr, buf.len()) {
+            // Its late copy; or, a range not read late last tick, the batch's copy (no
+            // check this once: every byte of this walk is of the batch's instant).
+            if let Some(b) = snap
+                .get_in(&snap.late_regions, addr, buf.len())
+                .or_else(|| snap.get(addr, buf.len()))
+            {
                 buf.copy_from_slice(b);
                 snap.hits.set(snap.hits.get() + 1);
                 return Ok(());
@@ -255,6 +265,10 @@ impl Memory for SnapshotMemory<'_> {
             });
         }
         self.live.read(addr, buf)
+    }
+
+    fn read_thread_begins(&self) {
+        self.snap.thread_mark.set(self.snap.misses.get());
     }
 
     fn read_scatter(&self, reqs: &[(u64, usize)], out: &mut [u8]) -> Vec<bool> {

@@ -472,6 +472,9 @@ impl Session {
         // Retry failed walks at once, live (read), or while still paused (ptrace).
         let mut list_dirty = false;
         let mut retried = Vec::new();
+        // (One batch read again per tick, whatever the number of threads retried: it
+        // holds what every walk of the tick read and missed.)
+        let mut retaken = false;
         for Failed { tstate, error } in failed {
             if error == WalkError::ThreadGone {
                 list_dirty = true; // not a failure: the list is read again next tick
@@ -502,7 +505,10 @@ impl Session {
                     } else {
                         &mut self.snapshot
                     };
-                    snap.retake(live);
+                    if !retaken {
+                        snap.retake(live);
+                        retaken = true;
+                    }
                     view = snap.view(live);
                     &view
                 } else {

@@ -451,6 +451,7 @@ impl Walker {
         out: &mut RawThread,
     ) -> Result<(), WalkError> {
         check_ptr(tstate, "thread state")?;
+        mem.read_thread_begins();
         let span = self.tstate_span;
         let mut ts = vec![0u8; span.len as usize];
         mem.read(at(tstate, span.start), &mut ts)?;
@@ -653,6 +654,7 @@ impl Walker {
         // 4. Walk each thread's frames from the copies.
         for (i, state) in states.into_iter().enumerate() {
             let result = state.and_then(|state| {
+                mem.read_thread_begins();
                 chunks.clear();
                 if let (Some((chunk, _)), Some(copy)) = (state.chunk, copies[i].take()) {
                     chunks.add(chunk, copy);
