@@ -43,10 +43,8 @@ pub struct Snapshot {
     /// What to read at the next `take`: what was read since the last one.
     used: RefCell<Vec<(u64, u64)>>,
     want: Vec<(u64, u64)>,
-    /// `misses` when the batch was read: a miss since means a read went to the target
-    /// after the batch.
-    misses_at_take: u64,
-    /// `misses` when the current thread's walk began (`Memory::read_thread_begins`).
+    /// `misses` when the current thread's walk began (`Memory::read_thread_begins`), or
+    /// when the batch was read: a miss since means a read went to the target after it.
     thread_mark: Cell<u64>,
     /// Late reads: their copies (read after all the others, in the same batch; start,
     /// offset in `data`, length, sorted by start), those made since the last `take`, and
@@ -91,8 +89,7 @@ impl Snapshot {
     fn read_batch(&mut self, mem: &dyn Memory, ranges: Option<(Ranges, Ranges)>) {
         self.regions.clear();
         self.late_regions.clear();
-        self.misses_at_take = self.misses.get();
-        self.thread_mark.set(self.misses_at_take);
+        self.thread_mark.set(self.misses.get());
         let (early, late) = match &ranges {
             Some((e, l)) => (e, l),
             None => (&self.want, &self.late_want),

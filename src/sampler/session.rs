@@ -469,7 +469,8 @@ impl Session {
             self.sampler.repeat(tstate, profile);
         }
         let seen = seen.take();
-        // Retry failed walks at once, live (read), or while still paused (ptrace).
+        // Retry failed walks at once: from the tick's batch read again, then live (read);
+        // while still paused (ptrace).
         let mut list_dirty = false;
         let mut retried = Vec::new();
         // (One batch read again per tick, whatever the number of threads retried: it

@@ -275,10 +275,7 @@ impl StackSampler {
                 Ok(raw) if !keep(&raw, gil) => continue,
                 Err(WalkError::NotWalked) => continue,
                 Ok(raw) if raw.moved && self.defer_moved && tstate.is_some() => {
-                    let error = match self.set_aside(mem, raw) {
-                        Ok(()) => WalkError::Moved,
-                        Err(e) => e,
-                    };
+                    let error = self.set_aside(mem, raw).err().unwrap_or(WalkError::Moved);
                     failed.push(Failed { tstate, error });
                     continue;
                 }
@@ -314,10 +311,7 @@ impl StackSampler {
             let t = match t {
                 Ok(raw) if !keep(&raw, gil) => continue,
                 Ok(raw) if raw.moved && self.defer_moved && tstate.is_some() => {
-                    let error = match self.set_aside(mem, raw) {
-                        Ok(()) => WalkError::Moved,
-                        Err(e) => e,
-                    };
+                    let error = self.set_aside(mem, raw).err().unwrap_or(WalkError::Moved);
                     failed.push(Failed { tstate, error });
                     continue;
                 }
