@@ -40,16 +40,16 @@ fn window() -> ProfileData {
     let r1 = p.intern_frame(&frame("rec", 30, 31));
     let r2 = p.intern_frame(&frame("rec", 30, 32));
     for _ in 0..50 {
-        p.add(t, &[main, a1], false);
+        p.add(t, &[main, a1], false, None);
     }
     for _ in 0..30 {
-        p.add(t, &[main, a2], false);
+        p.add(t, &[main, a2], false, None);
     }
     for _ in 0..20 {
-        p.add(t, &[main, b], false);
+        p.add(t, &[main, b], false, None);
     }
     for _ in 0..10 {
-        p.add(t, &[main, r1, r2], false);
+        p.add(t, &[main, r1, r2], false, None);
     }
     p.add_error("memory read failed".into());
     p.to_data()
@@ -93,7 +93,7 @@ fn fold_counts_own_total_and_recursion_once() {
     let main = p.intern_frame(&frame("main", 1, 5));
     let b = p.intern_frame(&frame("hot_b", 20, 22));
     for _ in 0..5 {
-        p.add(t, &[main, b], false);
+        p.add(t, &[main, b], false, None);
     }
     s.fold(&p.to_data(), 5, 0, 1.0);
     let a = tally(&s, "hot_a");
@@ -128,10 +128,10 @@ fn opcodes_and_hotspots() {
     let add = p.intern_frame(&op_frame("hot_a", 12, 24, "BINARY_OP_ADD_INT", "BINARY_OP"));
     let it = p.intern_frame(&op_frame("hot_a", 11, 16, "FOR_ITER_RANGE", "FOR_ITER"));
     for _ in 0..7 {
-        p.add(t, &[main, add], false);
+        p.add(t, &[main, add], false, None);
     }
     for _ in 0..3 {
-        p.add(t, &[main, it], false);
+        p.add(t, &[main, it], false, None);
     }
     let mut s = Stats::default();
     s.fold(&p.to_data(), 10, 0, 1.0);
@@ -258,7 +258,7 @@ fn opcode_view_shows_opcodes_and_hotspots() {
     let t = p.intern_thread(&thread_info());
     let add = p.intern_frame(&op_frame("hot_a", 12, 24, "BINARY_OP_ADD_INT", "BINARY_OP"));
     for _ in 0..4 {
-        p.add(t, &[add], false);
+        p.add(t, &[add], false, None);
     }
     app.stats.fold(&p.to_data(), 4, 0, 1.0);
     app.on_key(key('o'));
@@ -327,10 +327,10 @@ fn sixty_columns_keep_function_names_and_show_a_base_once() {
         "STORE_FAST",
     )));
     for _ in 0..6 {
-        p.add(t, &[attr], false);
+        p.add(t, &[attr], false, None);
     }
     for _ in 0..4 {
-        p.add(t, &[store], false);
+        p.add(t, &[store], false, None);
     }
     app.stats.fold(&p.to_data(), 10, 0, 1.0);
     let lines = screen(&app, 60, 20);

@@ -606,6 +606,7 @@ fn stack(frames: &[u32], thread: u32, count: u64) -> Stack {
         thread,
         count,
         truncated: false,
+        native: None,
     }
 }
 
@@ -700,6 +701,7 @@ fn opcodes_and_truncation() -> ProfileData {
                 thread: 0,
                 count: 2,
                 truncated: true,
+                native: None,
             },
         ],
         ..Default::default()

@@ -496,7 +496,12 @@ fn opcode_leaves_are_coloured_by_state_with_a_true_legend() {
     ];
     let mut checked = 0;
     let mut used: BTreeSet<String> = BTreeSet::new();
-    let is_leaf = |l: &str| l.starts_with('[') && !l.starts_with("[import") && l != "[truncated]";
+    // (Below an opcode, `<native FILE>`: native code the instruction called, in its own
+    // colour and legend line.)
+    let is_native = |l: &str| l.starts_with("<native ");
+    let is_leaf = |l: &str| {
+        (l.starts_with('[') && !l.starts_with("[import") && l != "[truncated]") || is_native(l)
+    };
     for f in frames.iter().filter(|f| is_leaf(&f.label)) {
         assert!(
             !is_hot_palette(f.fill),
@@ -505,6 +510,13 @@ fn opcode_leaves_are_coloured_by_state_with_a_true_legend() {
             f.fill
         );
         let got = nearest(f.fill).to_string();
+        if is_native(&f.label) {
+            assert!(
+                got.starts_with("<native FILE>"),
+                "{} drawn as {got:?}, expected the native colour",
+                f.label
+            );
+        }
         if let Some((_, want)) = expect.iter().find(|(l, _)| *l == f.label) {
             assert!(
                 got.starts_with(want),

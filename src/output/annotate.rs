@@ -37,6 +37,31 @@ pub struct Row {
     pub sampled_as: Vec<(String, u64)>,
     /// A specialization problem found at this instruction.
     pub problem: Option<SpecializationProblem>,
+    /// Of `samples`, those in native code the instruction called, by file.
+    pub native: BTreeMap<String, u64>,
+}
+
+impl Row {
+    /// "443 of 444 samples (99.8%) in native code it called: libopenblas.so 95%, ...",
+    /// or None when none were.
+    pub fn native_text(&self) -> Option<String> {
+        let n: u64 = self.native.values().sum();
+        if n == 0 {
+            return None;
+        }
+        let mut objs: Vec<(&String, &u64)> = self.native.iter().collect();
+        objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let objs: Vec<String> = objs
+            .iter()
+            .map(|(o, k)| format!("{o} {:.0}%", pct(**k, n)))
+            .collect();
+        Some(format!(
+            "{n} of {} samples ({:.1}%) in native code it called, outside the interpreter: {}",
+            self.samples,
+            pct(n, self.samples),
+            objs.join(", ")
+        ))
+    }
 }
 
 /// One function's listing.
@@ -105,7 +130,15 @@ pub fn listings(data: &ProfileData, function: Option<&str>, top: usize) -> Resul
     // Self samples per function and per (function, offset, opcode).
     let mut per_fn: HashMap<Key, u64> = HashMap::new();
     let mut per_ins: HashMap<(Key, u32), BTreeMap<String, u64>> = HashMap::new();
+    let mut native_ins: HashMap<(Key, u32), BTreeMap<String, u64>> = HashMap::new();
     for s in &stats {
+        if !s.native.is_empty() {
+            let key = (s.file.clone(), s.function.clone(), s.first_line);
+            let e = native_ins.entry((key, s.offset)).or_default();
+            for (o, n) in &s.native {
+                *e.entry(o.clone()).or_insert(0) += n;
+            }
+        }
         let key = (s.file.clone(), s.function.clone(), s.first_line);
         *per_fn.entry(key.clone()).or_insert(0) += s.samples;
         *per_ins
@@ -204,6 +237,10 @@ pub fn listings(data: &ProfileData, function: Option<&str>, top: usize) -> Resul
                         samples,
                         sampled_as,
                         problem: problems.get(&(key.clone(), ins.offset as u32)).cloned(),
+                        native: native_ins
+                            .get(&(key.clone(), ins.offset as u32))
+                            .cloned()
+                            .unwrap_or_default(),
                     }
                 })
                 .collect();
@@ -388,6 +425,12 @@ pub fn write_text(
                     ),
                 )?;
             }
+            if let Some(native) = r.native_text() {
+                put(
+                    w,
+                    paragraph(width, &" ".repeat(28), 30, &format!("native: {native}")),
+                )?;
+            }
             if let Some(pr) = &r.problem {
                 put(
                     w,
@@ -515,6 +558,9 @@ pub fn write_html(data: &ProfileData, listings: &[Listing], w: &mut dyn Write) -
                     "<div class=\"forms\">sampled as {}</div>",
                     f.join(", ")
                 ));
+            }
+            if let Some(native) = r.native_text() {
+                extra.push_str(&format!("<div class=\"forms\">{}</div>", esc(&native)));
             }
             let class = if r.samples == hottest && r.samples > 0 {
                 " class=\"ins hot\""

@@ -28,18 +28,21 @@ fn children_nest_inside_parents() {
                 thread: 0,
                 count: 3,
                 truncated: false,
+                native: None,
             },
             Stack {
                 frames: vec![0, 2],
                 thread: 0,
                 count: 1,
                 truncated: false,
+                native: None,
             },
             Stack {
                 frames: vec![0],
                 thread: 0,
                 count: 1,
                 truncated: false,
+                native: None,
             },
         ],
         ..Default::default()

@@ -1,5 +1,7 @@
 //! Collapsed stacks (the format of Brendan Gregg's stackcollapse, py-spy and inferno):
 //! one line per distinct stack, root first, frames separated by `;`, then the count.
+//! With `--opcodes` the leaf is the instruction, `[OPNAME]`, and below it, when the
+//! sampler saw the thread executing native code the instruction called, `<native FILE>`.
 
 use super::{FileNames, RenderOptions};
 use crate::profile::{Frame, ProfileData};
@@ -68,6 +70,10 @@ pub fn lines(data: &ProfileData, opts: &RenderOptions) -> Vec<String> {
         if let Some(&leaf) = stack.frames.last() {
             if let Some(Some(op)) = opcode_labels.get(leaf as usize) {
                 parts.push(op);
+                // The native code the instruction was executing, below it.
+                if let Some(l) = stack.native.and_then(|n| labels.get(n as usize)) {
+                    parts.push(l);
+                }
             }
         }
         if parts.is_empty() {

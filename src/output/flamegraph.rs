@@ -130,6 +130,9 @@ fn leaf_color(state: State, name: &str) -> inferno::flamegraph::color::Color {
     }
 }
 
+/// The colour of `<native FILE>` frames (below an opcode leaf).
+const NATIVE_RGB: (u8, u8, u8) = (130, 150, 175);
+
 pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Result<()> {
     let (lines, folded) = if opts.imports {
         (collapsed::lines(data, opts), false)
@@ -157,11 +160,23 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
             leaf_state.insert(label, st);
         }
     }
+    // Native code an instruction called: one colour, apart from the instruction's.
+    let mut native_samples = 0u64;
+    for f in data.frames.iter().filter(|f| f.native_object().is_some()) {
+        let (r, g, b) = NATIVE_RGB;
+        palette.insert(&f.function, inferno::flamegraph::color::Color { r, g, b });
+    }
     for line in &lines {
         if let Some((stack, n)) = line.rsplit_once(' ') {
-            let leaf = stack.rsplit(';').next().unwrap_or("");
+            let mut parts = stack.rsplit(';');
+            let mut leaf = parts.next().unwrap_or("");
+            let n = n.parse::<u64>().unwrap_or(0);
+            if leaf.starts_with("<native ") {
+                native_samples += n;
+                leaf = parts.next().unwrap_or("");
+            }
             if let Some(st) = leaf_state.get(leaf) {
-                *per_state.entry(*st).or_insert(0) += n.parse::<u64>().unwrap_or(0);
+                *per_state.entry(*st).or_insert(0) += n;
             }
         }
     }
@@ -205,6 +220,15 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
             items.push(LegendItem {
                 rgb: st.rgb(),
                 text,
+            });
+        }
+        if native_samples > 0 {
+            items.push(LegendItem {
+                rgb: NATIVE_RGB,
+                text: format!(
+                    "<native FILE>: native code the instruction called, outside the \
+                     interpreter ({native_samples} samples)"
+                ),
             });
         }
         svg = add_legend(&svg, "opcode leaves by state:", &items);

@@ -488,12 +488,14 @@ mod tests {
                 thread: 0,
                 count: 5,
                 truncated: false,
+                native: None,
             },
             Stack {
                 frames: vec![2],
                 thread: 0,
                 count: 9,
                 truncated: false,
+                native: None,
             },
         ];
         let names = FileNames::new(&data, &RenderOptions::default());

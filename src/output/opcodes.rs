@@ -124,6 +124,34 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize
     }
     let specializing = table.map(|t| t.has_inline_caches()).unwrap_or(false);
 
+    // Where threads were: with the instruction pointer seen, samples in native code an
+    // instruction called are told apart from the instruction's own time.
+    let seen = m.ip_seen > 0;
+    let native_total: u64 = stats.iter().map(|s| s.native_samples()).sum();
+    let mut native_of_op: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for s in &stats {
+        *native_of_op.entry((&s.opcode, &s.base_opcode)).or_insert(0) += s.native_samples();
+    }
+    let native_col = |n: u64, of: u64| -> String {
+        if !seen {
+            String::new()
+        } else if n == 0 {
+            format!("{:>7} ", "-")
+        } else {
+            format!("{:>6.1}% ", pct(n, of))
+        }
+    };
+    let native_head = if seen {
+        format!("{:>7} ", "native")
+    } else {
+        String::new()
+    };
+    writeln!(w)?;
+    out(
+        w,
+        paragraph(width, "", 0, &native_summary(m, native_total, total)),
+    )?;
+
     // Top opcodes by self samples.
     let mut by_op: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for s in &stats {
@@ -145,12 +173,13 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize
         w,
         row(
             width,
-            &format!("{:>8} {:>6}  ", "samples", "%"),
+            &format!("{:>8} {:>6} {native_head} ", "samples", "%"),
             &["opcode".into(), head.into()],
             &pads,
         ),
     )?;
     for (i, ((op, base), n)) in ops.iter().enumerate() {
+        let native = native_col(*native_of_op.get(&(*op, *base)).unwrap_or(&0), *n);
         let kind = if specializing {
             let k = spec::kind_label(table, op, base);
             if op != base {
@@ -165,13 +194,20 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize
         };
         let lines = row(
             width,
-            &format!("{:>8} {:>5.1}%  ", n, pct(*n, total)),
+            &format!("{:>8} {:>5.1}% {native} ", n, pct(*n, total)),
             &[op.to_string(), kind],
             &pads,
         );
         for l in lines {
             writeln!(w, "{}", if i == 0 { p.hot(&l) } else { l })?;
         }
+    }
+
+    // Native code the hot instructions called.
+    if native_total > 0 {
+        writeln!(w)?;
+        writeln!(w, "{}", p.bold("Native code called from instructions"))?;
+        native_table(w, width, &names, &stats, total, top)?;
     }
 
     // Specialization health, for the instructions that can specialize.
@@ -232,29 +268,140 @@ pub fn write(data: &ProfileData, w: &mut dyn Write, style: TextStyle, top: usize
         .map(|s| place(&names, &s.function, &s.file, s.line))
         .collect();
     let place_w = places.iter().map(|s| width_of(s)).max().unwrap_or(10);
-    let pads = [place_w, 6, 0];
+    // (The native share comes last: the place stays whole in a narrow terminal.)
+    let op_w = hot.iter().map(|s| width_of(&s.opcode)).max().unwrap_or(6);
+    let pads = [place_w, 6, op_w, 0];
+    let mut head = vec![
+        "function (file:line)".to_string(),
+        format!("{:>6}", "offset"),
+        "opcode".into(),
+    ];
+    if seen {
+        head.push("native".into());
+    }
     out(
         w,
         row(
             width,
             &format!("{:>6} {:>7}  ", "%", "samples"),
-            &[
-                "function (file:line)".into(),
-                format!("{:>6}", "offset"),
-                "opcode".into(),
-            ],
+            &head,
             &pads,
         ),
     )?;
     for (i, (s, place)) in hot.iter().zip(places).enumerate() {
+        let mut cells = vec![place, format!("{:>6}", s.offset), s.opcode.clone()];
+        if seen {
+            let n = s.native_samples();
+            cells.push(if n == 0 {
+                String::new()
+            } else {
+                native_col(n, s.samples).trim().to_string()
+            });
+        }
         let lines = row(
             width,
             &format!("{:>5.1}% {:>7}  ", pct(s.samples, total), s.samples),
-            &[place, format!("{:>6}", s.offset), s.opcode.clone()],
+            &cells,
             &pads,
         );
         for l in lines {
             writeln!(w, "{}", if i == 0 { p.hot(&l) } else { l })?;
+        }
+    }
+    Ok(())
+}
+
+/// One paragraph: how much of the instructions' samples was native code they called,
+/// and what could not be seen.
+fn native_summary(m: &crate::profile::Meta, native: u64, total: u64) -> String {
+    let sampler = if m.sampler.is_empty() {
+        "this sampler"
+    } else {
+        m.sampler.as_str()
+    };
+    if m.ip_seen == 0 {
+        return format!(
+            "Where threads were executing was not seen ({sampler} does not read registers): \
+             time in native code an instruction called (a C extension, a library, a system \
+             call) counts here as the instruction's own. Record with --sampler bpf or ptrace \
+             to tell them apart."
+        );
+    }
+    let mut s = format!(
+        "{native} of {total} samples ({:.1}%) were in native code the instruction called, \
+         outside the interpreter (a C extension, a library, a system call): counted in the \
+         instruction's samples below, and shown apart as \"native\", they are not the \
+         instruction's own time. C functions built into the interpreter (sorted, str and \
+         dict methods, ...) count as the instruction's.",
+        pct(native, total)
+    );
+    if m.ip_unseen > 0 {
+        s.push_str(&format!(
+            " For {} samples where the thread was was not seen (threads {sampler} read \
+             without pausing them), native time counts as the instruction's.",
+            m.ip_unseen
+        ));
+    }
+    s
+}
+
+/// The hottest instructions that called native code: share of their samples there, and
+/// in which files.
+fn native_table(
+    w: &mut dyn Write,
+    width: Option<usize>,
+    names: &FileNames,
+    stats: &[InstructionStat],
+    total: u64,
+    top: usize,
+) -> Result<()> {
+    let mut hot: Vec<&InstructionStat> = stats.iter().filter(|s| s.native_samples() > 0).collect();
+    hot.sort_by(|a, b| {
+        b.native_samples()
+            .cmp(&a.native_samples())
+            .then_with(|| (&a.file, &a.function, a.offset).cmp(&(&b.file, &b.function, b.offset)))
+    });
+    hot.truncate(top);
+    let sites: Vec<String> = hot
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                place(names, &s.function, &s.file, s.line),
+                s.opcode
+            )
+        })
+        .collect();
+    let site_w = sites.iter().map(|s| width_of(s)).max().unwrap_or(10);
+    let pads = [site_w, 0];
+    for l in row(
+        width,
+        &format!("{:>6} {:>7} {:>7}  ", "%", "native", "of site"),
+        &["instruction".into(), "in".into()],
+        &pads,
+    ) {
+        writeln!(w, "{l}")?;
+    }
+    for (s, site) in hot.iter().zip(sites) {
+        let n = s.native_samples();
+        let mut objs: Vec<(&String, &u64)> = s.native.iter().collect();
+        objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let objs: Vec<String> = objs
+            .iter()
+            .map(|(o, k)| format!("{o} {:.0}%", pct(**k, n)))
+            .collect();
+        for l in row(
+            width,
+            &format!(
+                "{:>5.1}% {:>7} {:>6.1}%  ",
+                pct(n, total),
+                n,
+                pct(n, s.samples)
+            ),
+            &[site, objs.join(", ")],
+            &pads,
+        ) {
+            writeln!(w, "{l}")?;
         }
     }
     Ok(())

@@ -31,12 +31,14 @@ fn merges_frames_made_equal_by_options() {
                 thread: 0,
                 count: 2,
                 truncated: false,
+                native: None,
             },
             Stack {
                 frames: vec![1],
                 thread: 0,
                 count: 3,
                 truncated: true,
+                native: None,
             },
         ],
         ..Default::default()

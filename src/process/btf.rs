@@ -178,6 +178,9 @@ pub struct TaskOffsets {
     pub mm: Option<u64>,
     /// `flags` (`PF_EXITING` once the task is on its way out).
     pub flags: Option<u64>,
+    /// `struct pt_regs`'s `ip` (x86-64): where a task's user registers keep its
+    /// instruction pointer.
+    pub regs_ip: Option<u64>,
 }
 
 /// The running kernel's task offsets (all None without kernel BTF).
@@ -193,6 +196,11 @@ pub fn task_offsets() -> TaskOffsets {
         },
         mm: btf.member_offset("task_struct", &["mm"]),
         flags: btf.member_offset("task_struct", &["flags"]),
+        regs_ip: if cfg!(target_arch = "x86_64") {
+            btf.member_offset("pt_regs", &["ip"])
+        } else {
+            None
+        },
     }
 }
 

@@ -89,6 +89,27 @@ impl Paused {
         Err(Errno::EAGAIN)
     }
 
+    /// The instruction pointer of paused thread `tid` (one `PTRACE_GETREGS`): where it
+    /// was executing when it was paused. None if it is not paused here, or elsewhere
+    /// than on x86-64.
+    pub fn ip(&mut self, tid: u64) -> Option<u64> {
+        let pid = self
+            .threads
+            .iter()
+            .find(|(p, _)| p.as_raw() as u64 == tid)?
+            .0;
+        self.syscalls += 1;
+        #[cfg(target_arch = "x86_64")]
+        {
+            ptrace::getregs(pid).ok().map(|r| r.rip)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
     /// Resume every paused thread now.
     pub fn resume(&mut self) {
         for (pid, sig) in self.threads.drain(..) {

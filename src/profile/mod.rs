@@ -52,11 +52,30 @@ impl Frame {
         }
     }
 
+    /// With `--opcodes`: the frame below a leaf instruction that stands for the native
+    /// code it was executing at the sample, outside the interpreter (`object`: the file
+    /// the instruction pointer was in, e.g. `libopenblas.so.0`, or `[vdso]`).
+    pub fn native(object: &str) -> Frame {
+        Frame {
+            function: format!("<native {object}>"),
+            ..Frame::task("")
+        }
+    }
+
+    /// The object of a [`Frame::native`] frame.
+    pub fn native_object(&self) -> Option<&str> {
+        if !self.file.is_empty() || self.line != 0 {
+            return None;
+        }
+        self.function.strip_prefix("<native ")?.strip_suffix('>')
+    }
+
     pub fn is_synthetic(&self) -> bool {
         self.file.is_empty()
             && self.line == 0
             && ((self.function.starts_with("<task ") && self.function.ends_with('>'))
-                || self.function == FREED_CODE)
+                || self.function == FREED_CODE
+                || self.native_object().is_some())
     }
 }
 
@@ -115,6 +134,12 @@ pub struct Stack {
     /// The stack was deeper than `--max-depth`: its root-most frames are missing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// With `--opcodes`, when the sampler saw where the thread was executing: the
+    /// [`Frame::native`] frame (its id) of the native code the leaf instruction was in,
+    /// outside the interpreter. None: in the interpreter, or not seen (see
+    /// `meta.ip_seen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u32>,
 }
 
 /// What was profiled and how.
@@ -190,6 +215,15 @@ pub struct Meta {
     /// they were read in, kept as read (counted in `samples`; they may mix two instants).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unsettled: u64,
+    /// With `--opcodes`: samples of a leaf instruction where the sampler saw the thread's
+    /// instruction pointer (bpf, and ptrace for the threads it paused), so that time in
+    /// native code the instruction called is told apart (`Stack::native`); and samples
+    /// where it did not (the read sampler; threads read without being paused), whose
+    /// time counts as the instruction's own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ip_seen: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ip_unseen: u64,
     pub started_at: String,
     /// Anything the user should know (layout mismatches, instrumentation seen, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -217,6 +251,17 @@ pub struct InstructionStat {
     pub opcode: String,
     pub base_opcode: String,
     pub samples: u64,
+    /// Of `samples`, those executing native code the instruction called, outside the
+    /// interpreter, by the file the thread was in (`Stack::native`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub native: BTreeMap<String, u64>,
+}
+
+impl InstructionStat {
+    /// Samples in native code the instruction called (outside the interpreter).
+    pub fn native_samples(&self) -> u64 {
+        self.native.values().sum()
+    }
 }
 
 /// The bytecode of a sampled function, kept so `pyprof annotate` can list every
@@ -314,15 +359,22 @@ pub struct ProfileData {
 impl ProfileData {
     /// Self samples per leaf instruction (from the stacks), hottest first.
     pub fn instruction_stats(&self) -> Vec<InstructionStat> {
-        let mut by: HashMap<u32, u64> = HashMap::new();
+        let mut by: HashMap<u32, (u64, BTreeMap<String, u64>)> = HashMap::new();
         for s in &self.stacks {
             if let Some(&leaf) = s.frames.last() {
-                *by.entry(leaf).or_insert(0) += s.count;
+                let e = by.entry(leaf).or_default();
+                e.0 += s.count;
+                if let Some(obj) = s
+                    .native
+                    .and_then(|n| self.frames.get(n as usize)?.native_object())
+                {
+                    *e.1.entry(obj.to_string()).or_insert(0) += s.count;
+                }
             }
         }
         let mut out: Vec<InstructionStat> = by
             .into_iter()
-            .filter_map(|(id, samples)| {
+            .filter_map(|(id, (samples, native))| {
                 let f = self.frames.get(id as usize)?;
                 Some(InstructionStat {
                     file: f.file.clone(),
@@ -333,6 +385,7 @@ impl ProfileData {
                     opcode: f.opcode.clone()?,
                     base_opcode: f.base_opcode.clone()?,
                     samples,
+                    native,
                 })
             })
             .collect();
@@ -351,6 +404,9 @@ impl ProfileData {
                 == (&b.file, &b.function, b.first_line, b.offset, &b.opcode);
             if same {
                 a.samples += b.samples;
+                for (obj, n) in std::mem::take(&mut b.native) {
+                    *a.native.entry(obj).or_insert(0) += n;
+                }
             }
             same
         });
@@ -374,7 +430,12 @@ impl ProfileData {
                     self.threads.len()
                 ));
             }
-            if let Some(&f) = st.frames.iter().find(|&&f| f as usize >= self.frames.len()) {
+            if let Some(&f) = st
+                .frames
+                .iter()
+                .chain(&st.native)
+                .find(|&&f| f as usize >= self.frames.len())
+            {
                 return Err(format!(
                     "stack {i} names frame {f}, and there are {} frames",
                     self.frames.len()
@@ -429,8 +490,9 @@ pub struct Profile {
     frame_ids: HashMap<Frame, u32>,
     threads: Vec<ThreadInfo>,
     thread_ids: HashMap<ThreadKey, u32>,
-    /// Key: thread index, truncated flag, then the frame ids (root first). Looking up a
-    /// borrowed slice costs no allocation; only a new stack allocates its key.
+    /// Key: thread index, truncated flag, native frame id (u32::MAX: none), then the
+    /// frame ids (root first). Looking up a borrowed slice costs no allocation; only a
+    /// new stack allocates its key.
     stacks: HashMap<Vec<u32>, u64, FxBuild>,
     key: Vec<u32>,
 }
@@ -479,12 +541,14 @@ impl Profile {
         id
     }
 
-    /// Count one sample of `frames` (root first) on `thread`.
-    pub fn add(&mut self, thread: u32, frames: &[u32], truncated: bool) {
+    /// Count one sample of `frames` (root first) on `thread`; `native`: the
+    /// [`Frame::native`] frame of the native code its leaf instruction was executing.
+    pub fn add(&mut self, thread: u32, frames: &[u32], truncated: bool, native: Option<u32>) {
         self.meta.samples += 1;
         self.key.clear();
         self.key.push(thread);
         self.key.push(truncated as u32);
+        self.key.push(native.unwrap_or(u32::MAX));
         self.key.extend_from_slice(frames);
         if let Some(n) = self.stacks.get_mut(self.key.as_slice()) {
             *n += 1;
@@ -503,14 +567,20 @@ impl Profile {
             .stacks
             .iter()
             .map(|(key, &count)| Stack {
-                frames: key[2..].to_vec(),
+                frames: key[3..].to_vec(),
                 thread: key[0],
                 count,
                 truncated: key[1] != 0,
+                native: (key[2] != u32::MAX).then_some(key[2]),
             })
             .collect();
         stacks.sort_by(|a, b| {
-            (a.thread, &a.frames, a.truncated).cmp(&(b.thread, &b.frames, b.truncated))
+            (a.thread, &a.frames, a.truncated, a.native).cmp(&(
+                b.thread,
+                &b.frames,
+                b.truncated,
+                b.native,
+            ))
         });
         let mut data = ProfileData {
             format: FORMAT_NAME.into(),
@@ -527,5 +597,66 @@ impl Profile {
             data.instructions = data.instruction_stats();
         }
         data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, line: i32, opcode: &str) -> Frame {
+        Frame {
+            function: function.into(),
+            file: "app.py".into(),
+            first_line: 1,
+            line,
+            offset: Some(6),
+            opcode: Some(opcode.into()),
+            base_opcode: Some(opcode.into()),
+        }
+    }
+
+    #[test]
+    fn native_code_an_instruction_called_is_its_own_stack_and_counted_apart() {
+        let mut p = Profile::new(Meta {
+            opcodes: true,
+            ..Default::default()
+        });
+        let t = p.intern_thread(&ThreadInfo {
+            thread_id: 1,
+            native_id: None,
+            ns_id: None,
+            name: None,
+            process: None,
+        });
+        let main = p.intern_frame(&frame("main", 3, "CALL"));
+        let op = p.intern_frame(&frame("matmul", 10, "BINARY_OP"));
+        let blas = p.intern_frame(&Frame::native("libopenblas.so.0"));
+        let libc = p.intern_frame(&Frame::native("libc.so.6"));
+        for _ in 0..7 {
+            p.add(t, &[main, op], false, Some(blas));
+        }
+        p.add(t, &[main, op], false, Some(libc));
+        p.add(t, &[main, op], false, None);
+        p.add(t, &[main, op], false, None);
+        let d = p.to_data();
+        assert_eq!(d.stacks.len(), 3, "in the interpreter, in BLAS, in libc");
+        assert!(d.frames[blas as usize].is_synthetic());
+        assert_eq!(
+            d.frames[blas as usize].native_object(),
+            Some("libopenblas.so.0")
+        );
+        assert_eq!(frame("x", 1, "CALL").native_object(), None);
+        let s = &d.instructions[0];
+        assert_eq!((s.opcode.as_str(), s.samples), ("BINARY_OP", 10));
+        assert_eq!(s.native_samples(), 8);
+        assert_eq!(s.native.get("libopenblas.so.0"), Some(&7));
+        // Through JSON and back, and a native id that points nowhere is refused.
+        let back: ProfileData = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+        assert!(back.check().is_ok());
+        let mut bad = back.clone();
+        bad.stacks[0].native = Some(99);
+        assert!(bad.check().unwrap_err().contains("frame 99"));
     }
 }

@@ -49,7 +49,12 @@ pub struct BpfConfig {
     pub task_flags: i32,
     pub span_start: u32,
     pub span_len: u32,
+    pub user_ip: u32,
+    pub pad: u32,
 }
+
+/// Where x86-64's `struct pt_regs` keeps `ip` (`PT_REGS_IP` in the BPF program).
+pub const PT_REGS_IP: u64 = 128;
 
 impl BpfConfig {
     /// The walk of `layout`, with the GIL's `locked`/`last_holder` addresses when known,
@@ -104,6 +109,10 @@ impl BpfConfig {
             task_flags: task.flags.map_or(-1, |o| o as i32),
             span_start: span.0,
             span_len: span.1,
+            // With opcodes, where the thread was (the interpreter or native code it
+            // called), when the kernel's pt_regs is as the program reads it.
+            user_ip: (opcodes && task.regs_ip == Some(PT_REGS_IP)) as u32,
+            pad: 0,
         }
     }
 }
@@ -120,6 +129,8 @@ pub struct BpfHeader {
     pub flags: u32,
     pub fault_addr: u64,
     pub cursor: u64,
+    /// The thread's user instruction pointer at the event (0: not read).
+    pub user_ip: u64,
 }
 
 /// One frame (`struct frame`). Without opcodes the kernel sends `struct frame_compact`
@@ -226,6 +237,7 @@ pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
     s.raw.thread_id = 0;
     s.raw.native_id = None;
     s.raw.truncated = h.flags & FLAG_TRUNCATED != 0;
+    s.raw.ip = (h.user_ip != 0).then_some(h.user_ip);
     s.raw.frames.clear();
     s.raw.frames.reserve(n);
     s.windows.clear();
@@ -661,6 +673,9 @@ pub use imp::BpfSampler;
 mod tests {
     use super::*;
 
+    /// `struct header`: 7 u64 and 4 u32.
+    const HEADER: usize = 56;
+
     #[test]
     fn the_kernel_clock_keeps_the_rate_on_average() {
         for rate in [
@@ -705,9 +720,9 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 12 u32, then 1 u64 + 8 u32.
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 112);
-        assert_eq!(std::mem::size_of::<BpfHeader>(), 48);
+        // struct config: 3 u64 + 12 u32, then 1 u64 + 10 u32.
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 120);
+        assert_eq!(std::mem::size_of::<BpfHeader>(), HEADER);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
     }
 
@@ -719,26 +734,28 @@ mod tests {
             tid: 8,
             nframes: 2,
             flags: FLAG_TRUNCATED,
+            user_ip: 0x7f00_1234,
             ..Default::default()
         };
-        let mut bytes = vec![0u8; 48 + 2 * 48];
+        let mut bytes = vec![0u8; HEADER + 2 * 48];
         // SAFETY: plain integer structs written into a buffer of their size.
         unsafe {
-            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), 48);
+            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), HEADER);
         }
-        bytes[48..56].copy_from_slice(&0xabcdu64.to_le_bytes());
-        bytes[56..64].copy_from_slice(&0x5000u64.to_le_bytes());
-        bytes[72] = 1; // owner
-        bytes[80 + 13] = 0x7f; // window[13]: the byte at instr - 1
+        bytes[HEADER..HEADER + 8].copy_from_slice(&0xabcdu64.to_le_bytes());
+        bytes[HEADER + 8..HEADER + 16].copy_from_slice(&0x5000u64.to_le_bytes());
+        bytes[HEADER + 24] = 1; // owner
+        bytes[HEADER + 32 + 13] = 0x7f; // window[13]: the byte at instr - 1
         let s = parse_record(&bytes).unwrap();
         assert_eq!((s.pid, s.tid, s.raw.tstate), (7, 8, 0x1000));
         assert!(s.raw.truncated);
+        assert_eq!(s.raw.ip, Some(0x7f00_1234));
         assert_eq!(s.raw.frames.len(), 2);
         assert_eq!(s.raw.frames[0].code, 0xabcd);
         assert_eq!(s.raw.frames[0].owner, 1);
         assert_eq!(s.opcode_at(0, 0x4fff), Some(0x7f));
         assert_eq!(s.opcode_at(0, 0x5002), None);
-        assert!(parse_record(&bytes[..48 + 48]).is_none());
+        assert!(parse_record(&bytes[..HEADER + 48]).is_none());
     }
 
     #[test]
@@ -748,13 +765,13 @@ mod tests {
             flags: FLAG_COMPACT,
             ..Default::default()
         };
-        let mut bytes = vec![0u8; 48 + 3 * COMPACT_FRAME];
+        let mut bytes = vec![0u8; HEADER + 3 * COMPACT_FRAME];
         // SAFETY: plain integer structs written into a buffer of their size.
         unsafe {
-            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), 48);
+            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), HEADER);
         }
         for i in 0..3 {
-            let at = 48 + i * COMPACT_FRAME;
+            let at = HEADER + i * COMPACT_FRAME;
             bytes[at..at + 8].copy_from_slice(&(0x100 * (i as u64 + 1)).to_le_bytes());
             bytes[at + 28..at + 32].copy_from_slice(&(i as u32).to_le_bytes());
         }
@@ -763,7 +780,8 @@ mod tests {
         assert_eq!(codes, [0x100, 0x200, 0x300]);
         assert_eq!(s.raw.frames[2].tlbc_index, 2);
         assert!(s.windows.is_empty());
+        assert_eq!(s.raw.ip, None, "0 is an instruction pointer not read");
         assert_eq!(s.opcode_at(0, 0), None);
-        assert!(parse_record(&bytes[..48 + 2 * COMPACT_FRAME]).is_none());
+        assert!(parse_record(&bytes[..HEADER + 2 * COMPACT_FRAME]).is_none());
     }
 }

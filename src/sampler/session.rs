@@ -149,10 +149,14 @@ impl Session {
         } else {
             None
         };
+        let mut sampler = StackSampler::new(Walker::new(&rt, max_depth), table);
+        if table.is_some() {
+            sampler.places = Some(crate::process::places::Places::new(pid, &rt.binary));
+        }
         Session {
             pid,
             mem: LiveMemory::new(pid),
-            sampler: StackSampler::new(Walker::new(&rt, max_depth), table),
+            sampler,
             runtime: rt,
             filter: ThreadFilter {
                 idle: true,
@@ -333,10 +337,23 @@ impl Session {
         // Plain reads: a walk that needed more than the batch is retried from one batch.
         self.snapshot.strict.set(kind == SamplerKind::Read);
         self.list_snapshot.strict.set(kind == SamplerKind::Read);
+        self.sampler.ips.clear();
         if kind == SamplerKind::Ptrace {
             if let Err(e) = self.pause_movers(&mut paused, full) {
                 errors.push(e);
                 return errors;
+            }
+            if self.sampler.places.is_some() {
+                // With opcodes: where each paused thread was (the interpreter, or native
+                // code its leaf instruction called), by thread state.
+                let tids: Vec<u64> = paused.tids().collect();
+                for (&tstate, &tid) in &self.os_tids {
+                    if tids.contains(&tid) {
+                        if let Some(ip) = paused.ip(tid) {
+                            self.sampler.ips.insert(tstate, ip);
+                        }
+                    }
+                }
             }
         } else if full {
             self.list_snapshot.take(&self.mem);
@@ -593,6 +610,15 @@ impl Session {
                 s.snapshot.take(&s.mem);
             }
         };
+        if self.sampler.places.is_some() {
+            // With opcodes: where each thread on a CPU is executing is read from its
+            // registers, so those are paused too. On a GIL build one that does not hold
+            // the GIL runs native code (it released the GIL in a C call), and its share
+            // is exactly what the opcode report must not give to the instruction.
+            for t in self.monitor.active() {
+                paused.add(t).map_err(|_| WalkError::Pause)?;
+            }
+        }
         let free_threaded = !self.sampler.walker.has_gil();
         if free_threaded {
             // Every thread on a CPU can run Python: pause those.

@@ -72,6 +72,14 @@ pub struct StackSampler {
     /// more. (A read from userspace can be torn: there it fails.)
     pub code_alive_when_sampled: bool,
     pub freed_code: u64,
+    /// With opcodes: the target's executable mappings, to tell a leaf instruction's own
+    /// time from native code it called (`Stack::native`), when the sampler saw where the
+    /// thread was (`RawThread::ip`, or `ips`).
+    pub places: Option<crate::process::places::Places>,
+    /// ptrace: the instruction pointers of the threads paused this tick, by thread state.
+    pub ips: std::collections::HashMap<u64, u64>,
+    /// Native frames interned in the profile `frame_ids_profile`, by object.
+    native_ids: Vec<(String, u32)>,
 }
 
 /// The code object at `addr` (`CodeReader::code_upto`); for a stack the kernel took
@@ -153,6 +161,9 @@ impl StackSampler {
             task_samples: 0,
             code_alive_when_sampled: false,
             freed_code: 0,
+            places: None,
+            ips: Default::default(),
+            native_ids: Vec::new(),
         }
     }
 
@@ -394,6 +405,7 @@ impl StackSampler {
             self.frame_ids.clear();
             self.prev_stacks.clear();
             self.recorded.clear();
+            self.native_ids.clear();
             self.frame_ids_profile = profile.id;
         }
         // 0. --async-aware: the task this thread's event loop is running, if any, and
@@ -664,7 +676,12 @@ impl StackSampler {
                 name: self.names.get(&raw.thread_id).cloned(),
                 process: self.process_label.clone(),
             });
-            profile.add(thread, &self.ids, raw.truncated);
+            let native = if table.is_some() {
+                self.native_of(raw, profile)
+            } else {
+                None
+            };
+            profile.add(thread, &self.ids, raw.truncated, native);
             if self.recorded.len() < 100_000 {
                 let r = self.recorded.entry(raw.tstate).or_default();
                 r.thread = thread;
@@ -677,6 +694,27 @@ impl StackSampler {
         }
         self.unsettled += raw.unsettled as u64;
         Ok(())
+    }
+
+    /// With opcodes: the native frame of where `raw`'s thread was executing, if that was
+    /// outside the interpreter (None in it, or when no sampler saw; counted in
+    /// `ip_seen`/`ip_unseen`).
+    fn native_of(&mut self, raw: &RawThread, profile: &mut Profile) -> Option<u32> {
+        let ip = raw.ip.or_else(|| self.ips.get(&raw.tstate).copied());
+        let (Some(ip), Some(places)) = (ip, self.places.as_mut()) else {
+            profile.meta.ip_unseen += 1;
+            return None;
+        };
+        profile.meta.ip_seen += 1;
+        let crate::process::places::Place::Native(obj) = places.place(ip) else {
+            return None;
+        };
+        if let Some(&(_, id)) = self.native_ids.iter().find(|(o, _)| o == obj) {
+            return Some(id);
+        }
+        let id = profile.intern_frame(&crate::profile::Frame::native(obj));
+        self.native_ids.push((obj.to_string(), id));
+        Some(id)
     }
 
     /// Say which OS thread runs thread state `tstate` (host id; namespaced id if it
@@ -707,7 +745,7 @@ impl StackSampler {
         }
         match self.recorded.get(&tstate) {
             Some(r) if !r.ids.is_empty() => {
-                profile.add(r.thread, &r.ids, r.truncated);
+                profile.add(r.thread, &r.ids, r.truncated, None);
                 true
             }
             _ => false,

@@ -53,6 +53,10 @@ pub struct RawThread {
     /// settles would favour the frames that stay put (long calls), which biases far more
     /// than the rare stack of two instants.
     pub unsettled: bool,
+    /// Where the thread was executing at the sample (its user instruction pointer), when
+    /// the sampler saw its registers (bpf, ptrace): in the interpreter, or in native code
+    /// the leaf instruction called.
+    pub ip: Option<u64>,
 }
 
 /// Why one sample could not be taken. Counted per reason, never fatal.

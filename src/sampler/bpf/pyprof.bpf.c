@@ -40,6 +40,8 @@ static long (*bpf_loop)(u32 nr_loops, void *callback_fn, void *callback_ctx, u64
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, u64 flags) = (void *)2;
 static u64 (*bpf_get_current_task)(void) = (void *)35;
 static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *unsafe_ptr) = (void *)113;
+static void *(*bpf_get_current_task_btf)(void) = (void *)158;
+static void *(*bpf_task_pt_regs)(void *task) = (void *)175;
 
 // Most frames one sample carries (userspace's --max-depth is capped to this).
 #define MAX_FRAMES 10000
@@ -79,7 +81,15 @@ struct config {
     s32 task_flags;      // task_struct.flags (PF_EXITING), -1 when unknown
     u32 span_start;      // the part of a frame holding every field read, as offsets
     u32 span_len;        //   from the frame (at most SPAN_MAX bytes)
+    u32 user_ip;         // copy the thread's user instruction pointer: 1 when the
+                         //   kernel's pt_regs has `ip` at PT_REGS_IP (checked against
+                         //   the kernel's BTF by userspace), else 0
+    u32 pad;
 };
+
+// Where x86-64's struct pt_regs keeps the instruction pointer (userspace checks it
+// against the running kernel's BTF and leaves `user_ip` off when it differs).
+#define PT_REGS_IP 128
 
 #define PF_EXITING 0x4
 
@@ -136,6 +146,9 @@ struct header {
     u64 fault_addr;      // the address whose read failed (FLAG_READ_ERROR)
     u64 cursor;          // the next frame to read (the walk's state, kept in the map
                          // so that the verifier sees an unknown value and converges)
+    u64 user_ip;         // where the thread was in userspace when it entered the
+                         // kernel for this event (0: not read): the interpreter, or
+                         // native code it called (a C extension, a library, a syscall)
 };
 
 struct sample {
@@ -412,6 +425,14 @@ int pyprof_sample(void *ctx) {
     s->h.flags = 0;
     s->h.fault_addr = 0;
     s->h.cursor = 0;
+    s->h.user_ip = 0;
+    if (cfg->user_ip) {
+        // The user registers saved at the top of the task's kernel stack when it
+        // entered the kernel: for this event, or for the syscall it is in.
+        char *regs = bpf_task_pt_regs(bpf_get_current_task_btf());
+        if (regs)
+            bpf_probe_read_kernel(&s->h.user_ip, 8, regs + PT_REGS_IP);
+    }
     u64 tstate = 0;
     u64 *tsp = bpf_map_lookup_elem(&threads, &tid);
     if (tsp)
