@@ -120,6 +120,8 @@ pub struct Tally {
     pub now_total: u64,
     pub all_own: u64,
     pub all_total: u64,
+    /// Of `now_own`: samples in native code the instruction called (opcodes, hotspots).
+    pub now_native: u64,
 }
 
 /// A function: (file, qualified name, first line).
@@ -148,6 +150,9 @@ pub struct Stats {
     pub threads: usize,
     /// Seconds of sampling folded in (pauses excluded).
     pub elapsed: f64,
+    /// The sampler saw where threads were executing (`meta.ip_seen`): the opcode tables
+    /// show the share of native code an instruction called.
+    pub native_seen: bool,
     /// Windows folded in since the start (or the last reset).
     pub windows: u64,
     /// Thread stacks left out in the last window (idle, or not holding the GIL, as the
@@ -165,10 +170,13 @@ impl Stats {
         }
         for t in self.opcodes.values_mut() {
             t.now_own = 0;
+            t.now_native = 0;
         }
         for t in self.spots.values_mut() {
             t.now_own = 0;
+            t.now_native = 0;
         }
+        self.native_seen |= data.meta.ip_seen > 0;
         // Frame id → function index (frames differ by line and opcode; functions don't).
         let mut index: HashMap<(&str, &str, i32), usize> = HashMap::new();
         let mut fn_of: Vec<usize> = Vec::with_capacity(data.frames.len());
@@ -181,8 +189,9 @@ impl Stats {
         }
         let mut own = vec![0u64; index.len()];
         let mut total = vec![0u64; index.len()];
-        let mut ops: HashMap<(&str, &str), u64> = HashMap::new();
-        let mut spots: HashMap<(&str, &str, i32, u32, &str), u64> = HashMap::new();
+        // (samples, of them in native code the instruction called)
+        let mut ops: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
+        let mut spots: HashMap<(&str, &str, i32, u32, &str), (u64, u64)> = HashMap::new();
         let mut seen: Vec<usize> = Vec::new();
         let mut samples = 0u64;
         for s in &data.stacks {
@@ -193,11 +202,16 @@ impl Stats {
                 }
                 if let Some(f) = data.frames.get(leaf as usize) {
                     if let (Some(op), Some(base)) = (&f.opcode, &f.base_opcode) {
-                        *ops.entry((op, base)).or_insert(0) += s.count;
+                        let native = if s.native.is_some() { s.count } else { 0 };
+                        let e = ops.entry((op, base)).or_default();
+                        e.0 += s.count;
+                        e.1 += native;
                         if let Some(off) = f.offset {
-                            *spots
+                            let e = spots
                                 .entry((&f.file, &f.function, f.line, off, op))
-                                .or_insert(0) += s.count;
+                                .or_default();
+                            e.0 += s.count;
+                            e.1 += native;
                         }
                     }
                 }
@@ -220,15 +234,16 @@ impl Stats {
             t.all_own += own[i];
             t.all_total += total[i];
         }
-        for ((op, base), n) in ops {
+        for ((op, base), (n, native)) in ops {
             let t = self
                 .opcodes
                 .entry((op.to_string(), base.to_string()))
                 .or_default();
             t.now_own = n;
             t.all_own += n;
+            t.now_native = native;
         }
-        for ((file, function, line, off, op), n) in spots {
+        for ((file, function, line, off, op), (n, native)) in spots {
             let t = self
                 .spots
                 .entry((
@@ -241,6 +256,7 @@ impl Stats {
                 .or_default();
             t.now_own = n;
             t.all_own += n;
+            t.now_native = native;
         }
         self.samples += samples;
         self.window_samples = samples;
@@ -665,14 +681,30 @@ impl App {
             .max()
             .unwrap_or(0)
             .max(4);
-        let with_time = width >= 8 + 1 + 9 + 1 + op_w + 1 + 20;
-        let with_base = width >= 8 + 1 + 9 + 1 + op_w + 1 + base_w;
+        // With the thread's place seen: the share of each row in native code it called.
+        let native = self.stats.native_seen;
+        let nat = if native { 8 } else { 0 };
+        let native_cell = |t: &Tally| {
+            right(if t.now_native == 0 {
+                String::new()
+            } else {
+                format!(
+                    "{:.0}%",
+                    100.0 * t.now_native as f64 / t.now_own.max(1) as f64
+                )
+            })
+        };
+        let with_time = width >= 8 + 1 + 9 + 1 + nat + op_w + 1 + 20;
+        let with_base = width >= 8 + 1 + 9 + 1 + nat + op_w + 1 + base_w;
         let rows: Vec<Row> = op_rows
             .iter()
             .map(|((op, base), t)| {
                 let mut cells = vec![right(self.pct(t.now_own))];
                 if with_base || with_time {
                     cells.push(right(self.time(t.all_own)));
+                }
+                if native {
+                    cells.push(native_cell(t));
                 }
                 cells.push(Cell::from(op.clone()));
                 if with_base {
@@ -691,6 +723,10 @@ impl App {
         if with_base || with_time {
             nums.push(("OwnTime", time_col));
             widths.push(Constraint::Length(9));
+        }
+        if native {
+            nums.push(("Native", None));
+            widths.push(Constraint::Length(7));
         }
         widths.push(Constraint::Length(op_w as u16));
         let mut texts = vec!["Opcode"];
@@ -711,7 +747,7 @@ impl App {
             )),
             t2,
         );
-        let fixed = |time: bool| 8 + 1 + if time { 9 + 1 } else { 0 } + 7 + 1 + op_w + 1;
+        let fixed = |time: bool| 8 + 1 + if time { 9 + 1 } else { 0 } + nat + 7 + 1 + op_w + 1;
         let longest_name = spot_rows
             .iter()
             .map(|(k, _)| k.1.chars().count())
@@ -726,6 +762,9 @@ impl App {
                 if spot_time {
                     cells.push(right(self.time(t.all_own)));
                 }
+                if native {
+                    cells.push(native_cell(t));
+                }
                 cells.push(Cell::from(self.place(function, file, *line, label_w)));
                 cells.push(right(off.to_string()));
                 cells.push(Cell::from(op.clone()));
@@ -737,6 +776,10 @@ impl App {
         if spot_time {
             nums.push(("OwnTime", time_col));
             widths.push(Constraint::Length(9));
+        }
+        if native {
+            nums.push(("Native", None));
+            widths.push(Constraint::Length(7));
         }
         widths.extend([
             Constraint::Fill(1),

@@ -275,6 +275,38 @@ fn opcode_view_shows_opcodes_and_hotspots() {
 }
 
 #[test]
+fn opcode_view_shows_the_share_of_native_code_an_instruction_called() {
+    let mut app = App::new(&opts(true), "3.12.1".into(), "/srv/app".into());
+    let mut p = Profile::new(Meta {
+        ip_seen: 10,
+        ..Meta::default()
+    });
+    let t = p.intern_thread(&thread_info());
+    let mm = p.intern_frame(&op_frame("matmul", 13, 6, "BINARY_OP", "BINARY_OP"));
+    let add = p.intern_frame(&op_frame("hot_a", 12, 24, "BINARY_OP_ADD_INT", "BINARY_OP"));
+    let blas = p.intern_frame(&Frame::native("libopenblas.so.0"));
+    for _ in 0..3 {
+        p.add(t, &[mm], false, Some(blas));
+    }
+    p.add(t, &[mm], false, None);
+    for _ in 0..6 {
+        p.add(t, &[add], false, None);
+    }
+    app.stats.fold(&p.to_data(), 10, 0, 1.0);
+    let ops = app.stats.opcode_rows(SortBy::Own);
+    let bin = ops.iter().find(|r| r.0 .0 == "BINARY_OP").unwrap();
+    assert_eq!((bin.1.now_own, bin.1.now_native), (4, 3));
+    app.on_key(key('o'));
+    let lines = screen(&app, 100, 24);
+    let text = lines.join("\n");
+    assert!(text.contains("Native"), "{text}");
+    let row = &lines[row_of(&lines, "matmul (work.py:13)")];
+    assert!(row.contains("75%"), "{row}");
+    let row = &lines[row_of(&lines, "hot_a (work.py:12)")];
+    assert!(!row.contains('%') || row.matches('%').count() == 1, "{row}");
+}
+
+#[test]
 fn long_target_labels_keep_pid_script_and_python_version() {
     let mut o = opts(false);
     o.target_label =

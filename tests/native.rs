@@ -245,6 +245,12 @@ fn numpy_time_is_in_its_blas_and_ufuncs_not_in_the_instruction() {
                 "no [BINARY_OP];<native {blas}> in the collapsed stacks"
             ));
         }
+        for format in ["speedscope", "chrometrace"] {
+            let o = pyprof(&["report", "-f", format, "-o", "-", &out]);
+            if !String::from_utf8_lossy(&o.stdout).contains(&format!("<native {blas}>")) {
+                fail(format!("no <native {blas}> frame in the {format} output"));
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

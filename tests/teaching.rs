@@ -1557,14 +1557,33 @@ fn lessons_say_what_each_python_shows() {
                 !toks.is_empty(),
                 "{name} {version}: no instruction named in {claim:?}"
             );
+            let samples_of =
+                |got: &[(String, String, String, u64)], op: &str, func: &Option<String>| -> u64 {
+                    got.iter()
+                        .filter(|s| s.0.ends_with(&format!("/{name}.py")))
+                        .filter(|s| s.2 == op)
+                        .filter(|s| func.as_deref().is_none_or(|f| s.1 == f))
+                        .map(|s| s.3)
+                        .sum()
+                };
+            // An instruction with a small share (under 1%) can miss in one recording on a
+            // loaded machine (a CPU-time sampler takes fewer samples of a target that gets
+            // less CPU): record again, three recordings at most, before it counts as absent.
+            let mut got = got;
+            for _ in 0..2 {
+                if toks.iter().all(|(op, func)| samples_of(&got, op, func) > 0) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let src = lessons_dir().join(format!("{name}.py"));
+                let py = python(version).expect("recorded once already");
+                let mut extra = vec!["-r".to_string(), "500".to_string()];
+                extra.extend(lesson_flags(&src));
+                let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
+                got = sampled(&record_program(py, &src, &[SECONDS], &extra));
+            }
             for (op, func) in toks {
-                let n: u64 = got
-                    .iter()
-                    .filter(|s| s.0.ends_with(&format!("/{name}.py")))
-                    .filter(|s| s.2 == op)
-                    .filter(|s| func.as_deref().is_none_or(|f| s.1 == f))
-                    .map(|s| s.3)
-                    .sum();
+                let n = samples_of(&got, &op, &func);
                 assert!(
                     n > 0,
                     "{name} on Python {version}: the lesson says {op}{} but it was not sampled \

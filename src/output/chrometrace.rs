@@ -225,6 +225,10 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
         if let Some(&leaf) = stack.frames.last() {
             if let Some(Some((label, info))) = opcodes.get(leaf as usize) {
                 path.push((label, info));
+                // The native code the instruction was executing, below it.
+                if let Some((label, info)) = stack.native.and_then(|n| infos.get(n as usize)) {
+                    path.push((label, info));
+                }
             }
         }
         trees

@@ -330,6 +330,10 @@ pub fn encode<'a>(data: &'a ProfileData, opts: &RenderOptions) -> Vec<u8> {
         if let Some(&leaf) = stack.frames.last() {
             if let Some(f) = data.frames.get(leaf as usize) {
                 if let Some(op) = &f.opcode {
+                    // (Leaf first: the native code the instruction was executing, then it.)
+                    if let Some(&n) = stack.native.and_then(|n| frame_locs.get(n as usize)) {
+                        locs.push(n);
+                    }
                     let op_s = strings.id(&format!("[{op}]"));
                     let function = Function {
                         name: op_s,

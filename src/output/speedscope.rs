@@ -143,6 +143,10 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
                         })
                     });
                     sample.push(ix);
+                    // The native code the instruction was executing, below it.
+                    if let Some(&n) = stack.native.and_then(|n| frame_ix.get(n as usize)) {
+                        sample.push(n);
+                    }
                 }
             }
         }
