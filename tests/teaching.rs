@@ -1582,6 +1582,7 @@ fn lessons_say_what_each_python_shows() {
                 let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
                 got = sampled(&record_program(py, &src, &[SECONDS], &extra));
             }
+            native_claim(&name, version, claim, &run);
             for (op, func) in toks {
                 let n = samples_of(&got, &op, &func);
                 assert!(
@@ -1607,6 +1608,44 @@ fn lessons_say_what_each_python_shows() {
 /// one they take about two, when two CPUs are free: a run during which other work left
 /// the machine under 0.4 CPU idle cannot tell: false (try again), and on the `last` try a
 /// NOT CHECKED notice instead of failing. True when the claim was checked (or there is none).
+/// "OP (function), in native FILE": most of that instruction's samples were native code
+/// it called, in a file whose name starts with FILE (when the sampler saw registers).
+fn native_claim(name: &str, version: &str, claim: &str, run: &Run) {
+    let seen = run.data["meta"]["ip_seen"].as_u64().unwrap_or(0) > 0;
+    for part in claim.split(';') {
+        let Some((before, after)) = part.split_once("in native ") else {
+            continue;
+        };
+        let file: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
+        let Some((op, Some(func))) = opcode_tokens(before).into_iter().next() else {
+            panic!("{name} {version}: no instruction (function) before \"in native {file}\"");
+        };
+        if !seen {
+            continue;
+        }
+        let (mut n, mut native) = (0u64, 0u64);
+        for i in run.data["instructions"].as_array().into_iter().flatten() {
+            if i["opcode"] != op.as_str() || i["function"] != func.as_str() {
+                continue;
+            }
+            n += i["samples"].as_u64().unwrap_or(0);
+            for (obj, k) in i["native"].as_object().into_iter().flatten() {
+                if obj.starts_with(&file) {
+                    native += k.as_u64().unwrap_or(0);
+                }
+            }
+        }
+        assert!(
+            n > 0 && native * 2 > n,
+            "{name} on Python {version}: the lesson says {op} ({func}) runs in native {file}, \
+             but {native} of its {n} samples were there"
+        );
+    }
+}
+
 fn threads_claim(name: &str, version: &str, claim: &str, run: &Run, last: bool) -> bool {
     let one = claim.contains("one thread at a time");
     let both = claim.contains("both threads at once");

@@ -10,7 +10,7 @@
 //! neither is there, the listing says why.
 
 use super::disasm::{self, Symbols};
-use super::opcodes::{pct, table_of};
+use super::opcodes::{pct, share_text, table_of};
 use super::specialization::{self as spec, unhex};
 use super::text::{paragraph, row, width_of};
 use super::{main_script, FileNames, RenderOptions, TextStyle};
@@ -53,7 +53,7 @@ impl Row {
         objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let objs: Vec<String> = objs
             .iter()
-            .map(|(o, k)| format!("{o} {:.0}%", pct(**k, n)))
+            .map(|(o, k)| format!("{o} {}", share_text(pct(**k, n))))
             .collect();
         Some(format!(
             "{n} of {} samples ({:.1}%) in native code it called, outside the interpreter: {}",

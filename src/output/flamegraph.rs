@@ -131,7 +131,7 @@ fn leaf_color(state: State, name: &str) -> inferno::flamegraph::color::Color {
 }
 
 /// The colour of `<native FILE>` frames (below an opcode leaf).
-const NATIVE_RGB: (u8, u8, u8) = (130, 150, 175);
+const NATIVE_RGB: (u8, u8, u8) = (175, 160, 120);
 
 pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Result<()> {
     let (lines, folded) = if opts.imports {

@@ -55,6 +55,15 @@ pub fn fit(s: &str, n: usize) -> String {
     }
 }
 
+/// A share in whole percent, "<1%" for a small one that is not nothing.
+pub fn share_text(p: f64) -> String {
+    if p > 0.0 && p < 0.5 {
+        "<1%".to_string()
+    } else {
+        format!("{p:.0}%")
+    }
+}
+
 /// `n` as a percentage of `total` (0 when there is no total).
 pub fn pct(n: u64, total: u64) -> f64 {
     if total == 0 {
@@ -388,7 +397,7 @@ fn native_table(
         objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let objs: Vec<String> = objs
             .iter()
-            .map(|(o, k)| format!("{o} {:.0}%", pct(**k, n)))
+            .map(|(o, k)| format!("{o} {}", share_text(pct(**k, n))))
             .collect();
         for l in row(
             width,
