@@ -190,8 +190,9 @@ impl Stats {
         let mut own = vec![0u64; index.len()];
         let mut total = vec![0u64; index.len()];
         // (samples, of them in native code the instruction called)
+        type Spot<'a> = (&'a str, &'a str, i32, u32, &'a str);
         let mut ops: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
-        let mut spots: HashMap<(&str, &str, i32, u32, &str), (u64, u64)> = HashMap::new();
+        let mut spots: HashMap<Spot, (u64, u64)> = HashMap::new();
         let mut seen: Vec<usize> = Vec::new();
         let mut samples = 0u64;
         for s in &data.stacks {
