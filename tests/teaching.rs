@@ -240,15 +240,20 @@ fn lesson(version: &str, name: &str) -> Option<Arc<Run>> {
     if let Some(r) = runs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Some(r.clone());
     }
-    let src = lessons_dir().join(format!("{name}.py"));
-    let flags = lesson_flags(&src);
-    let mut extra = vec!["-r", "500"];
-    extra.extend(flags.iter().map(|s| s.as_str()));
-    let run = Arc::new(record_program(py, &src, &[SECONDS], &extra));
+    let run = Arc::new(record_lesson(py, name));
     runs.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, run.clone());
     Some(run)
+}
+
+/// Record lesson `name` on `py` at 500 Hz with its own flags, as the gallery does.
+fn record_lesson(py: &Python, name: &str) -> Run {
+    let src = lessons_dir().join(format!("{name}.py"));
+    let flags = lesson_flags(&src);
+    let mut extra = vec!["-r", "500"];
+    extra.extend(flags.iter().map(|s| s.as_str()));
+    record_program(py, &src, &[SECONDS], &extra)
 }
 
 /// A lesson's own recording flags: its docstring's "Recorded with:" line (as
@@ -1508,12 +1513,8 @@ fn lessons_say_what_each_python_shows() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_secs(2));
-                let src = lessons_dir().join(format!("{name}.py"));
                 let py = python(version).expect("recorded once already");
-                let mut extra = vec!["-r".to_string(), "500".to_string()];
-                extra.extend(lesson_flags(&src));
-                let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-                again = Arc::new(record_program(py, &src, &[SECONDS], &extra));
+                again = Arc::new(record_lesson(py, &name));
             }
             let got = sampled(&run);
             if claim.contains("nothing specialized") {
@@ -1575,12 +1576,8 @@ fn lessons_say_what_each_python_shows() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_secs(1));
-                let src = lessons_dir().join(format!("{name}.py"));
                 let py = python(version).expect("recorded once already");
-                let mut extra = vec!["-r".to_string(), "500".to_string()];
-                extra.extend(lesson_flags(&src));
-                let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-                got = sampled(&record_program(py, &src, &[SECONDS], &extra));
+                got = sampled(&record_lesson(py, &name));
             }
             native_claim(&name, version, claim, &run);
             for (op, func) in toks {

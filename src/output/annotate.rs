@@ -10,7 +10,7 @@
 //! neither is there, the listing says why.
 
 use super::disasm::{self, Symbols};
-use super::opcodes::{pct, share_text, table_of};
+use super::opcodes::{native_files, pct, table_of};
 use super::specialization::{self as spec, unhex};
 use super::text::{paragraph, row, width_of};
 use super::{main_script, FileNames, RenderOptions, TextStyle};
@@ -49,17 +49,11 @@ impl Row {
         if n == 0 {
             return None;
         }
-        let mut objs: Vec<(&String, &u64)> = self.native.iter().collect();
-        objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let objs: Vec<String> = objs
-            .iter()
-            .map(|(o, k)| format!("{o} {}", share_text(pct(**k, n))))
-            .collect();
         Some(format!(
             "{n} of {} samples ({:.1}%) in native code it called, outside the interpreter: {}",
             self.samples,
             pct(n, self.samples),
-            objs.join(", ")
+            native_files(&self.native)
         ))
     }
 }

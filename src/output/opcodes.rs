@@ -55,6 +55,17 @@ pub fn fit(s: &str, n: usize) -> String {
     }
 }
 
+/// Native samples by file, most first, each with its share: "libz.so.1 97%, libc.so.6 3%".
+pub fn native_files(native: &BTreeMap<String, u64>) -> String {
+    let n: u64 = native.values().sum();
+    let mut objs: Vec<(&String, &u64)> = native.iter().collect();
+    objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    objs.iter()
+        .map(|(o, k)| format!("{o} {}", share_text(pct(**k, n))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A share in whole percent, "<1%" for a small one that is not nothing.
 pub fn share_text(p: f64) -> String {
     if p > 0.0 && p < 0.5 {
@@ -393,12 +404,6 @@ fn native_table(
     }
     for (s, site) in hot.iter().zip(sites) {
         let n = s.native_samples();
-        let mut objs: Vec<(&String, &u64)> = s.native.iter().collect();
-        objs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let objs: Vec<String> = objs
-            .iter()
-            .map(|(o, k)| format!("{o} {}", share_text(pct(**k, n))))
-            .collect();
         for l in row(
             width,
             &format!(
@@ -407,7 +412,7 @@ fn native_table(
                 n,
                 pct(n, s.samples)
             ),
-            &[site, objs.join(", ")],
+            &[site, native_files(&s.native)],
             &pads,
         ) {
             writeln!(w, "{l}")?;
