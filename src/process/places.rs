@@ -33,8 +33,6 @@ pub struct Places {
     exec: Vec<(u64, u64, usize)>,
     names: Vec<String>,
     read_at: Option<Instant>,
-    /// Times the maps were read.
-    pub reads: u64,
 }
 
 impl Places {
@@ -99,7 +97,6 @@ impl Places {
         let stale = self.read_at.is_none_or(|t| t.elapsed() >= REREAD_EVERY);
         if found.is_none() && stale && self.pid > 0 {
             if let Ok(m) = maps::read_maps(self.pid) {
-                self.reads += 1;
                 self.set_maps(&m);
             }
             self.read_at = Some(Instant::now());

@@ -610,22 +610,18 @@ impl Session {
                 s.snapshot.take(&s.mem);
             }
         };
-        if self.sampler.places.is_some() {
-            // With opcodes: where each thread on a CPU is executing is read from its
-            // registers, so those are paused too. On a GIL build one that does not hold
-            // the GIL runs native code (it released the GIL in a C call), and its share
-            // is exactly what the opcode report must not give to the instruction.
+        // Free-threaded builds: every thread on a CPU can run Python: pause those. With
+        // opcodes, also on GIL builds: where each thread on a CPU is executing is read
+        // from its registers. One that does not hold the GIL runs native code (it
+        // released the GIL in a C call), exactly what the opcode report must not give
+        // to the instruction.
+        let free_threaded = !self.sampler.walker.has_gil();
+        if free_threaded || self.sampler.places.is_some() {
             for t in self.monitor.active() {
                 paused.add(t).map_err(|_| WalkError::Pause)?;
             }
         }
-        let free_threaded = !self.sampler.walker.has_gil();
         if free_threaded {
-            // Every thread on a CPU can run Python: pause those.
-            let active = self.monitor.active();
-            for t in active {
-                paused.add(t).map_err(|_| WalkError::Pause)?;
-            }
             self.stats.paused_few += 1;
             take(self);
             return Ok(());
