@@ -210,6 +210,11 @@ int main(void)
     P("frame_instr", offsetof(_PyInterpreterFrame, prev_instr));
 #  endif
     P("frame_owner", offsetof(_PyInterpreterFrame, owner));
+#  if PY_VERSION_HEX < 0x030C0000
+    P("frame_is_entry", offsetof(_PyInterpreterFrame, is_entry));
+#  else
+    NONE("frame_is_entry");
+#  endif
     P("frame_localsplus", offsetof(_PyInterpreterFrame, localsplus));
 #  if PY_VERSION_HEX >= 0x030E0000 && defined(Py_GIL_DISABLED)
     P("frame_tlbc_index", offsetof(_PyInterpreterFrame, tlbc_index));
@@ -228,6 +233,7 @@ int main(void)
     P("frame_code", offsetof(PyFrameObject, f_code));
     P("frame_instr", offsetof(PyFrameObject, f_lasti));
     NONE("frame_owner");
+    NONE("frame_is_entry");
     P("frame_localsplus", offsetof(PyFrameObject, f_localsplus));
     NONE("frame_tlbc_index");
     P("frame_code_tag_mask", 0);

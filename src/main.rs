@@ -92,7 +92,8 @@ struct SamplingArgs {
     /// Only sample the thread holding the GIL
     #[arg(short, long)]
     gil: bool,
-    /// Native (C) frames: py-spy's flag, not supported yet (refused with a reason)
+    /// Native (C, C++, Rust) frames interleaved with the Python frames, unwound with each
+    /// library's DWARF call-frame information and symbolized (ptrace sampler)
     #[arg(short, long)]
     native: bool,
     /// Deepest stack to follow; deeper stacks are cut at the root and marked [truncated]
@@ -118,7 +119,15 @@ impl SamplingArgs {
     fn choice(&self) -> Result<sampler::SamplerChoice> {
         use sampler::{SamplerChoice, SamplerKind};
         if self.native {
-            bail!("{NATIVE_UNSUPPORTED}");
+            if self.opcodes {
+                bail!("{NATIVE_WITH_OPCODES}");
+            }
+            return match (self.sampler, self.nonblocking) {
+                (Some(SamplerArg::Bpf | SamplerArg::Read), _) | (None, true) => {
+                    bail!("{NATIVE_PTRACE_ONLY}")
+                }
+                _ => Ok(SamplerChoice::Exactly(SamplerKind::Ptrace)),
+            };
         }
         Ok(match (self.sampler, self.blocking, self.nonblocking) {
             (Some(SamplerArg::Bpf), ..) => SamplerChoice::Exactly(SamplerKind::Bpf),
@@ -526,6 +535,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.duration = args.duration.map(Duration::from_secs_f64);
     req.sampler = args.sampling.choice()?;
     req.opcodes = args.sampling.opcodes;
+    req.native = args.sampling.native;
     req.max_depth = args.sampling.max_depth.max(1);
     req.filter = args.sampling.filter();
     req.subprocesses = args.subprocesses;
@@ -760,13 +770,17 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why `-n/--native` is refused.
-const NATIVE_UNSUPPORTED: &str = "-n/--native: native (C) frames are not supported yet: \
-    pyprof shows the Python frames only; run without -n";
+/// Why `-n/--native` is refused with a non-blocking sampler.
+const NATIVE_PTRACE_ONLY: &str = "-n/--native reads each thread's registers and stack while \
+    it is paused: it needs the ptrace sampler (the default with -n); the bpf and read \
+    samplers do not unwind native stacks yet";
+/// Why `-n/--native` is refused with `--opcodes`.
+const NATIVE_WITH_OPCODES: &str = "-n/--native and --opcodes cannot be combined yet; \
+    --opcodes alone already counts the time in native code each instruction called";
 
 fn dump(args: DumpArgs) -> Result<ExitCode> {
     if args.native {
-        bail!("{NATIVE_UNSUPPORTED}");
+        bail!("-n/--native: pyprof dump does not show native frames yet (pyprof record -n does)");
     }
     pyprof::record::check_attachable(args.pid)?;
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;

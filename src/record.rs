@@ -27,6 +27,8 @@ pub struct Request {
     pub duration: Option<Duration>,
     pub sampler: SamplerChoice,
     pub opcodes: bool,
+    /// `--native`: native frames interleaved with the Python frames (ptrace sampler).
+    pub native: bool,
     pub max_depth: usize,
     pub filter: ThreadFilter,
     pub subprocesses: bool,
@@ -46,6 +48,7 @@ impl Request {
             duration: None,
             sampler: SamplerChoice::Default,
             opcodes: false,
+            native: false,
             max_depth: sampler::DEFAULT_MAX_DEPTH,
             filter: ThreadFilter::default(),
             subprocesses: false,
@@ -174,6 +177,7 @@ pub fn start(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result
     let mut guard = ChildGuard { child, exit: None };
     let mut targets = sampler::Targets::empty(pid, max_depth, req.opcodes, req.filter);
     targets.follow_children = req.subprocesses;
+    targets.native = req.native;
     let found = find_python(
         &mut guard,
         &mut targets,
@@ -186,6 +190,9 @@ pub fn start(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Result
     if found {
         for s in &mut targets.sessions {
             s.filter = req.filter;
+            if req.native {
+                s.enable_native();
+            }
         }
         targets.label_processes();
     }

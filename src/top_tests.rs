@@ -12,6 +12,7 @@ fn frame(function: &str, first_line: i32, line: i32) -> Frame {
         offset: None,
         opcode: None,
         base_opcode: None,
+        object: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn op_frame(function: &str, line: i32, offset: u32, op: &str, base: &str) -> Fra
         offset: Some(offset),
         opcode: Some(op.into()),
         base_opcode: Some(base.into()),
+        object: None,
         ..frame(function, 10, line)
     }
 }

@@ -588,6 +588,7 @@ fn frame(function: &str, file: &str, first_line: i32, line: i32) -> Frame {
         offset: None,
         opcode: None,
         base_opcode: None,
+        object: None,
     }
 }
 
@@ -596,6 +597,7 @@ fn op_frame(function: &str, file: &str, first_line: i32, line: i32, op: &str) ->
         offset: Some(12),
         opcode: Some(op.into()),
         base_opcode: Some(op.into()),
+        object: None,
         ..frame(function, file, first_line, line)
     }
 }

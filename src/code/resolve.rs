@@ -94,6 +94,7 @@ pub fn resolve_frame_with(
         offset: None,
         opcode: None,
         base_opcode: None,
+        object: None,
     };
     let Some(mut off) = offset else {
         return Ok(Some(frame));
@@ -179,6 +180,7 @@ mod tests {
             owner: 0,
             tlbc_index: 1,
             bytecode: 0x2000_0000,
+            entry: true,
         };
         assert_eq!(instruction_offset(l, &info, &rf), Some(10));
         // Unresolved copy: the pointer is not in the code object's own bytecode.

@@ -12,6 +12,7 @@ fn children_nest_inside_parents() {
         offset: None,
         opcode: None,
         base_opcode: None,
+        object: None,
     };
     let mut data = ProfileData {
         frames: vec![f("a"), f("b"), f("c")],

@@ -474,6 +474,7 @@ mod tests {
             offset: None,
             opcode: None,
             base_opcode: None,
+            object: None,
         };
         let mut data = ProfileData::default();
         data.meta.cwd = "/home/u".into();

@@ -11,6 +11,7 @@ fn frame(function: &str, line: i32, opcode: Option<&str>) -> Frame {
         offset: opcode.map(|_| 4),
         opcode: opcode.map(String::from),
         base_opcode: opcode.map(String::from),
+        object: None,
     }
 }
 

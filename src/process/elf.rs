@@ -104,6 +104,15 @@ impl ElfInfo {
         None
     }
 
+    /// The bytes of section `name` in the file (None if absent, empty in the file such
+    /// as `.bss`, or not within it).
+    pub fn section_data(&self, name: &str) -> Option<&[u8]> {
+        let &(_, size, offset) = self.sections.get(name)?;
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        self.map.as_ref()?.get(start..end).filter(|b| !b.is_empty())
+    }
+
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.get(name).map(|s| s.0)
     }

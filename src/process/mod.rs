@@ -7,6 +7,7 @@ pub mod elf;
 pub mod live;
 pub mod maps;
 pub mod memory;
+pub mod native;
 pub mod places;
 pub mod ptrace;
 pub mod snapshot;

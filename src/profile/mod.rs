@@ -26,6 +26,10 @@ pub struct Frame {
     /// With `--opcodes`: the base (deoptimized) opcode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_opcode: Option<String>,
+    /// With `--native`: a native frame, of this object (`libz.so.1`); `file` and `line`
+    /// are its source's where the object has DWARF line tables, else empty and 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 impl Frame {
@@ -39,6 +43,18 @@ impl Frame {
             offset: None,
             opcode: None,
             base_opcode: None,
+            object: None,
+        }
+    }
+
+    /// `--native`: a native frame.
+    pub fn native_code(f: &crate::process::native::NativeFrame) -> Frame {
+        Frame {
+            function: f.function.clone(),
+            file: f.file.clone().unwrap_or_default(),
+            line: f.line.min(i32::MAX as u32) as i32,
+            object: Some(f.object.clone()),
+            ..Frame::task("")
         }
     }
 
@@ -613,6 +629,7 @@ mod tests {
             offset: Some(6),
             opcode: Some(opcode.into()),
             base_opcode: Some(opcode.into()),
+            object: None,
         }
     }
 

@@ -86,6 +86,7 @@ impl Image {
                     owner: 0,
                     tlbc_index: 0,
                     bytecode: 0,
+                    entry: false,
                 },
                 RawFrame {
                     frame: coro + 72,
@@ -94,6 +95,7 @@ impl Image {
                     owner: 1,
                     tlbc_index: 0,
                     bytecode: 0,
+                    entry: false,
                 },
             ],
             ..Default::default()

@@ -98,6 +98,9 @@ pub struct Layout {
     pub frame_instr: u32,
     /// 3.11+: `owner` (char)
     pub frame_owner: Option<u32>,
+    /// 3.11: `is_entry` (bool), set on the frame a C call of the eval loop started with
+    /// (3.12+ mark that boundary with a frame of its own, `owner_cstack`/`owner_interpreter`)
+    pub frame_is_entry: Option<u32>,
     /// `f_localsplus` or `localsplus`
     pub frame_localsplus: u32,
     /// 3.14+ free-threaded: `tlbc_index` (int32), the index in `co_tlbc` of the bytecode

@@ -260,6 +260,7 @@ pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
             owner: u32_at(f, 24) as u8,
             tlbc_index: u32_at(f, 28),
             bytecode: 0,
+            entry: false,
         }));
     if !compact {
         s.windows.extend(body.chunks_exact(flen).map(|f| {

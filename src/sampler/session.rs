@@ -343,6 +343,9 @@ impl Session {
                 errors.push(e);
                 return errors;
             }
+            if self.sampler.native.is_some() {
+                self.unwind_native(&mut paused);
+            }
             if self.sampler.places.is_some() {
                 // With opcodes: where each paused thread was (the interpreter, or native
                 // code its leaf instruction called), by thread state.
@@ -601,6 +604,39 @@ impl Session {
         errors
     }
 
+    /// `--native`: read the native stack of every paused thread (its registers and a copy
+    /// of its stack, taken while it is paused: consistent), into `sampler.native_stacks`.
+    fn unwind_native(&mut self, paused: &mut Paused) {
+        self.sampler.native_stacks.clear();
+        let tids: Vec<u64> = paused.tids().collect();
+        let pid = self.pid;
+        for (&tstate, &tid) in &self.os_tids {
+            if !tids.contains(&tid) {
+                continue;
+            }
+            let Some((ip, sp, bp)) = paused.regs(tid) else {
+                continue;
+            };
+            let Some(unwinder) = self.sampler.native.as_mut() else {
+                return;
+            };
+            let mut copy = crate::process::native::StackCopy::read(pid, sp);
+            let mut stack = Vec::new();
+            unwinder.unwind(ip, sp, bp, &mut |a| copy.word(a), &mut stack);
+            paused.syscalls += copy.reads;
+            unwinder.stats.extra_reads += copy.reads - 1;
+            self.sampler.native_stacks.insert(tstate, stack);
+        }
+    }
+
+    /// `--native`: unwind and symbolize each paused thread's native stack (the ptrace
+    /// sampler only).
+    pub fn enable_native(&mut self) {
+        if self.sampler.native.is_none() {
+            self.sampler.native = Some(crate::process::native::NativeUnwinder::new(self.pid));
+        }
+    }
+
     /// ptrace: pause what can change a Python stack, then take the snapshot.
     fn pause_movers(&mut self, paused: &mut Paused, full: bool) -> Result<(), WalkError> {
         let take = |s: &mut Session| {
@@ -616,8 +652,16 @@ impl Session {
         // released the GIL in a C call), exactly what the opcode report must not give
         // to the instruction.
         let free_threaded = !self.sampler.walker.has_gil();
-        if free_threaded || self.sampler.places.is_some() {
+        let native = self.sampler.native.is_some();
+        if free_threaded || self.sampler.places.is_some() || native {
             for t in self.monitor.active() {
+                paused.add(t).map_err(|_| WalkError::Pause)?;
+            }
+        }
+        if native && self.filter.idle {
+            // --native --idle: a sleeping thread's native stack too (where it waits).
+            let all: Vec<u64> = self.os_tids.values().copied().collect();
+            for t in all {
                 paused.add(t).map_err(|_| WalkError::Pause)?;
             }
         }
@@ -1065,6 +1109,8 @@ pub struct Targets {
     children: ChildFiles,
     pub max_depth: usize,
     pub opcodes: bool,
+    /// `--native`: sessions of descendants unwind native stacks too.
+    pub native: bool,
     pub filter: ThreadFilter,
 }
 
@@ -1097,6 +1143,7 @@ impl Targets {
             children: ChildFiles::default(),
             max_depth,
             opcodes,
+            native: false,
             filter,
         }
     }
@@ -1147,6 +1194,9 @@ impl Targets {
                 Ok(s) if !s.ready() => {} // not initialised yet: next scan
                 Ok(mut s) => {
                     s.filter = self.filter;
+                    if self.native {
+                        s.enable_native();
+                    }
                     if self.follow_children {
                         s.sampler.process_label = Some(process_label(child));
                     }

@@ -80,6 +80,34 @@ pub struct StackSampler {
     pub ips: std::collections::HashMap<u64, u64>,
     /// Native frames interned in the profile `frame_ids_profile`, by object.
     native_ids: Vec<(String, u32)>,
+    /// `--native`: the target's native unwinder and symbolizer.
+    pub native: Option<crate::process::native::NativeUnwinder>,
+    /// `--native`: the native stacks (addresses, leaf first) of the threads whose
+    /// registers and stack were read this tick, by thread state.
+    pub native_stacks: std::collections::HashMap<u64, Vec<u64>>,
+    /// `--native`: an address's frames interned in the profile, outermost first, and
+    /// whether it is the eval loop's.
+    native_frames: std::collections::HashMap<u64, NativeIds>,
+    /// `--native`: of the stack being recorded, how many Python frames each C call of the
+    /// eval loop runs, leaf first.
+    groups: Vec<usize>,
+    /// Stacks merged with their native frames, and of them those whose eval-loop frames
+    /// did not match the Python frames one for one (unwinding stopped early, or a frame
+    /// without CFI): there the Python frames left over are kept on the root side.
+    pub native_merged: u64,
+    pub native_mismatched: u64,
+}
+
+/// `--native`: what one native address is in the profile.
+#[derive(Clone, Debug, Default)]
+struct NativeIds {
+    /// Its frames, outermost first.
+    ids: Vec<u32>,
+    /// In the eval loop: the Python frames of one of its C calls stand for it.
+    eval: bool,
+    /// The program's `main` (or the interpreter's): the frames below it only start the
+    /// process (`_start`, `__libc_start_main`: in no symbol table of a stripped libc).
+    main: bool,
 }
 
 /// The code object at `addr` (`CodeReader::code_upto`); for a stack the kernel took
@@ -164,6 +192,12 @@ impl StackSampler {
             places: None,
             ips: Default::default(),
             native_ids: Vec::new(),
+            native: None,
+            native_stacks: Default::default(),
+            native_frames: Default::default(),
+            groups: Vec::new(),
+            native_merged: 0,
+            native_mismatched: 0,
         }
     }
 
@@ -406,6 +440,7 @@ impl StackSampler {
             self.prev_stacks.clear();
             self.recorded.clear();
             self.native_ids.clear();
+            self.native_frames.clear();
             self.frame_ids_profile = profile.id;
         }
         // 0. --async-aware: the task this thread's event loop is running, if any, and
@@ -645,6 +680,21 @@ impl StackSampler {
             .extend(tail.iter().map(|k| k.1).filter(|&id| id != u32::MAX));
         // Keep this stack (its keys and ids, and raw frames) for the thread's next sample.
         std::mem::swap(&mut prev.keyed, &mut self.frame_keys_ids);
+        if self.native.is_some() {
+            // The Python frames each C call of the eval loop runs (leaf first).
+            self.groups.clear();
+            let mut run = 0;
+            for (rf, k) in raw.frames.iter().zip(&prev.keyed) {
+                run += (k.1 != u32::MAX) as usize;
+                if rf.entry {
+                    self.groups.push(run);
+                    run = 0;
+                }
+            }
+            if run > 0 {
+                self.groups.push(run);
+            }
+        }
         prev.raw.clear();
         if by_raw {
             prev.raw.extend_from_slice(&raw.frames);
@@ -663,6 +713,9 @@ impl StackSampler {
             self.task_samples += 1;
         } else if !self.ids.is_empty() {
             self.ids.reverse();
+            if let Some(stack) = self.native_stacks.remove(&raw.tstate) {
+                self.merge_native(&stack, profile);
+            }
         }
         if !self.ids.is_empty() {
             let (native_id, ns_id) = match self.identities.get(&raw.tstate) {
@@ -694,6 +747,72 @@ impl StackSampler {
         }
         self.unsettled += raw.unsettled as u64;
         Ok(())
+    }
+
+    /// `--native`: interleave the Python frames (`self.ids`, root first) with the native
+    /// stack `stack` (leaf first): each eval-loop frame is replaced by the Python frames
+    /// its C call runs (`self.groups`), matched from the leaf.
+    fn merge_native(&mut self, stack: &[u64], profile: &mut Profile) {
+        let Some(unwinder) = self.native.as_mut() else {
+            return;
+        };
+        if self.groups.iter().sum::<usize>() != self.ids.len() {
+            return;
+        }
+        self.ids.reverse(); // leaf first
+        let mut out: Vec<u32> = Vec::with_capacity(self.ids.len() + stack.len());
+        let (mut g, mut at) = (0, 0);
+        let mut extra_eval = false;
+        let mut main_at = None;
+        for &addr in stack {
+            let n = self.native_frames.entry(addr).or_insert_with(|| {
+                let s = unwinder.symbolize(addr);
+                let ids = s
+                    .frames
+                    .iter()
+                    .filter(|f| !crate::process::native::is_process_entry(&f.function))
+                    .map(|f| profile.intern_frame(&crate::profile::Frame::native_code(f)))
+                    .collect();
+                let main = s
+                    .frames
+                    .iter()
+                    .any(|f| matches!(f.function.as_str(), "main" | "Py_BytesMain" | "Py_Main"));
+                NativeIds {
+                    ids,
+                    eval: s.eval,
+                    main,
+                }
+            });
+            if n.main {
+                // Root side of the process's main: drop what was unwound below it.
+                main_at = Some(out.len() + n.ids.len());
+            }
+            let ids = &n.ids;
+            if n.eval {
+                match self.groups.get(g) {
+                    Some(&n) => {
+                        out.extend_from_slice(&self.ids[at..at + n]);
+                        at += n;
+                        g += 1;
+                    }
+                    None => extra_eval = true,
+                }
+            } else {
+                out.extend(ids.iter().rev());
+            }
+        }
+        if at < self.ids.len() || extra_eval {
+            self.native_mismatched += 1;
+        }
+        if at == self.ids.len() {
+            if let Some(m) = main_at {
+                out.truncate(m);
+            }
+        }
+        out.extend_from_slice(&self.ids[at..]);
+        out.reverse();
+        self.ids = out;
+        self.native_merged += 1;
     }
 
     /// With opcodes: the native frame of where `raw`'s thread was executing, if that was

@@ -31,6 +31,11 @@ pub struct RawFrame {
     /// [`Walker::resolve_bytecode`] for a non-zero `tlbc_index`; 0 means the code object's
     /// own bytecode. The instruction pointer points into this copy.
     pub bytecode: u64,
+    /// The root-most frame of one C call of the eval loop (`_PyEval_EvalFrameDefault`):
+    /// every frame ≤3.10; 3.11's `is_entry`; on 3.12+ the frame a C-stack shim follows.
+    /// With `--native`, the Python frames between two such boundaries replace one native
+    /// eval-loop frame.
+    pub entry: bool,
 }
 
 /// One thread's stack, leaf first.
@@ -393,6 +398,7 @@ impl Walker {
             .collect();
         let mut frame_fields = vec![l.frame_back, l.frame_code, l.frame_instr];
         frame_fields.extend(l.frame_owner);
+        frame_fields.extend(l.frame_is_entry);
         frame_fields.extend(l.frame_tlbc_index);
         Walker {
             gil: GilSource::None,
@@ -917,11 +923,22 @@ impl Walker {
             if back == frame {
                 return Err(WalkError::Cycle("frame"));
             }
-            if let Some(raw) = raw {
-                out.frames.push(raw);
-                kept += 1;
+            match raw {
+                Some(raw) => {
+                    out.frames.push(raw);
+                    kept += 1;
+                }
+                // A shim: the eval loop's C call that ran the frames above it began here.
+                None => {
+                    if let Some(last) = out.frames.last_mut() {
+                        last.entry = true;
+                    }
+                }
             }
             frame = back;
+        }
+        if let Some(root) = out.frames.last_mut() {
+            root.entry = true;
         }
         Ok(())
     }
@@ -986,6 +1003,7 @@ impl Walker {
                 owner: 0,
                 tlbc_index: 0,
                 bytecode: 0,
+                entry: true,
             }),
             FrameKind::Interpreter => {
                 let owner = l.frame_owner.map(|o| f(o) as u8).unwrap_or(0);
@@ -1001,6 +1019,7 @@ impl Walker {
                         // An int32 (its low 4 bytes, little-endian).
                         tlbc_index: l.frame_tlbc_index.map_or(0, |o| f(o) as u32),
                         bytecode: 0,
+                        entry: l.frame_is_entry.is_some_and(|o| f(o) as u8 != 0),
                     })
                 }
             }
@@ -1055,6 +1074,7 @@ mod tlbc_tests {
                 owner: 0,
                 tlbc_index,
                 bytecode: 0,
+                entry: true,
             }],
             ..Default::default()
         })
