@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install numpy (real C-extension code: a matrix product runs in its BLAS) into a venv
-# for the native-code tests, idempotently:
+# for the native-code tests, idempotently (with py-spy, to compare --native with):
 #
 #   3.12  venv at target/native/venv-3.12 (pyenv's 3.12.1), from PyPI
 #
@@ -8,8 +8,10 @@
 # the line is left out (exit 0 still): the tests that need numpy fail by name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-VERSIONS=(numpy==2.3.5)
-STAMP="v1 ${VERSIONS[*]}"
+# py-spy too: tests/native.rs compares `--native` with `py-spy record --native` (for
+# comparison only; pyprof never depends on it).
+VERSIONS=(numpy==2.3.5 py-spy==0.4.3)
+STAMP="v2 ${VERSIONS[*]}"
 say() { printf 'install-numpy: %s\n' "$*" >&2; }
 root=${PYENV_ROOT:-/root/.pyenv}
 mkdir -p target

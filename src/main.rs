@@ -122,12 +122,13 @@ impl SamplingArgs {
             if self.opcodes {
                 bail!("{NATIVE_WITH_OPCODES}");
             }
-            return match (self.sampler, self.nonblocking) {
-                (Some(SamplerArg::Bpf | SamplerArg::Read), _) | (None, true) => {
-                    bail!("{NATIVE_PTRACE_ONLY}")
-                }
-                _ => Ok(SamplerChoice::Exactly(SamplerKind::Ptrace)),
-            };
+            if self.sampler == Some(SamplerArg::Read) {
+                bail!("{NATIVE_NOT_READ}");
+            }
+            if self.nonblocking {
+                // Never stop the target, and see native stacks: only the kernel can.
+                return Ok(SamplerChoice::Exactly(SamplerKind::Bpf));
+            }
         }
         Ok(match (self.sampler, self.blocking, self.nonblocking) {
             (Some(SamplerArg::Bpf), ..) => SamplerChoice::Exactly(SamplerKind::Bpf),
@@ -770,10 +771,10 @@ fn annotate(args: AnnotateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why `-n/--native` is refused with a non-blocking sampler.
-const NATIVE_PTRACE_ONLY: &str = "-n/--native reads each thread's registers and stack while \
-    it is paused: it needs the ptrace sampler (the default with -n); the bpf and read \
-    samplers do not unwind native stacks yet";
+/// Why `-n/--native` is refused with the read sampler.
+const NATIVE_NOT_READ: &str = "-n/--native needs each thread's registers and a stack copy of \
+    the same instant: the bpf sampler (in the kernel's sampling event) or ptrace (while \
+    the thread is paused); plain reads (--sampler read) cannot see registers";
 /// Why `-n/--native` is refused with `--opcodes`.
 const NATIVE_WITH_OPCODES: &str = "-n/--native and --opcodes cannot be combined yet; \
     --opcodes alone already counts the time in native code each instruction called";

@@ -244,6 +244,9 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         notes.push(n.clone());
     }
     let kind = opened.kind;
+    if req.native && kind == sampler::SamplerKind::Read {
+        bail!("-n/--native: neither the bpf nor the ptrace sampler can run here, and plain reads cannot see a thread's registers");
+    }
     // What was profiled: the Python process (the given one, or its descendant).
     let label = if session.pid == pid {
         target_label.clone()
@@ -317,6 +320,20 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
                 _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),
             });
         }
+    }
+    if req.native {
+        for s in sampler.sessions_seen() {
+            profile.meta.native_stacks += s.sampler.native_merged;
+            profile.meta.native_mismatched += s.sampler.native_mismatched;
+            if let Some(u) = &s.sampler.native {
+                profile.meta.native_incomplete += u.stats.incomplete;
+            }
+        }
+        let m = &profile.meta;
+        profile.meta.notes.push(format!(
+            "--native: {} samples with native frames; unwinding stopped early in {}, eval-loop frames not matched one for one in {}",
+            m.native_stacks, m.native_incomplete, m.native_mismatched
+        ));
     }
     let freed: u64 = sampler
         .targets

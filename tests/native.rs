@@ -254,3 +254,289 @@ fn numpy_time_is_in_its_blas_and_ufuncs_not_in_the_instruction() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The leaf frames of the collapsed stacks through `function`, by how many samples end
+/// there: a symbol's name, or `(OBJECT)` for an address in an object without one (py-spy
+/// shows those as absolute addresses, pyprof relative to the object: both name it).
+fn native_leaves(collapsed: &str, function: &str) -> Vec<(String, u64)> {
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in collapsed.lines() {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        if !stack
+            .split(';')
+            .any(|f| f.starts_with(&format!("{function} (")))
+        {
+            continue;
+        }
+        let leaf = stack.rsplit(';').next().unwrap_or("");
+        let (name, rest) = leaf.split_once(" (").unwrap_or((leaf, ""));
+        let key = if name.starts_with("0x") {
+            format!("({}", rest)
+        } else {
+            name.to_string()
+        };
+        *by.entry(key).or_insert(0) += n;
+    }
+    let mut v: Vec<(String, u64)> = by.into_iter().collect();
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
+    v
+}
+
+/// py-spy (the peer users come from) from scripts/install-numpy.sh, beside numpy.
+fn py_spy() -> String {
+    let python = numpy_python();
+    let bin = std::path::Path::new(&python).with_file_name("py-spy");
+    assert!(
+        bin.exists(),
+        "scripts/install-numpy.sh installed no py-spy at {}",
+        bin.display()
+    );
+    bin.display().to_string()
+}
+
+#[test]
+fn numpy_native_frames_are_below_the_python_frame_that_called_them_as_py_spy_sees_them() {
+    let python = numpy_python();
+    let spy = py_spy();
+    let _x = exclusive();
+    let script = scripts_dir().join("native.py").display().to_string();
+    let dir = temp_dir();
+    // py-spy --native on the same program, as its users would run it.
+    let spy_out = dir.path().join("py-spy.txt");
+    let o = Command::new(&spy)
+        .args(["record", "--native", "-r", "200", "-f", "raw", "-o"])
+        .arg(&spy_out)
+        .args(["--", &python, &script, "4"])
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .output()
+        .expect("running py-spy");
+    assert!(
+        o.status.success(),
+        "py-spy --native: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let spy_text = std::fs::read_to_string(&spy_out).unwrap_or_default();
+    let mut failures = Vec::new();
+    for sampler in samplers().into_iter().filter(|s| *s != "read") {
+        let path = dir.path().join(format!("{sampler}.json"));
+        let out = path.display().to_string();
+        let o = Command::new(pyprof_bin())
+            .args([
+                "record",
+                "-q",
+                "--native",
+                "--sampler",
+                sampler,
+                "-r",
+                "200",
+            ])
+            .args(["-f", "json", "-o", &out, "--", &python, &script, "4"])
+            .env("OPENBLAS_NUM_THREADS", "1")
+            .output()
+            .expect("running pyprof");
+        assert!(
+            o.status.success(),
+            "{sampler}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let d = read_profile(&path);
+        let mut fail = |s: String| failures.push(format!("{sampler}: {s}"));
+        // Below the Python frame that called it: the stack through matmul_heavy (or
+        // ufunc_heavy) goes on with native frames, and ends in one.
+        for function in ["matmul_heavy", "ufunc_heavy"] {
+            let (mut n, mut below) = (0, 0);
+            for s in &d.stacks {
+                let f: Vec<&pyprof::profile::Frame> =
+                    s.frames.iter().map(|&i| &d.frames[i as usize]).collect();
+                let Some(at) = f
+                    .iter()
+                    .position(|f| f.object.is_none() && f.function == function)
+                else {
+                    continue;
+                };
+                n += s.count;
+                if f.len() > at + 1 && f[at + 1..].iter().all(|f| f.object.is_some()) {
+                    below += s.count;
+                }
+            }
+            eprintln!("numpy --native {sampler}: {function}: {below} of {n} samples end in native frames below it");
+            if n < 100 || share(below, n) < 0.9 {
+                fail(format!(
+                    "{function}: {below} of {n} samples end in native frames below it (want ≥ 90%)"
+                ));
+            }
+        }
+        if d.meta.native_stacks < d.meta.samples * 9 / 10 {
+            fail(format!(
+                "{} of {} samples have native frames",
+                d.meta.native_stacks, d.meta.samples
+            ));
+        }
+        // The same functions as py-spy's.
+        let c = pyprof(&["report", "-f", "collapsed", &out]);
+        let c = String::from_utf8_lossy(&c.stdout).into_owned();
+        for function in ["matmul_heavy", "ufunc_heavy"] {
+            let ours = native_leaves(&c, function);
+            let theirs = native_leaves(&spy_text, function);
+            eprintln!(
+                "numpy --native {sampler}: {function}: pyprof {:?}; py-spy {:?}",
+                &ours[..ours.len().min(3)],
+                &theirs[..theirs.len().min(3)]
+            );
+            let top = |v: &[(String, u64)], k: usize| -> Vec<String> {
+                v.iter().take(k).map(|e| e.0.clone()).collect()
+            };
+            let (ours1, theirs2) = (top(&ours, 1), top(&theirs, 2));
+            let (theirs1, ours2) = (top(&theirs, 1), top(&ours, 2));
+            if ours1.is_empty()
+                || !theirs2.contains(&ours1[0])
+                || theirs1.is_empty()
+                || !ours2.contains(&theirs1[0])
+            {
+                fail(format!(
+                    "{function}: the top native functions differ from py-spy's: pyprof {ours:?}, py-spy {theirs:?}"
+                ));
+            }
+        }
+        if !c.contains("dgemm") {
+            fail("no OpenBLAS dgemm frame in the collapsed stacks".into());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Build tests/scripts/cbext.c for `py` (its own headers and extension suffix) into a
+/// directory the target sees; returns that directory as the target sees it.
+fn build_cbext(py: &Python, frame_pointers: bool) -> Result<String, String> {
+    let probe = Command::new(&py.cmd[0])
+        .args(&py.cmd[1..])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['include']); print(sysconfig.get_config_var('EXT_SUFFIX') or '.so')",
+        ])
+        .output()
+        .map_err(|e| format!("probing {}: {e}", py.label))?;
+    let text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let mut lines = text.lines();
+    let (Some(include), Some(suffix)) = (lines.next(), lines.next()) else {
+        return Err(format!("{}: no include dir / EXT_SUFFIX: {text}", py.label));
+    };
+    let root = py.root.clone().unwrap_or_else(|| "/".into());
+    let variant = if frame_pointers { "fp" } else { "nofp" };
+    let seen = format!(
+        "/tmp/pyprof-tests/cbext-{}-{variant}",
+        py.key.replace(' ', "-")
+    );
+    let host = root.join(seen.trim_start_matches('/'));
+    std::fs::create_dir_all(&host).map_err(|e| format!("mkdir {}: {e}", host.display()))?;
+    let src = scripts_dir().join("cbext.c");
+    let fp = if frame_pointers {
+        "-fno-omit-frame-pointer"
+    } else {
+        "-fomit-frame-pointer"
+    };
+    let o = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-g", fp])
+        .arg(format!(
+            "-I{}",
+            root.join(include.trim_start_matches('/')).display()
+        ))
+        // Debian's multiarch pyconfig.h, from the chroot's /usr/include after the host's.
+        .arg("-idirafter")
+        .arg(root.join("usr/include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(host.join(format!("cbext{suffix}")))
+        .output()
+        .map_err(|e| format!("running cc: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "cc for {}: {}",
+            py.label,
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(seen)
+}
+
+#[test]
+fn python_c_python_frames_merge_in_order() {
+    let _x = exclusive();
+    for_each_python("native callback", |py| {
+        let mut notes = Vec::new();
+        for frame_pointers in [true, false] {
+            let ext = build_cbext(py, frame_pointers)?;
+            for sampler in samplers().into_iter().filter(|s| *s != "read") {
+                let mut t = Target::spawn(py, "callback.py", &[&ext]);
+                let (d, _) =
+                    record_json(t.pid, 1.2, &["--native", "--sampler", sampler, "-r", "200"]);
+                t.kill();
+                let what = format!(
+                    "{sampler}, {}",
+                    if frame_pointers {
+                        "frame pointers"
+                    } else {
+                        "no frame pointers"
+                    }
+                );
+                // Root first: outer (Python), cbext_call_back_loop (C), leaf (Python),
+                // cbext_spin_loop (C), nothing Python after it, each exactly once.
+                let (mut n, mut ordered) = (0, 0);
+                let mut example = String::new();
+                for s in &d.stacks {
+                    let f: Vec<&pyprof::profile::Frame> =
+                        s.frames.iter().map(|&i| &d.frames[i as usize]).collect();
+                    let py_at = |name: &str| {
+                        let v: Vec<usize> = (0..f.len())
+                            .filter(|&i| f[i].object.is_none() && f[i].function == name)
+                            .collect();
+                        (v.len() == 1).then(|| v[0])
+                    };
+                    let c_at = |name: &str| {
+                        let v: Vec<usize> = (0..f.len())
+                            .filter(|&i| f[i].object.is_some() && f[i].function == name)
+                            .collect();
+                        (v.len() == 1).then(|| v[0])
+                    };
+                    n += s.count;
+                    let ok = match (
+                        py_at("outer"),
+                        c_at("cbext_call_back_loop"),
+                        py_at("leaf"),
+                        c_at("cbext_spin_loop"),
+                    ) {
+                        (Some(a), Some(b), Some(c), Some(e)) => {
+                            a < b && b < c && c < e && f[e..].iter().all(|f| f.object.is_some())
+                        }
+                        _ => false,
+                    };
+                    if ok {
+                        ordered += s.count;
+                    } else if example.is_empty() {
+                        example = f
+                            .iter()
+                            .map(|f| {
+                                if f.object.is_some() {
+                                    format!("[{}]", f.function)
+                                } else {
+                                    f.function.clone()
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(";");
+                    }
+                }
+                if n < 100 || share(ordered, n) < 0.8 {
+                    return Err(format!(
+                        "{what}: {ordered} of {n} samples are outer → [cbext_call_back_loop] → leaf → [cbext_spin_loop] (want ≥ 80%); e.g. {example}"
+                    ));
+                }
+                notes.push(format!("{what}: {ordered}/{n}"));
+            }
+        }
+        Ok(notes.join("; "))
+    });
+}

@@ -181,6 +181,9 @@ pub struct TaskOffsets {
     /// `struct pt_regs`'s `ip` (x86-64): where a task's user registers keep its
     /// instruction pointer.
     pub regs_ip: Option<u64>,
+    /// `struct pt_regs`'s `sp` and `bp` (x86-64), for `--native`.
+    pub regs_sp: Option<u64>,
+    pub regs_bp: Option<u64>,
 }
 
 /// The running kernel's task offsets (all None without kernel BTF).
@@ -198,6 +201,16 @@ pub fn task_offsets() -> TaskOffsets {
         flags: btf.member_offset("task_struct", &["flags"]),
         regs_ip: if cfg!(target_arch = "x86_64") {
             btf.member_offset("pt_regs", &["ip"])
+        } else {
+            None
+        },
+        regs_sp: if cfg!(target_arch = "x86_64") {
+            btf.member_offset("pt_regs", &["sp"])
+        } else {
+            None
+        },
+        regs_bp: if cfg!(target_arch = "x86_64") {
+            btf.member_offset("pt_regs", &["bp"])
         } else {
             None
         },

@@ -16,6 +16,10 @@ pub struct ElfInfo {
     pub sections: HashMap<String, (u64, u64, u64)>,
     /// PT_LOAD segments: (file offset, virtual address).
     pub loads: Vec<(u64, u64)>,
+    /// The GNU build id (`NT_GNU_BUILD_ID`), which names the file's separate debug file.
+    pub build_id: Option<Vec<u8>>,
+    /// The name in `.gnu_debuglink`: the separate debug file, by name.
+    pub debuglink: Option<String>,
     /// Where `.rodata` is in the file (for the version string of old interpreters).
     rodata_range: (usize, usize),
     map: Option<memmap2::Mmap>,
@@ -87,6 +91,22 @@ impl ElfInfo {
         for ph in &elf.program_headers {
             if ph.p_type == PT_LOAD {
                 info.loads.push((ph.p_offset, ph.p_vaddr));
+            }
+        }
+        if let Some(notes) = elf.iter_note_headers(data) {
+            for note in notes.flatten() {
+                if note.n_type == goblin::elf::note::NT_GNU_BUILD_ID && note.name == "GNU" {
+                    info.build_id = Some(note.desc.to_vec());
+                }
+            }
+        }
+        if let Some(&(_, size, off)) = info.sections.get(".gnu_debuglink") {
+            let (off, size) = (off as usize, size as usize);
+            if let Some(b) = data.get(off..off.saturating_add(size)) {
+                let name = b.split(|&c| c == 0).next().unwrap_or(&[]);
+                if !name.is_empty() {
+                    info.debuglink = Some(String::from_utf8_lossy(name).into_owned());
+                }
             }
         }
         Ok(info)

@@ -74,10 +74,38 @@ struct Object {
     /// The path as the target's maps show it.
     path: String,
     name: String,
-    /// Where the file is opened from (through `/proc/PID/root`: the target's own view).
+    /// Where the file is opened from (`maps::target_file_paths`).
     open_path: String,
     bias: u64,
+    /// Its separate debug file, where the target's root has one (`.build-id`, or
+    /// `.gnu_debuglink`): symbols and lines of a stripped file (Debian's interpreters).
+    debug_path: Option<String>,
     symbolizer: Option<Option<addr2line::Loader>>,
+}
+
+/// Where a file's separate debug file is, under the target's root (`/proc/PID/root`: the
+/// chroot or container it runs in), as gdb and perf look for it: by build id, then by its
+/// `.gnu_debuglink` name beside it, in `.debug/`, and under `/usr/lib/debug`.
+fn debug_file(pid: i32, path: &str, elf: &ElfInfo) -> Option<String> {
+    let root = format!("/proc/{pid}/root");
+    let mut candidates = Vec::new();
+    if let Some(id) = elf.build_id.as_deref().filter(|id| id.len() > 1) {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        candidates.push(format!(
+            "{root}/usr/lib/debug/.build-id/{}/{}.debug",
+            &hex[..2],
+            &hex[2..]
+        ));
+    }
+    if let Some(link) = &elf.debuglink {
+        let dir = path.rsplit_once('/').map_or("", |d| d.0);
+        candidates.push(format!("{root}{dir}/{link}"));
+        candidates.push(format!("{root}{dir}/.debug/{link}"));
+        candidates.push(format!("{root}/usr/lib/debug{dir}/{link}"));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.as_str() != format!("{root}{path}") && std::path::Path::new(c).is_file())
 }
 
 /// Counters of native unwinding, for the profile's metadata.
@@ -179,12 +207,12 @@ impl NativeUnwinder {
         };
         let (start, end) = (exec.start, exec.end);
         let clean = path.trim_end_matches(" (deleted)");
-        let open_path = if path.ends_with(" (deleted)") {
-            format!("/proc/{}/map_files/{:x}-{:x}", self.pid, start, end)
-        } else {
-            format!("/proc/{}/root{}", self.pid, clean)
-        };
-        let Ok(elf) = ElfInfo::open(std::path::Path::new(&open_path)) else {
+        // The file as the target sees it (its root: a container), as maps shows it (a
+        // chroot), or the mapping itself.
+        let Some((open_path, elf)) = maps::target_file_paths(self.pid, exec)
+            .into_iter()
+            .find_map(|p| Some((p.display().to_string(), ElfInfo::open(&p).ok()?)))
+        else {
             return;
         };
         let Some(bias) = elf.load_bias(&file_maps) else {
@@ -209,6 +237,7 @@ impl NativeUnwinder {
             ..Default::default()
         };
         let name = clean.rsplit('/').next().unwrap_or(clean).to_string();
+        let debug_path = debug_file(self.pid, clean, &elf);
         self.unwinder
             .add_module(Module::new(name.clone(), start..end, bias, info));
         let at = self.objects.partition_point(|o| o.start < start);
@@ -221,6 +250,7 @@ impl NativeUnwinder {
                 name,
                 open_path,
                 bias,
+                debug_path,
                 symbolizer: None,
             },
         );
@@ -307,9 +337,13 @@ impl NativeUnwinder {
         };
         let o = &mut self.objects[i];
         let svma = addr.wrapping_sub(o.bias);
-        let loader = o
-            .symbolizer
-            .get_or_insert_with(|| addr2line::Loader::new(&o.open_path).ok());
+        let (open_path, debug_path) = (&o.open_path, &o.debug_path);
+        let loader = o.symbolizer.get_or_insert_with(|| {
+            debug_path
+                .as_ref()
+                .and_then(|d| addr2line::Loader::new(d).ok())
+                .or_else(|| addr2line::Loader::new(open_path).ok())
+        });
         let mut frames = Vec::new();
         if let Some(l) = loader.as_ref() {
             if let Ok(mut it) = l.find_frames(svma) {

@@ -240,6 +240,17 @@ pub struct Meta {
     pub ip_seen: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ip_unseen: u64,
+    /// `--native`: samples whose stack has its native frames; of them, those whose native
+    /// unwinding stopped before the thread's start (an object without CFI for an address
+    /// and no frame pointer, a stack deeper than its copy), and those whose eval-loop
+    /// frames did not match the Python frames one for one (the Python frames left over
+    /// are kept, root side).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub native_stacks: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub native_incomplete: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub native_mismatched: u64,
     pub started_at: String,
     /// Anything the user should know (layout mismatches, instrumentation seen, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -50,11 +50,20 @@ pub struct BpfConfig {
     pub span_start: u32,
     pub span_len: u32,
     pub user_ip: u32,
+    pub native_stack: u32,
+    pub frame_is_entry: i32,
     pub pad: u32,
 }
 
-/// Where x86-64's `struct pt_regs` keeps `ip` (`PT_REGS_IP` in the BPF program).
+/// Where x86-64's `struct pt_regs` keeps `ip`, `sp` and `bp` (`PT_REGS_*` in the BPF
+/// program).
 pub const PT_REGS_IP: u64 = 128;
+pub const PT_REGS_SP: u64 = 152;
+pub const PT_REGS_BP: u64 = 32;
+/// `--native`: the user stack copied with each sample (`STACK_MAX`).
+pub const STACK_MAX: usize = 32768;
+/// A frame's `owner` with this bit: the root-most frame of one C call of the eval loop.
+pub const OWNER_ENTRY: u32 = 0x100;
 
 impl BpfConfig {
     /// The walk of `layout`, with the GIL's `locked`/`last_holder` addresses when known,
@@ -65,6 +74,7 @@ impl BpfConfig {
         gil: Option<(u64, u64)>,
         max_depth: usize,
         opcodes: bool,
+        native: bool,
         tstate_head: u64,
         task: crate::process::btf::TaskOffsets,
     ) -> Self {
@@ -76,6 +86,7 @@ impl BpfConfig {
             (layout.frame_instr, 8),
         ];
         fields.extend(layout.frame_owner.map(|o| (o, 1)));
+        fields.extend(layout.frame_is_entry.map(|o| (o, 1)));
         fields.extend(layout.frame_tlbc_index.map(|o| (o, 4)));
         let lo = fields.iter().map(|f| f.0).min().unwrap_or(0);
         let hi = fields.iter().map(|f| f.0 + f.1).max().unwrap_or(0);
@@ -111,7 +122,19 @@ impl BpfConfig {
             span_len: span.1,
             // With opcodes, where the thread was (the interpreter or native code it
             // called), when the kernel's pt_regs is as the program reads it.
-            user_ip: (opcodes && task.regs_ip == Some(PT_REGS_IP)) as u32,
+            user_ip: ((opcodes || native) && task.regs_ip == Some(PT_REGS_IP)) as u32,
+            // --native: the user stack and the registers to unwind it from, when pt_regs
+            // is as the program reads it.
+            native_stack: if native
+                && task.regs_ip == Some(PT_REGS_IP)
+                && task.regs_sp == Some(PT_REGS_SP)
+                && task.regs_bp == Some(PT_REGS_BP)
+            {
+                STACK_MAX as u32
+            } else {
+                0
+            },
+            frame_is_entry: opt(layout.frame_is_entry),
             pad: 0,
         }
     }
@@ -131,6 +154,9 @@ pub struct BpfHeader {
     pub cursor: u64,
     /// The thread's user instruction pointer at the event (0: not read).
     pub user_ip: u64,
+    /// `--native`: its stack and frame pointers.
+    pub user_sp: u64,
+    pub user_bp: u64,
 }
 
 /// One frame (`struct frame`). Without opcodes the kernel sends `struct frame_compact`
@@ -159,6 +185,9 @@ pub const FLAG_READ_ERROR: u32 = 8;
 pub const FLAG_NOT_PYTHON: u32 = 16;
 /// The frames are `struct frame_compact` (no opcode windows).
 pub const FLAG_COMPACT: u32 = 32;
+/// `--native`: a record of user stack bytes (`struct stack_copy`), sent just before the
+/// sample of the same thread and instant.
+pub const FLAG_STACK: u32 = 64;
 
 /// Kernel-side counters (`C_*` in the C program).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -187,6 +216,54 @@ pub struct BpfSample {
     pub raw: RawThread,
     /// Per frame, the bytes around its instruction (with opcodes).
     pub windows: Vec<[u8; 16]>,
+    /// `--native`: the thread's user registers (ip, sp, bp) and a copy of its stack
+    /// (where the copy starts, its bytes), taken in the same kernel event.
+    pub native: Option<NativeCopy>,
+}
+
+/// `--native`: what the kernel copied to unwind a thread's native stack.
+#[derive(Clone, Debug, Default)]
+pub struct NativeCopy {
+    pub ktime: u64,
+    pub tid: u32,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub base: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl NativeCopy {
+    /// The stack word at `addr`, if the copy holds it.
+    pub fn word(&self, addr: u64) -> Option<u64> {
+        let off = usize::try_from(addr.checked_sub(self.base)?).ok()?;
+        let b = self.bytes.get(off..off.checked_add(8)?)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Parse a `FLAG_STACK` record into `self` (false if it is not one, or short).
+    pub fn parse_into(&mut self, bytes: &[u8]) -> bool {
+        let hlen = std::mem::size_of::<BpfHeader>();
+        let Some(h) = bytes.get(..hlen).and_then(read_pod::<BpfHeader>) else {
+            return false;
+        };
+        if h.flags & FLAG_STACK == 0 {
+            return false;
+        }
+        let n = (h.nframes as usize).min(STACK_MAX);
+        let Some(body) = bytes.get(hlen..hlen + n) else {
+            return false;
+        };
+        self.ktime = h.ktime;
+        self.tid = h.tid;
+        self.ip = h.user_ip;
+        self.sp = h.user_sp;
+        self.bp = h.user_bp;
+        self.base = h.fault_addr;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(body);
+        true
+    }
 }
 
 impl BpfSample {
@@ -260,7 +337,7 @@ pub fn parse_record_into(bytes: &[u8], s: &mut BpfSample) -> bool {
             owner: u32_at(f, 24) as u8,
             tlbc_index: u32_at(f, 28),
             bytecode: 0,
-            entry: false,
+            entry: u32_at(f, 24) & OWNER_ENTRY != 0,
         }));
     if !compact {
         s.windows.extend(body.chunks_exact(flen).map(|f| {
@@ -352,6 +429,8 @@ mod imp {
         ring: RingBuf<MapData>,
         /// The buffers samples are parsed into, reused.
         parsed: BpfSample,
+        /// `--native`: the buffer of the last stack copy (reused).
+        stack_copy: Option<NativeCopy>,
         /// The CPU-clock perf events the program runs on, one per CPU.
         timers: Vec<OwnedFd>,
         timer_hz: f64,
@@ -452,6 +531,7 @@ mod imp {
             let clock = Clock::of(rate_hz);
             let mut ebpf = EbpfLoader::new()
                 .set_max_entries("scratch", possible as u32)
+                .set_max_entries("stacks", possible as u32)
                 .set_global("gate_mean", &clock.gate_mean, true)
                 .set_global("gate_spread", &clock.gate_spread, true)
                 .load(&OBJECT.0)
@@ -497,6 +577,7 @@ mod imp {
                 counters,
                 ring,
                 parsed: BpfSample::default(),
+                stack_copy: None,
                 timers,
                 timer_hz: clock.timer_hz,
                 dither,
@@ -563,13 +644,27 @@ mod imp {
         pub fn drain(&mut self, f: &mut dyn FnMut(&mut BpfSample)) -> u64 {
             let mut bad = 0;
             let mut s = std::mem::take(&mut self.parsed);
+            let mut copy = self.stack_copy.take().unwrap_or_default();
+            let mut have_copy = false;
             while let Some(item) = self.ring.next() {
-                if parse_record_into(&item, &mut s) {
+                if copy.parse_into(&item) {
+                    have_copy = true;
+                } else if parse_record_into(&item, &mut s) {
+                    // The stack copy sent just before, if it is this sample's.
+                    let mine = have_copy && copy.tid == s.tid && copy.ktime == s.ktime;
+                    if mine {
+                        s.native = Some(std::mem::take(&mut copy));
+                        have_copy = false;
+                    }
                     f(&mut s);
+                    if let Some(c) = s.native.take() {
+                        copy = c;
+                    }
                 } else {
                     bad += 1;
                 }
             }
+            self.stack_copy = Some(copy);
             self.parsed = s;
             bad
         }

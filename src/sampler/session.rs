@@ -764,7 +764,16 @@ impl Session {
         static TASK: std::sync::OnceLock<crate::process::btf::TaskOffsets> =
             std::sync::OnceLock::new();
         let task = *TASK.get_or_init(crate::process::btf::task_offsets);
-        super::bpf::BpfConfig::new(&self.runtime.layout, gil, max_depth, opcodes, head, task)
+        let native = self.sampler.native.is_some();
+        super::bpf::BpfConfig::new(
+            &self.runtime.layout,
+            gil,
+            max_depth,
+            opcodes,
+            native,
+            head,
+            task,
+        )
     }
 
     /// Bring the kernel's map of this process's threads (OS tid → thread state) up to
@@ -856,7 +865,17 @@ impl Session {
             // f_lasti is a 4-byte int; the kernel copied 8 bytes.
             for f in &mut raw.frames {
                 f.instr = f.instr as u32 as i32 as i64 as u64;
+                f.entry = true;
             }
+        }
+        if let Some(root) = raw.frames.last_mut() {
+            root.entry = true;
+        }
+        if let (Some(unwinder), Some(copy)) = (self.sampler.native.as_mut(), s.native.as_ref()) {
+            // --native: the stack the kernel copied with the registers, in the same event.
+            let mut stack = Vec::new();
+            unwinder.unwind(copy.ip, copy.sp, copy.bp, &mut |a| copy.word(a), &mut stack);
+            self.sampler.native_stacks.insert(raw.tstate, stack);
         }
         let view = self.code_snapshot.view(&self.mem);
         if raw.frames.iter().any(|f| f.tlbc_index != 0) {

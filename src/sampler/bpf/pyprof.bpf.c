@@ -84,12 +84,20 @@ struct config {
     u32 user_ip;         // copy the thread's user instruction pointer: 1 when the
                          //   kernel's pt_regs has `ip` at PT_REGS_IP (checked against
                          //   the kernel's BTF by userspace), else 0
+    u32 native_stack;    // --native: bytes of the user stack to copy with the user
+                         //   registers (whole pages, at most STACK_MAX), 0: none
+    s32 frame_is_entry;  // 3.11: `is_entry`, offset in the frame; -1 elsewhere
     u32 pad;
 };
 
 // Where x86-64's struct pt_regs keeps the instruction pointer (userspace checks it
 // against the running kernel's BTF and leaves `user_ip` off when it differs).
 #define PT_REGS_IP 128
+#define PT_REGS_SP 152
+#define PT_REGS_BP 32
+// --native: the most user stack copied with a sample, from the page holding the stack
+// pointer up.
+#define STACK_MAX 32768
 
 #define PF_EXITING 0x4
 
@@ -130,6 +138,11 @@ struct frame_compact {
 #define FLAG_READ_ERROR 8
 #define FLAG_NOT_PYTHON 16
 #define FLAG_COMPACT 32      // frames are struct frame_compact
+#define FLAG_STACK 64        // a record of user stack bytes (struct stack_copy), sent
+                             //   just before the sample of the same tid and ktime
+// A frame's `owner` with this bit set: the root-most frame of one C call of the eval
+// loop (a shim followed it, or 3.11's `is_entry`).
+#define OWNER_ENTRY 0x100
 
 // A thread looked up in the interpreter's list and not found is remembered as such
 // (ktime | 1: thread states are aligned) and looked up again after this long.
@@ -149,6 +162,15 @@ struct header {
     u64 user_ip;         // where the thread was in userspace when it entered the
                          // kernel for this event (0: not read): the interpreter, or
                          // native code it called (a C extension, a library, a syscall)
+    u64 user_sp;         // --native: its stack and frame pointers then
+    u64 user_bp;
+};
+
+// --native: the user stack, [fault_addr, fault_addr + nframes) (the header's fields
+// reused: FLAG_STACK), copied whole pages at a time.
+struct stack_copy {
+    struct header h;
+    u8 b[STACK_MAX];
 };
 
 struct sample {
@@ -190,6 +212,14 @@ struct {
     __type(key, u32);
     __type(value, struct sample);
 } scratch SEC(".maps");
+
+// --native: one stack copy per CPU (max_entries set by userspace, as for `scratch`).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct stack_copy);
+} stacks SEC(".maps");
 
 // A frame's bytes, per CPU (the BPF stack is small); and the page of the data stack the
 // walk is in, read whole: 3.11+ frames sit side by side in their thread's data-stack
@@ -353,8 +383,21 @@ static long walk_one(u32 index, struct walk *w) {
         tlbc = *(u32 *)(buf + w->o_tlbc);
     // A frame pointing at itself is kept and the walk ends: userspace reports the cycle.
     s->h.cursor = back == f ? 0 : back;
-    if ((s32)owner == cfg->owner_cstack || (s32)owner == cfg->owner_interp)
+    if ((s32)owner == cfg->owner_cstack || (s32)owner == cfg->owner_interp) {
+        // A shim: the frame kept before it began one C call of the eval loop.
+        if (n > 0 && n <= MAX_FRAMES) {
+            if (cfg->opcodes)
+                s->frames[n - 1].owner |= OWNER_ENTRY;
+            else
+                ((struct frame_compact *)s->frames)[n - 1].owner |= OWNER_ENTRY;
+        }
         return 0;
+    }
+    if (cfg->frame_is_entry >= 0) {
+        u32 oe = (u32)cfg->frame_is_entry - cfg->span_start;
+        if (oe < SPAN_MAX && buf[oe])
+            owner |= OWNER_ENTRY;
+    }
     if (cfg->opcodes) {
         struct frame *out = &s->frames[n];
         out->code = code & ~cfg->code_tag_mask;
@@ -394,6 +437,40 @@ struct {
     __type(value, u64);
 } next_due SEC(".maps");
 
+// --native: send the user stack from the page holding the stack pointer up, as many
+// whole pages as read (a page not resident ends the copy), before the sample itself.
+static __attribute__((noinline)) int copy_stack(struct config *cfg, struct sample *s, u32 cpu) {
+    struct stack_copy *c = bpf_map_lookup_elem(&stacks, &cpu);
+    if (!c)
+        return 0;
+    u64 base = s->h.user_sp & ~(u64)(PAGE - 1);
+    u32 want = cfg->native_stack;
+    u32 got = 0;
+    for (u32 i = 0; i < STACK_MAX / PAGE; i++) {
+        if (got + PAGE > want)
+            break;
+        if (bpf_probe_read_user(c->b + i * PAGE, PAGE, (void *)(base + (u64)i * PAGE)))
+            break;
+        got += PAGE;
+    }
+    c->h.ktime = s->h.ktime;
+    c->h.tstate = s->h.tstate;
+    c->h.pid = s->h.pid;
+    c->h.tid = s->h.tid;
+    c->h.nframes = got;
+    c->h.flags = FLAG_STACK;
+    c->h.fault_addr = base;
+    c->h.cursor = 0;
+    c->h.user_ip = s->h.user_ip;
+    c->h.user_sp = s->h.user_sp;
+    c->h.user_bp = s->h.user_bp;
+    if (got > STACK_MAX)
+        got = STACK_MAX;
+    if (bpf_ringbuf_output(&events, c, sizeof(struct header) + got, 0))
+        count(C_RINGBUF_FULL);
+    return 0;
+}
+
 SEC("perf_event")
 int pyprof_sample(void *ctx) {
     if (gate_mean) {
@@ -426,12 +503,19 @@ int pyprof_sample(void *ctx) {
     s->h.fault_addr = 0;
     s->h.cursor = 0;
     s->h.user_ip = 0;
+    s->h.user_sp = 0;
+    s->h.user_bp = 0;
     if (cfg->user_ip) {
         // The user registers saved at the top of the task's kernel stack when it
         // entered the kernel: for this event, or for the syscall it is in.
         char *regs = bpf_task_pt_regs(bpf_get_current_task_btf());
-        if (regs)
+        if (regs) {
             bpf_probe_read_kernel(&s->h.user_ip, 8, regs + PT_REGS_IP);
+            if (cfg->native_stack) {
+                bpf_probe_read_kernel(&s->h.user_sp, 8, regs + PT_REGS_SP);
+                bpf_probe_read_kernel(&s->h.user_bp, 8, regs + PT_REGS_BP);
+            }
+        }
     }
     u64 tstate = 0;
     u64 *tsp = bpf_map_lookup_elem(&threads, &tid);
@@ -456,6 +540,8 @@ int pyprof_sample(void *ctx) {
         return 0;
     }
     s->h.tstate = tstate;
+    if (cfg->native_stack && s->h.user_sp)
+        copy_stack(cfg, s, cpu);
     if (cfg->gil_holder) {
         u32 locked = 1;
         u64 holder = 0;
