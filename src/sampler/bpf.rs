@@ -770,7 +770,7 @@ mod tests {
     use super::*;
 
     /// `struct header`: 7 u64 and 4 u32.
-    const HEADER: usize = 56;
+    const HEADER: usize = 72;
 
     #[test]
     fn the_kernel_clock_keeps_the_rate_on_average() {
@@ -816,10 +816,44 @@ mod tests {
 
     #[test]
     fn structs_have_the_c_sizes() {
-        // struct config: 3 u64 + 12 u32, then 1 u64 + 10 u32.
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 120);
+        // struct config: 3 u64 + 12 u32, then 1 u64 + 12 u32.
+        assert_eq!(std::mem::size_of::<BpfConfig>(), 128);
         assert_eq!(std::mem::size_of::<BpfHeader>(), HEADER);
         assert_eq!(std::mem::size_of::<BpfFrame>(), 48);
+    }
+
+    #[test]
+    fn stack_copies_parse_and_serve_words_they_hold() {
+        let h = BpfHeader {
+            tid: 8,
+            ktime: 99,
+            nframes: 16,
+            flags: FLAG_STACK,
+            fault_addr: 0x7ffd_0000,
+            user_ip: 0x40_1000,
+            user_sp: 0x7ffd_0008,
+            user_bp: 0x7ffd_0100,
+            ..Default::default()
+        };
+        let mut bytes = vec![0u8; HEADER + 16];
+        // SAFETY: BpfHeader is plain old data of HEADER bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&h as *const _ as *const u8, bytes.as_mut_ptr(), HEADER);
+        }
+        bytes[HEADER + 8..HEADER + 16].copy_from_slice(&0x1234u64.to_le_bytes());
+        let mut c = NativeCopy::default();
+        assert!(c.parse_into(&bytes));
+        assert_eq!(
+            (c.tid, c.ktime, c.ip, c.sp, c.bp),
+            (8, 99, 0x40_1000, 0x7ffd_0008, 0x7ffd_0100)
+        );
+        assert_eq!(c.word(0x7ffd_0008), Some(0x1234));
+        assert_eq!(c.word(0x7ffd_0009), None, "past the copy");
+        assert_eq!(c.word(0x7ffc_fff8), None, "below it");
+        // A short record, and a sample record, are not stack copies.
+        assert!(!c.parse_into(&bytes[..HEADER + 8]));
+        bytes[28] = 0; // flags
+        assert!(!c.parse_into(&bytes));
     }
 
     #[test]
@@ -841,6 +875,7 @@ mod tests {
         bytes[HEADER..HEADER + 8].copy_from_slice(&0xabcdu64.to_le_bytes());
         bytes[HEADER + 8..HEADER + 16].copy_from_slice(&0x5000u64.to_le_bytes());
         bytes[HEADER + 24] = 1; // owner
+        bytes[HEADER + 25] = 1; // OWNER_ENTRY: a C call of the eval loop began here
         bytes[HEADER + 32 + 13] = 0x7f; // window[13]: the byte at instr - 1
         let s = parse_record(&bytes).unwrap();
         assert_eq!((s.pid, s.tid, s.raw.tstate), (7, 8, 0x1000));
@@ -849,6 +884,7 @@ mod tests {
         assert_eq!(s.raw.frames.len(), 2);
         assert_eq!(s.raw.frames[0].code, 0xabcd);
         assert_eq!(s.raw.frames[0].owner, 1);
+        assert!(s.raw.frames[0].entry && !s.raw.frames[1].entry);
         assert_eq!(s.opcode_at(0, 0x4fff), Some(0x7f));
         assert_eq!(s.opcode_at(0, 0x5002), None);
         assert!(parse_record(&bytes[..HEADER + 48]).is_none());
