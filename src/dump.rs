@@ -88,17 +88,24 @@ fn state_word(c: Option<char>) -> &'static str {
 /// Take the snapshot (pausing the target unless `blocking` is false); with `locals`, read
 /// each frame's local variables too.
 pub fn dump(session: &mut Session, blocking: bool, locals: bool) -> Result<Dump> {
-    dump_with(session, blocking, locals, false)
+    dump_with(session, blocking, locals, false, false)
 }
 
 /// [`dump`], and with `async_aware` each thread running an asyncio task shown as that
-/// task's stack under `<task NAME>` frames of its await chain (3.8+; refused before).
+/// task's stack under `<task NAME>` frames of its await chain (3.8+; refused before);
+/// with `native`, each thread's native frames interleaved with its Python frames (read
+/// while it is paused: `blocking` only).
 pub fn dump_with(
     session: &mut Session,
     blocking: bool,
     locals: bool,
     async_aware: bool,
+    native: bool,
 ) -> Result<Dump> {
+    if native && !blocking {
+        anyhow::bail!("-n/--native: dump reads each thread's registers and stack while it is paused: drop --nonblocking");
+    }
+    let mut unwinder = native.then(|| crate::process::native::NativeUnwinder::new(session.pid));
     let mut reader = if async_aware {
         Some(
             crate::runtime::asyncio::AsyncioReader::new(session.pid, &session.runtime.layout)
@@ -111,7 +118,7 @@ pub fn dump_with(
     let states = os.snapshot();
     // Every thread paused (a stopped target is paused already: its group stop is seen
     // for what it is, and it stays stopped after).
-    let _lock =
+    let mut lock =
         if blocking {
             Some(crate::process::ptrace::pause_all(session.pid).map_err(|e| {
                 anyhow::anyhow!("cannot pause process {}: {}", session.pid, e.desc())
@@ -190,6 +197,9 @@ pub fn dump_with(
                 d.name = names.get(&raw.thread_id).cloned();
                 d.state = state_word(d.native_id.and_then(|n| states.get(&n).copied())).into();
                 let mut frames = Vec::new();
+                // How many Python frames each C call of the eval loop runs (--native).
+                let mut groups = Vec::new();
+                let mut run = 0;
                 for rf in &raw.frames {
                     let resolved = session
                         .sampler
@@ -204,12 +214,24 @@ pub fn dump_with(
                                 Vec::new()
                             };
                             frames.push(DumpFrame { frame, locals });
+                            run += 1;
                         }
                         Ok(None) => {}
                         Err(e) => {
                             d.error = Some(e.to_string());
                             break;
                         }
+                    }
+                    if rf.entry || std::ptr::eq(rf, raw.frames.last().unwrap_or(rf)) {
+                        groups.push(run);
+                        run = 0;
+                    }
+                }
+                if let (Some(u), Some(p), Some(tid), None) =
+                    (unwinder.as_mut(), lock.as_mut(), d.native_id, &d.error)
+                {
+                    if d.tasks.is_none() {
+                        frames = with_native(session.pid, u, p, tid, frames, &groups);
                     }
                 }
                 for name in d.tasks.iter().flatten().rev() {
@@ -232,6 +254,53 @@ pub fn dump_with(
             .unwrap_or_default(),
         threads: out,
     })
+}
+
+/// `--native`: paused thread `tid`'s native frames interleaved with its Python `frames`
+/// (innermost first), or the Python frames alone when its stack cannot be unwound.
+fn with_native(
+    pid: i32,
+    unwinder: &mut crate::process::native::NativeUnwinder,
+    paused: &mut crate::process::ptrace::Paused,
+    tid: u64,
+    frames: Vec<DumpFrame>,
+    groups: &[usize],
+) -> Vec<DumpFrame> {
+    use crate::process::native::{is_process_entry, NativeAt, StackCopy};
+    let Some((ip, sp, bp)) = paused.regs(tid) else {
+        return frames;
+    };
+    let mut copy = StackCopy::read(pid, sp);
+    let mut stack = Vec::new();
+    unwinder.unwind(ip, sp, bp, &mut |a| copy.word(a), &mut stack);
+    let symbolized: Vec<(Vec<DumpFrame>, bool, bool)> = stack
+        .iter()
+        .map(|&a| {
+            let s = unwinder.symbolize(a);
+            let f = s
+                .frames
+                .iter()
+                .filter(|f| !is_process_entry(&f.function))
+                .map(|f| DumpFrame {
+                    frame: Frame::native_code(f),
+                    locals: Vec::new(),
+                })
+                .collect();
+            (f, s.eval, s.is_main())
+        })
+        .collect();
+    let native: Vec<NativeAt<'_, DumpFrame>> = symbolized
+        .iter()
+        .map(|(f, eval, main)| NativeAt {
+            frames: f,
+            eval: *eval,
+            main: *main,
+        })
+        .collect();
+    match crate::process::native::interleave(&frames, groups, &native) {
+        Some((merged, _)) => merged,
+        None => frames,
+    }
 }
 
 /// Most locals shown per frame, the longest value text, and how deep and how many items
@@ -499,6 +568,10 @@ pub fn write_text(d: &Dump, full_filenames: bool, w: &mut dyn std::io::Write) ->
         for f in &t.frames {
             if f.frame.is_synthetic() {
                 writeln!(w, "    {}", f.frame.function)?;
+                continue;
+            }
+            if let Some(place) = f.frame.native_place(true) {
+                writeln!(w, "    {} ({place}) [native]", f.frame.function)?;
                 continue;
             }
             let file = names.show(&f.frame.file);

@@ -226,7 +226,8 @@ struct DumpArgs {
     /// Show file names as the interpreter has them (default: shortened)
     #[arg(long)]
     full_filenames: bool,
-    /// Native (C) frames: py-spy's flag, not supported yet (refused with a reason)
+    /// Native (C, C++, Rust) frames interleaved with the Python frames, unwound from each
+    /// paused thread's registers and stack
     #[arg(short, long)]
     native: bool,
     /// asyncio (Python 3.8+): a thread running a task is shown as that task's stack,
@@ -780,9 +781,6 @@ const NATIVE_WITH_OPCODES: &str = "-n/--native and --opcodes cannot be combined 
     --opcodes alone already counts the time in native code each instruction called";
 
 fn dump(args: DumpArgs) -> Result<ExitCode> {
-    if args.native {
-        bail!("-n/--native: pyprof dump does not show native frames yet (pyprof record -n does)");
-    }
     pyprof::record::check_attachable(args.pid)?;
     let mut session = Session::attach(args.pid, sampler::DEFAULT_MAX_DEPTH, false)?;
     let d = pyprof::dump::dump_with(
@@ -790,6 +788,7 @@ fn dump(args: DumpArgs) -> Result<ExitCode> {
         !args.nonblocking,
         args.locals,
         args.async_aware,
+        args.native,
     )?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -843,6 +842,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
     let mut req = pyprof::record::Request::new(target);
     req.rate_hz = args.sampling.rate;
     req.opcodes = args.sampling.opcodes;
+    req.native = args.sampling.native;
     req.max_depth = max_depth;
     req.filter = args.sampling.filter();
     req.sampler = args.sampling.choice()?;

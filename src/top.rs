@@ -180,10 +180,16 @@ impl Stats {
         // Frame id → function index (frames differ by line and opcode; functions don't).
         let mut index: HashMap<(&str, &str, i32), usize> = HashMap::new();
         let mut fn_of: Vec<usize> = Vec::with_capacity(data.frames.len());
+        // --native: a native function is keyed by its object (its file, if any, is shown
+        // by line, which top does not).
         for f in &data.frames {
             let n = index.len();
+            let file = match &f.object {
+                Some(o) => o.as_str(),
+                None => f.file.as_str(),
+            };
             let i = *index
-                .entry((f.file.as_str(), f.function.as_str(), f.first_line))
+                .entry((file, f.function.as_str(), f.first_line))
                 .or_insert(n);
             fn_of.push(i);
         }
@@ -452,6 +458,10 @@ impl App {
         if file.is_empty() && line == 0 && function.starts_with("<task ") {
             // An asyncio task (--async-aware): no code of its own.
             return fit_middle(&format!("{function} (asyncio task)"), width);
+        }
+        if line == 0 && !file.is_empty() && !file.contains('/') && !file.ends_with(".py") {
+            // A native function (--native): in its object.
+            return fit_middle(&format!("{function} ({file})"), width);
         }
         let file = short_filename(file, &self.cwd);
         let full = format!("{function} ({file}:{line})");

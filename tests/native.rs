@@ -540,3 +540,50 @@ fn python_c_python_frames_merge_in_order() {
         Ok(notes.join("; "))
     });
 }
+
+#[test]
+fn dump_native_interleaves_c_and_python_frames() {
+    for_each_python("dump --native", |py| {
+        let ext = build_cbext(py, false)?;
+        let t = Target::spawn(py, "callback.py", &[&ext]);
+        // Innermost first: cbext_spin_loop [native] … leaf … cbext_call_back_loop
+        // [native] … outer, each once (a dump is one instant: take a few, for one that
+        // caught the thread in spin, where it spends nearly all its time).
+        let mut last = String::new();
+        for _ in 0..5 {
+            let o = pyprof(&["dump", "--native", "-p", &t.pid.to_string()]);
+            if !o.status.success() {
+                return Err(format!("dump -n: {}", String::from_utf8_lossy(&o.stderr)));
+            }
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let at = |what: &str| -> Vec<usize> {
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.trim_start().starts_with(what))
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            let (spin, leaf, back, outer) = (
+                at("cbext_spin_loop ("),
+                at("leaf ("),
+                at("cbext_call_back_loop ("),
+                at("outer ("),
+            );
+            if [&spin, &leaf, &back, &outer].iter().all(|v| v.len() == 1)
+                && spin[0] < leaf[0]
+                && leaf[0] < back[0]
+                && back[0] < outer[0]
+                && text
+                    .lines()
+                    .nth(spin[0])
+                    .is_some_and(|l| l.ends_with("[native]"))
+            {
+                return Ok(String::new());
+            }
+            last = text;
+        }
+        Err(format!(
+            "no dump showed spin < leaf < call_back < outer:\n{last}"
+        ))
+    });
+}

@@ -441,8 +441,12 @@ fn whole_clap_messages_and_argument_checks() {
         (vec!["annotate", "x.json", "--top", "0"], "at least 1"),
         (vec!["record", "-p", "zz"], "not a process id"),
         (
-            vec!["record", "-n", "-p", "1"],
-            "native (C) frames are not supported",
+            vec!["record", "-n", "--opcodes", "-p", "1"],
+            "cannot be combined yet",
+        ),
+        (
+            vec!["record", "-n", "--sampler", "read", "-p", "1"],
+            "plain reads",
         ),
     ] {
         let o = pyprof(&args);

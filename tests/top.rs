@@ -714,3 +714,51 @@ fn top_async_aware_has_a_row_per_task() {
     }
     quit_and_check(&tmux, &target, pyprof_pid);
 }
+
+#[test]
+fn top_native_shows_the_library_functions_below_python() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_tmux();
+    let script = r#"import os
+import sys
+import zlib
+
+DATA = os.urandom(1 << 16) * 8
+
+
+def squeeze():
+    return zlib.compress(DATA, 9)
+
+
+def main():
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        squeeze()
+
+
+main()
+"#;
+    let target = Target::start_script(script, &[]);
+    let tmux = Tmux::start(&format!("top --pid {} --rate 200 --native", target.pid));
+    // zlib's own functions (in libz, or named by address in it when stripped) take the
+    // time; squeeze, the Python function calling them, holds it all in total.
+    let screen = tmux.wait_screen("libz rows", Duration::from_secs(20), |s| {
+        sampled_secs(s) >= 2 && row(s, "squeeze").is_some()
+    });
+    let libz_own: f64 = screen
+        .lines()
+        .filter(|l| l.contains("(libz"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!(libz_own > 50.0, "libz rows own {libz_own}%:\n{screen}");
+    assert!(total_pct(&screen, "squeeze") > 90.0, "{screen}");
+    let pyprof_pid = pyprof_pid(target.pid);
+    quit_and_check(&tmux, &target, pyprof_pid);
+}

@@ -16,16 +16,8 @@ pub fn frame_label(f: &Frame, opts: &RenderOptions, names: &FileNames) -> String
     let clean = |s: &str| s.replace(';', ":");
     if f.is_synthetic() {
         clean(&f.function)
-    } else if let Some(object) = &f.object {
-        // A native frame: its source file (its name: build paths are long) and line
-        // where the object has line tables, else the object it is in.
-        match f.file.rsplit('/').next().filter(|n| !n.is_empty()) {
-            Some(name) if f.line > 0 && !opts.nolineno => {
-                format!("{} ({}:{})", clean(&f.function), clean(name), f.line)
-            }
-            Some(name) => format!("{} ({})", clean(&f.function), clean(name)),
-            None => format!("{} ({})", clean(&f.function), clean(object)),
-        }
+    } else if let Some(place) = f.native_place(!opts.nolineno) {
+        format!("{} ({})", clean(&f.function), clean(&place))
     } else if opts.nolineno {
         format!("{} ({})", clean(&f.function), clean(file))
     } else if opts.function {

@@ -388,6 +388,70 @@ impl NativeUnwinder {
     }
 }
 
+/// One native address of a stack, as [`interleave`] takes it: its frames (outermost
+/// first, in whatever form the caller keeps frames), whether it is in the eval loop, and
+/// whether it is the program's `main` (what was unwound root side of it only starts the
+/// process: `_start`, `__libc_start_main`, named by address in a stripped libc).
+pub struct NativeAt<'a, T> {
+    pub frames: &'a [T],
+    pub eval: bool,
+    pub main: bool,
+}
+
+impl Symbolized {
+    /// Whether these frames are the program's (or the interpreter's) `main`.
+    pub fn is_main(&self) -> bool {
+        self.frames
+            .iter()
+            .any(|f| matches!(f.function.as_str(), "main" | "Py_BytesMain" | "Py_Main"))
+    }
+}
+
+/// Interleave a thread's Python frames with its native stack, both leaf first: each
+/// eval-loop address is replaced by the Python frames of one C call of the eval loop
+/// (`groups`: how many frames each call runs, leaf first), matched from the leaf. Returns
+/// the merged stack, leaf first, and whether the two matched one for one (else the Python
+/// frames left over are kept on the root side, and eval-loop addresses left over are
+/// dropped). `None` when `groups` does not count `python`.
+pub fn interleave<T: Clone>(
+    python: &[T],
+    groups: &[usize],
+    native: &[NativeAt<'_, T>],
+) -> Option<(Vec<T>, bool)> {
+    if groups.iter().sum::<usize>() != python.len() {
+        return None;
+    }
+    let mut out: Vec<T> = Vec::with_capacity(python.len() + native.len());
+    let (mut g, mut at) = (0, 0);
+    let mut extra_eval = false;
+    let mut main_at = None;
+    for n in native {
+        if n.main {
+            main_at = Some(out.len() + n.frames.len());
+        }
+        if n.eval {
+            match groups.get(g) {
+                Some(&k) => {
+                    out.extend_from_slice(&python[at..at + k]);
+                    at += k;
+                    g += 1;
+                }
+                None => extra_eval = true,
+            }
+        } else {
+            out.extend(n.frames.iter().rev().cloned());
+        }
+    }
+    let matched = at == python.len() && !extra_eval;
+    if at == python.len() {
+        if let Some(m) = main_at {
+            out.truncate(m);
+        }
+    }
+    out.extend_from_slice(&python[at..]);
+    Some((out, matched))
+}
+
 /// A copy of the top of a paused thread's stack, read in one system call, and single
 /// words beyond it read as needed (counted).
 pub struct StackCopy {
@@ -455,6 +519,47 @@ fn read_remote(pid: i32, addr: u64, buf: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_frames_replace_eval_loop_frames_from_the_leaf() {
+        let at = |frames: &'static [&'static str], eval: bool, main: bool| NativeAt {
+            frames,
+            eval,
+            main,
+        };
+        // Leaf first: spin (C) ← leaf (Python) ← call_back (C) ← outer, <module> (one
+        // eval call running both) ← main ← an address below main.
+        let native = [
+            at(&["spin"], false, false),
+            at(&[], true, false),
+            at(&["call_back"], false, false),
+            at(&[], true, false),
+            at(&["main"], false, true),
+            at(&["0x29fb9"], false, false),
+        ];
+        let python = ["leaf", "outer", "<module>"];
+        let (out, matched) = interleave(&python, &[1, 2], &native).unwrap();
+        assert!(matched);
+        assert_eq!(
+            out,
+            ["spin", "leaf", "call_back", "outer", "<module>", "main"]
+        );
+        // Unwinding that stopped early: the Python frames left over stay, root side.
+        let (out, matched) = interleave(&python, &[1, 2], &native[..2]).unwrap();
+        assert!(!matched);
+        assert_eq!(out, ["spin", "leaf", "outer", "<module>"]);
+        // Inlined frames come outermost first and are shown innermost first, leaf first.
+        let inl = [
+            at(&["outer_c", "inlined_c"], false, false),
+            at(&[], true, false),
+        ];
+        let (out, _) = interleave(&["f"], &[1], &inl).unwrap();
+        assert_eq!(out, ["inlined_c", "outer_c", "f"]);
+        assert!(
+            interleave(&python, &[1], &native).is_none(),
+            "groups must count every frame"
+        );
+    }
 
     #[test]
     fn eval_loop_names() {

@@ -78,6 +78,20 @@ impl Frame {
         }
     }
 
+    /// A native frame's place, as outputs show it after its name: its source file's name
+    /// and line where the object has line tables (`main.c:763`; build paths are long),
+    /// else the object it is in (`libz.so.1`). None for a Python frame.
+    pub fn native_place(&self, with_line: bool) -> Option<String> {
+        let object = self.object.as_ref()?;
+        Some(
+            match self.file.rsplit('/').next().filter(|n| !n.is_empty()) {
+                Some(name) if self.line > 0 && with_line => format!("{name}:{}", self.line),
+                Some(name) => name.to_string(),
+                None => object.clone(),
+            },
+        )
+    }
+
     /// The object of a [`Frame::native`] frame.
     pub fn native_object(&self) -> Option<&str> {
         if !self.file.is_empty() || self.line != 0 {

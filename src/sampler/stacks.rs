@@ -756,16 +756,8 @@ impl StackSampler {
         let Some(unwinder) = self.native.as_mut() else {
             return;
         };
-        if self.groups.iter().sum::<usize>() != self.ids.len() {
-            return;
-        }
-        self.ids.reverse(); // leaf first
-        let mut out: Vec<u32> = Vec::with_capacity(self.ids.len() + stack.len());
-        let (mut g, mut at) = (0, 0);
-        let mut extra_eval = false;
-        let mut main_at = None;
         for &addr in stack {
-            let n = self.native_frames.entry(addr).or_insert_with(|| {
+            self.native_frames.entry(addr).or_insert_with(|| {
                 let s = unwinder.symbolize(addr);
                 let ids = s
                     .frames
@@ -773,46 +765,32 @@ impl StackSampler {
                     .filter(|f| !crate::process::native::is_process_entry(&f.function))
                     .map(|f| profile.intern_frame(&crate::profile::Frame::native_code(f)))
                     .collect();
-                let main = s
-                    .frames
-                    .iter()
-                    .any(|f| matches!(f.function.as_str(), "main" | "Py_BytesMain" | "Py_Main"));
                 NativeIds {
                     ids,
                     eval: s.eval,
-                    main,
+                    main: s.is_main(),
                 }
             });
-            if n.main {
-                // Root side of the process's main: drop what was unwound below it.
-                main_at = Some(out.len() + n.ids.len());
-            }
-            let ids = &n.ids;
-            if n.eval {
-                match self.groups.get(g) {
-                    Some(&n) => {
-                        out.extend_from_slice(&self.ids[at..at + n]);
-                        at += n;
-                        g += 1;
-                    }
-                    None => extra_eval = true,
-                }
-            } else {
-                out.extend(ids.iter().rev());
-            }
         }
-        if at < self.ids.len() || extra_eval {
-            self.native_mismatched += 1;
-        }
-        if at == self.ids.len() {
-            if let Some(m) = main_at {
-                out.truncate(m);
+        let native: Vec<crate::process::native::NativeAt<'_, u32>> = stack
+            .iter()
+            .filter_map(|a| self.native_frames.get(a))
+            .map(|n| crate::process::native::NativeAt {
+                frames: &n.ids,
+                eval: n.eval,
+                main: n.main,
+            })
+            .collect();
+        self.ids.reverse(); // leaf first
+        match crate::process::native::interleave(&self.ids, &self.groups, &native) {
+            Some((mut out, matched)) => {
+                self.native_mismatched += !matched as u64;
+                self.native_merged += 1;
+                out.reverse();
+                self.ids = out;
             }
+            None => self.ids.reverse(),
         }
-        out.extend_from_slice(&self.ids[at..]);
-        out.reverse();
-        self.ids = out;
-        self.native_merged += 1;
     }
 
     /// With opcodes: the native frame of where `raw`'s thread was executing, if that was
