@@ -19,6 +19,9 @@ Sections (--only):
   cpu        profiler CPU per sample (the slope between a 2 s and a 6 s run, so that
              start-up is not counted; the bpf sampler's in-kernel time included), depth
              20 and 500, 1 kHz, one Python 3.15 target (spin.py) and pyperformance raytrace
+  native     profiler CPU per sample with --native (native frames unwound and merged),
+             depth 20, 1 kHz, Python 3.12 (spin.py): pyprof bpf and ptrace beside
+             py-spy --native (which always pauses the target)
   syscalls   system calls per tick (strace -c -f, slope of two runs; and pyprof's count)
   delivered  delivered ÷ requested at 1, 10 and 50 kHz, depth 50
   threads    1,000 sleeping threads + 1 busy at 100 Hz: delivered, profiler CPU
@@ -596,6 +599,45 @@ class Bench:
             self.row("cpu", "CPU per sample ÷ py-spy's (blocking)", ptrace, wl, "3.15",
                      ratios(wl, ptrace, PYSPY_BLK), "", None, ".3f")
 
+    # -- native: CPU per sample with --native -------------------------------------------
+
+    def bench_native(self):
+        a = self.a
+        py = py312()
+        tools = [Tool("pyprof bpf", "pyprof", "bpf --native", ["--sampler", "bpf", "--native"]),
+                 Tool("pyprof ptrace", "pyprof", "ptrace --native",
+                      ["--sampler", "ptrace", "--native"]),
+                 Tool("py-spy", "py-spy", "--native", ["--native"])]
+        wl = "spin.py, depth 20"
+        short, long_ = (1.0, 3.0) if a.quick else (2.0, 6.0)
+        per = {}
+        for rnd in range(a.rounds):
+            tgt = self.spawn_target(py, os.path.join(TARGETS, "spin.py"), [20])
+            try:
+                time.sleep(0.3)
+                for tool in self.order(tools, rnd):
+                    r1 = self.profile(tool, py, tgt.pid, 1000, short)
+                    r2 = self.profile(tool, py, tgt.pid, 1000, long_)
+                    us = None
+                    if r1.get("cpu_s") is not None and r2.get("cpu_s") is not None \
+                            and r1.get("samples") and r2.get("samples") \
+                            and r2["samples"] > r1["samples"]:
+                        us = (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
+                    per.setdefault(tool.mode, []).append(us)
+                    log("[native] round %d %s %s: %s µs/sample" % (rnd, tool.name, tool.mode,
+                                                                    fmt(us)))
+            finally:
+                CHILDREN.kill(tgt)
+        for tool in tools:
+            self.row("native", "profiler CPU per sample with --native (1 kHz)", tool, wl,
+                     "3.12", per.get(tool.mode, []), " µs")
+        spy = per.get("--native", [])
+        for tool in tools[:2]:
+            xs = per.get(tool.mode, [])
+            r = [x / y if x is not None and y else None for x, y in zip(xs, spy)]
+            self.row("native", "CPU per sample with --native ÷ py-spy --native's", tool, wl,
+                     "3.12", r, "", None, ".3f")
+
     # -- syscalls per tick -------------------------------------------------------------------
 
     def bench_syscalls(self):
@@ -1063,7 +1105,7 @@ def parse_args():
     a = ap.parse_args()
     a.rounds = a.rounds or (2 if a.quick else 5)
     a.long_seconds = a.long_seconds or (20 if a.quick else 600)
-    sections = ["cpu", "syscalls", "delivered", "threads", "slowdown", "accuracy", "aliasing",
+    sections = ["cpu", "native", "syscalls", "delivered", "threads", "slowdown", "accuracy", "aliasing",
                 "rss", "render"]
     if a.only:
         want = [x.strip() for x in a.only.split(",") if x.strip()]

@@ -166,6 +166,17 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
         let (r, g, b) = NATIVE_RGB;
         palette.insert(&f.function, inferno::flamegraph::color::Color { r, g, b });
     }
+    // --native: native frames in the same colour, Python frames in inferno's.
+    let mut native_frames = false;
+    if data.frames.iter().any(|f| f.object.is_some()) {
+        let names = super::FileNames::new(data, opts);
+        for f in data.frames.iter().filter(|f| f.object.is_some()) {
+            let (r, g, b) = NATIVE_RGB;
+            let label = collapsed::frame_label(f, opts, &names);
+            palette.insert(&label, inferno::flamegraph::color::Color { r, g, b });
+            native_frames = true;
+        }
+    }
     for line in &lines {
         if let Some((stack, n)) = line.rsplit_once(' ') {
             let mut parts = stack.rsplit(';');
@@ -232,6 +243,20 @@ pub fn write(data: &ProfileData, opts: &RenderOptions, w: &mut dyn Write) -> Res
             });
         }
         svg = add_legend(&svg, "opcode leaves by state:", &items);
+    } else if native_frames {
+        let items = vec![
+            LegendItem {
+                rgb: (230, 120, 40),
+                text: "Python function".into(),
+            },
+            LegendItem {
+                rgb: NATIVE_RGB,
+                text: "native function (--native): C, C++ or Rust, in the interpreter, \
+                       an extension or a library"
+                    .into(),
+            },
+        ];
+        svg = add_legend(&svg, "frames:", &items);
     }
     w.write_all(svg.as_bytes())?;
     Ok(())

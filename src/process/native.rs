@@ -269,10 +269,37 @@ impl NativeUnwinder {
         out: &mut Vec<u64>,
     ) {
         out.clear();
-        if self.find(ip).is_none() && self.read_at.is_none_or(|t| t.elapsed() >= REREAD_EVERY) {
+        if self.find(ip).is_none() && self.stale() {
             self.refresh();
         }
         self.stats.stacks += 1;
+        self.unwind_once(ip, sp, bp, read, out);
+        // An address in no known object ends the unwinding: a library loaded since the
+        // maps were read (dlopen). Read them again (at most every REREAD_EVERY), and
+        // unwind again if that found it.
+        if out.last().is_some_and(|&a| self.find(a).is_none()) && self.stale() {
+            let before = self.objects.len();
+            self.refresh();
+            if self.objects.len() != before {
+                self.unwind_once(ip, sp, bp, read, out);
+            }
+        }
+        self.stats.frames += out.len() as u64;
+    }
+
+    fn stale(&self) -> bool {
+        self.read_at.is_none_or(|t| t.elapsed() >= REREAD_EVERY)
+    }
+
+    fn unwind_once(
+        &mut self,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        read: &mut dyn FnMut(u64) -> Option<u64>,
+        out: &mut Vec<u64>,
+    ) {
+        out.clear();
         let mut read_stack = |a: u64| read(a).ok_or(());
         let mut frames = self.unwinder.iter_frames(
             ip,
@@ -297,7 +324,6 @@ impl NativeUnwinder {
                 Err(_) => break,
             }
         }
-        self.stats.frames += out.len() as u64;
         // A stack that ends in the process's entry, or cleanly, is whole.
         let reached_entry = out.last().is_some_and(|&a| {
             self.symbolize(a)
