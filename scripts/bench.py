@@ -546,6 +546,16 @@ class Bench:
 
     # -- cpu: profiler CPU per sample ------------------------------------------------------
 
+    def cpu_per_sample(self, tool, py, pid, short, long_):
+        """µs of profiler CPU per sample at 1 kHz: the slope between a short and a long run
+        (start-up not counted), or None."""
+        r1 = self.profile(tool, py, pid, 1000, short)
+        r2 = self.profile(tool, py, pid, 1000, long_)
+        if r1.get("cpu_s") is None or r2.get("cpu_s") is None or not r1.get("samples") \
+                or not r2.get("samples") or r2["samples"] <= r1["samples"]:
+            return None
+        return (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
+
     def bench_cpu(self):
         a = self.a
         py = py315()
@@ -564,13 +574,7 @@ class Bench:
                 try:
                     time.sleep(0.3)
                     for tool in self.order(tools, rnd):
-                        r1 = self.profile(tool, py, tgt.pid, 1000, short)
-                        r2 = self.profile(tool, py, tgt.pid, 1000, long_)
-                        us = None
-                        if r1.get("cpu_s") is not None and r2.get("cpu_s") is not None \
-                                and r1.get("samples") and r2.get("samples") \
-                                and r2["samples"] > r1["samples"]:
-                            us = (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
+                        us = self.cpu_per_sample(tool, py, tgt.pid, short, long_)
                         per.setdefault((wl, tool.name, tool.mode), []).append(us)
                         log("[cpu] round %d %s %s %s: %s µs/sample" % (
                             rnd, wl, tool.name, tool.mode, fmt(us)))
@@ -616,13 +620,7 @@ class Bench:
             try:
                 time.sleep(0.3)
                 for tool in self.order(tools, rnd):
-                    r1 = self.profile(tool, py, tgt.pid, 1000, short)
-                    r2 = self.profile(tool, py, tgt.pid, 1000, long_)
-                    us = None
-                    if r1.get("cpu_s") is not None and r2.get("cpu_s") is not None \
-                            and r1.get("samples") and r2.get("samples") \
-                            and r2["samples"] > r1["samples"]:
-                        us = (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
+                    us = self.cpu_per_sample(tool, py, tgt.pid, short, long_)
                     per.setdefault(tool.mode, []).append(us)
                     log("[native] round %d %s %s: %s µs/sample" % (rnd, tool.name, tool.mode,
                                                                     fmt(us)))

@@ -267,12 +267,12 @@ fn with_native(
     groups: &[usize],
 ) -> Vec<DumpFrame> {
     use crate::process::native::{is_process_entry, NativeAt, StackCopy};
-    let Some((ip, sp, bp)) = paused.regs(tid) else {
+    let Some(regs) = paused.regs(tid) else {
         return frames;
     };
-    let mut copy = StackCopy::read(pid, sp);
+    let mut copy = StackCopy::read(pid, regs.sp);
     let mut stack = Vec::new();
-    unwinder.unwind(ip, sp, bp, &mut |a| copy.word(a), &mut stack);
+    unwinder.unwind(regs, &mut |a| copy.word(a), &mut stack);
     let symbolized: Vec<(Vec<DumpFrame>, bool, bool)> = stack
         .iter()
         .map(|&a| {

@@ -31,6 +31,17 @@ pub const MAX_NATIVE_DEPTH: usize = 512;
 /// made one word at a time, and counted).
 pub const STACK_COPY: usize = 64 * 1024;
 
+/// The registers native unwinding starts from: instruction, stack and frame pointers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Regs {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+/// Reads one word of the stack being unwound (None: not readable).
+pub type StackReader<'a> = dyn FnMut(u64) -> Option<u64> + 'a;
+
 /// One native frame, symbolized.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NativeFrame {
@@ -260,20 +271,13 @@ impl NativeUnwinder {
     /// Unwind one thread whose registers are `ip`, `sp`, `bp` into `out` (leaf first; each
     /// entry is the address to symbolize: the instruction pointer, then each return
     /// address minus one, inside its call instruction). `read` reads one stack word.
-    pub fn unwind(
-        &mut self,
-        ip: u64,
-        sp: u64,
-        bp: u64,
-        read: &mut dyn FnMut(u64) -> Option<u64>,
-        out: &mut Vec<u64>,
-    ) {
+    pub fn unwind(&mut self, regs: Regs, read: &mut StackReader<'_>, out: &mut Vec<u64>) {
         out.clear();
-        if self.find(ip).is_none() && self.stale() {
+        if self.find(regs.ip).is_none() && self.stale() {
             self.refresh();
         }
         self.stats.stacks += 1;
-        self.unwind_once(ip, sp, bp, read, out);
+        self.unwind_once(regs, read, out);
         // An address in no known object ends the unwinding: a library loaded since the
         // maps were read (dlopen). Read them again (at most every REREAD_EVERY), and
         // unwind again if that found it.
@@ -281,7 +285,7 @@ impl NativeUnwinder {
             let before = self.objects.len();
             self.refresh();
             if self.objects.len() != before {
-                self.unwind_once(ip, sp, bp, read, out);
+                self.unwind_once(regs, read, out);
             }
         }
         self.stats.frames += out.len() as u64;
@@ -291,19 +295,12 @@ impl NativeUnwinder {
         self.read_at.is_none_or(|t| t.elapsed() >= REREAD_EVERY)
     }
 
-    fn unwind_once(
-        &mut self,
-        ip: u64,
-        sp: u64,
-        bp: u64,
-        read: &mut dyn FnMut(u64) -> Option<u64>,
-        out: &mut Vec<u64>,
-    ) {
+    fn unwind_once(&mut self, regs: Regs, read: &mut StackReader<'_>, out: &mut Vec<u64>) {
         out.clear();
         let mut read_stack = |a: u64| read(a).ok_or(());
         let mut frames = self.unwinder.iter_frames(
-            ip,
-            UnwindRegsX86_64::new(ip, sp, bp),
+            regs.ip,
+            UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
             &mut self.cache,
             &mut read_stack,
         );
@@ -611,7 +608,7 @@ mod tests {
         }
         let mut copy = StackCopy::read(pid, sp);
         let mut out = Vec::new();
-        u.unwind(ip, sp, bp, &mut |a| copy.word(a), &mut out);
+        u.unwind(Regs { ip, sp, bp }, &mut |a| copy.word(a), &mut out);
         assert!(out.len() > 3, "unwound {} frames", out.len());
         let names: Vec<String> = out
             .iter()

@@ -93,12 +93,12 @@ impl Paused {
     /// was executing when it was paused. None if it is not paused here, or elsewhere
     /// than on x86-64.
     pub fn ip(&mut self, tid: u64) -> Option<u64> {
-        self.regs(tid).map(|r| r.0)
+        self.regs(tid).map(|r| r.ip)
     }
 
     /// The instruction, stack and frame pointers of paused thread `tid` (one
     /// `PTRACE_GETREGS`). None if it is not paused here, or elsewhere than on x86-64.
-    pub fn regs(&mut self, tid: u64) -> Option<(u64, u64, u64)> {
+    pub fn regs(&mut self, tid: u64) -> Option<super::native::Regs> {
         let pid = self
             .threads
             .iter()
@@ -107,7 +107,11 @@ impl Paused {
         self.syscalls += 1;
         #[cfg(target_arch = "x86_64")]
         {
-            ptrace::getregs(pid).ok().map(|r| (r.rip, r.rsp, r.rbp))
+            ptrace::getregs(pid).ok().map(|r| super::native::Regs {
+                ip: r.rip,
+                sp: r.rsp,
+                bp: r.rbp,
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

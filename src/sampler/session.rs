@@ -614,15 +614,15 @@ impl Session {
             if !tids.contains(&tid) {
                 continue;
             }
-            let Some((ip, sp, bp)) = paused.regs(tid) else {
+            let Some(regs) = paused.regs(tid) else {
                 continue;
             };
             let Some(unwinder) = self.sampler.native.as_mut() else {
                 return;
             };
-            let mut copy = crate::process::native::StackCopy::read(pid, sp);
+            let mut copy = crate::process::native::StackCopy::read(pid, regs.sp);
             let mut stack = Vec::new();
-            unwinder.unwind(ip, sp, bp, &mut |a| copy.word(a), &mut stack);
+            unwinder.unwind(regs, &mut |a| copy.word(a), &mut stack);
             paused.syscalls += copy.reads;
             unwinder.stats.extra_reads += copy.reads - 1;
             self.sampler.native_stacks.insert(tstate, stack);
@@ -874,7 +874,12 @@ impl Session {
         if let (Some(unwinder), Some(copy)) = (self.sampler.native.as_mut(), s.native.as_ref()) {
             // --native: the stack the kernel copied with the registers, in the same event.
             let mut stack = Vec::new();
-            unwinder.unwind(copy.ip, copy.sp, copy.bp, &mut |a| copy.word(a), &mut stack);
+            let regs = crate::process::native::Regs {
+                ip: copy.ip,
+                sp: copy.sp,
+                bp: copy.bp,
+            };
+            unwinder.unwind(regs, &mut |a| copy.word(a), &mut stack);
             self.sampler.native_stacks.insert(raw.tstate, stack);
         }
         let view = self.code_snapshot.view(&self.mem);
