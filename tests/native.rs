@@ -264,6 +264,23 @@ fn numpy_time_is_in_its_blas_and_ufuncs_not_in_the_instruction() {
 /// there: a symbol's name, or `(OBJECT)` for an address in an object without one (py-spy
 /// shows those as absolute addresses, pyprof relative to the object: both name it).
 fn native_leaves(collapsed: &str, function: &str) -> Vec<(String, u64)> {
+    leaves_by(collapsed, function, |leaf| {
+        let (name, rest) = leaf.split_once(" (").unwrap_or((leaf, ""));
+        Some(if name.starts_with("0x") {
+            format!("({rest}")
+        } else {
+            name.to_string()
+        })
+    })
+}
+
+/// Samples of the collapsed stacks through Python `function`, by `key` of their leaf
+/// frame's label, most first.
+fn leaves_by(
+    collapsed: &str,
+    function: &str,
+    key: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, u64)> {
     let mut by: std::collections::BTreeMap<String, u64> = Default::default();
     for line in collapsed.lines() {
         let Some((stack, n)) = line.rsplit_once(' ') else {
@@ -276,14 +293,9 @@ fn native_leaves(collapsed: &str, function: &str) -> Vec<(String, u64)> {
         {
             continue;
         }
-        let leaf = stack.rsplit(';').next().unwrap_or("");
-        let (name, rest) = leaf.split_once(" (").unwrap_or((leaf, ""));
-        let key = if name.starts_with("0x") {
-            format!("({}", rest)
-        } else {
-            name.to_string()
-        };
-        *by.entry(key).or_insert(0) += n;
+        if let Some(k) = key(stack.rsplit(';').next().unwrap_or("")) {
+            *by.entry(k).or_insert(0) += n;
+        }
     }
     let mut v: Vec<(String, u64)> = by.into_iter().collect();
     v.sort_by_key(|b| std::cmp::Reverse(b.1));
@@ -314,28 +326,10 @@ fn leaf_objects(d: &ProfileData, function: &str) -> Vec<(String, u64)> {
 
 /// The same from py-spy's collapsed lines: its native frames are `name (OBJECT_PATH)`.
 fn spy_leaf_objects(collapsed: &str, function: &str) -> Vec<(String, u64)> {
-    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
-    for line in collapsed.lines() {
-        let Some((stack, n)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(n) = n.parse::<u64>() else { continue };
-        if !stack
-            .split(';')
-            .any(|f| f.starts_with(&format!("{function} (")))
-        {
-            continue;
-        }
-        let leaf = stack.rsplit(';').next().unwrap_or("");
-        let Some(inside) = leaf.rsplit_once(" (").map(|p| p.1.trim_end_matches(')')) else {
-            continue;
-        };
-        let object = inside.rsplit('/').next().unwrap_or(inside).to_string();
-        *by.entry(object).or_insert(0) += n;
-    }
-    let mut v: Vec<(String, u64)> = by.into_iter().collect();
-    v.sort_by_key(|b| std::cmp::Reverse(b.1));
-    v
+    leaves_by(collapsed, function, |leaf| {
+        let inside = leaf.rsplit_once(" (")?.1.trim_end_matches(')');
+        Some(inside.rsplit('/').next().unwrap_or(inside).to_string())
+    })
 }
 
 /// py-spy (the peer users come from) from scripts/install-numpy.sh, beside numpy.
