@@ -266,7 +266,7 @@ fn with_native(
     frames: Vec<DumpFrame>,
     groups: &[usize],
 ) -> Vec<DumpFrame> {
-    use crate::process::native::{is_process_entry, NativeAt, StackCopy};
+    use crate::process::native::{NativeAt, StackCopy};
     let Some(regs) = paused.regs(tid) else {
         return frames;
     };
@@ -278,9 +278,7 @@ fn with_native(
         .map(|&a| {
             let s = unwinder.symbolize(a);
             let f = s
-                .frames
-                .iter()
-                .filter(|f| !is_process_entry(&f.function))
+                .shown()
                 .map(|f| DumpFrame {
                     frame: Frame::native_code(f),
                     locals: Vec::new(),

@@ -422,6 +422,13 @@ pub struct NativeAt<'a, T> {
 }
 
 impl Symbolized {
+    /// The frames to show: not those of the process's entry (`_start`, …).
+    pub fn shown(&self) -> impl Iterator<Item = &NativeFrame> {
+        self.frames
+            .iter()
+            .filter(|f| !is_process_entry(&f.function))
+    }
+
     /// Whether these frames are the program's (or the interpreter's) `main`.
     pub fn is_main(&self) -> bool {
         self.frames

@@ -349,12 +349,9 @@ impl Session {
             if self.sampler.places.is_some() {
                 // With opcodes: where each paused thread was (the interpreter, or native
                 // code its leaf instruction called), by thread state.
-                let tids: Vec<u64> = paused.tids().collect();
-                for (&tstate, &tid) in &self.os_tids {
-                    if tids.contains(&tid) {
-                        if let Some(ip) = paused.ip(tid) {
-                            self.sampler.ips.insert(tstate, ip);
-                        }
+                for (tstate, tid) in self.paused_tstates(&paused) {
+                    if let Some(ip) = paused.ip(tid) {
+                        self.sampler.ips.insert(tstate, ip);
                     }
                 }
             }
@@ -608,12 +605,8 @@ impl Session {
     /// of its stack, taken while it is paused: consistent), into `sampler.native_stacks`.
     fn unwind_native(&mut self, paused: &mut Paused) {
         self.sampler.native_stacks.clear();
-        let tids: Vec<u64> = paused.tids().collect();
         let pid = self.pid;
-        for (&tstate, &tid) in &self.os_tids {
-            if !tids.contains(&tid) {
-                continue;
-            }
+        for (tstate, tid) in self.paused_tstates(paused) {
             let Some(regs) = paused.regs(tid) else {
                 continue;
             };
@@ -629,8 +622,18 @@ impl Session {
         }
     }
 
-    /// `--native`: unwind and symbolize each paused thread's native stack (the ptrace
-    /// sampler only).
+    /// The (thread state, OS thread) of every thread paused in `paused`.
+    fn paused_tstates(&self, paused: &Paused) -> Vec<(u64, u64)> {
+        let tids: HashSet<u64> = paused.tids().collect();
+        self.os_tids
+            .iter()
+            .filter(|(_, tid)| tids.contains(tid))
+            .map(|(&tstate, &tid)| (tstate, tid))
+            .collect()
+    }
+
+    /// `--native`: unwind and symbolize each sampled thread's native stack (ptrace: while
+    /// it is paused; bpf: from the copy the kernel took with the sample).
     pub fn enable_native(&mut self) {
         if self.sampler.native.is_none() {
             self.sampler.native = Some(crate::process::native::NativeUnwinder::new(self.pid));

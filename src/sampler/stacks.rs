@@ -760,9 +760,7 @@ impl StackSampler {
             self.native_frames.entry(addr).or_insert_with(|| {
                 let s = unwinder.symbolize(addr);
                 let ids = s
-                    .frames
-                    .iter()
-                    .filter(|f| !crate::process::native::is_process_entry(&f.function))
+                    .shown()
                     .map(|f| profile.intern_frame(&crate::profile::Frame::native_code(f)))
                     .collect();
                 NativeIds {
