@@ -24,10 +24,16 @@ echo "test: PYPROF_PYTHONS=$PYPROF_PYTHONS"
 notices=target/tmp/test-notices.txt
 mkdir -p target/tmp
 : > "$notices"
-cargo test --no-fail-fast 2>&1
-rc=$?
+log=target/tmp/test-output.txt
+cargo test --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
 echo
 echo "==== test notices (skips, waivers) ===="
 if [[ -s $notices ]]; then sort -u "$notices"; else echo "none: nothing skipped or waived"; fi
+if [[ $rc -ne 0 ]]; then
+  # What each failing test said, last, where a truncated log still shows it.
+  echo "==== why tests failed (the panic messages) ===="
+  grep -A12 -E "^thread '.*' .*panicked at" "$log" | grep -v -E "^(stack backtrace:|   [0-9]+: |             at )" | cut -c1-600
+fi
 echo "==== cargo test exit status: $rc ===="
 exit $rc

@@ -867,7 +867,14 @@ fn real_recording_read_back_by_independent_readers() {
             assert!(functions.contains(&f), "{what}: no {f} in {functions:?}");
         }
         if !extra.is_empty() {
-            assert!(data.frames.iter().all(|f| f.opcode.is_some()));
+            // Every Python frame carries its instruction; `<native OBJECT>` frames (the
+            // thread waiting for the GIL in libc, with --idle) have none.
+            let without: Vec<_> = data
+                .frames
+                .iter()
+                .filter(|f| f.opcode.is_none() && f.native_object().is_none())
+                .collect();
+            assert!(without.is_empty(), "{what}: frames without an opcode: {without:?}");
         }
         for opts in [
             RenderOptions::default(),
