@@ -45,6 +45,9 @@
 #  if PY_VERSION_HEX >= 0x030C0000
 #    include "pycore_ceval_state.h"
 #  endif
+#  if PY_VERSION_HEX >= 0x030D0000
+#    include "pycore_genobject.h" /* PyGenObject (3.13+: internal) */
+#  endif
 #  if PY_VERSION_HEX >= 0x030E0000
 #    include "pycore_stackref.h" /* Py_TAG_BITS */
 #    include "pycore_instruments.h" /* _PyCoMonitoringData */
@@ -228,6 +231,26 @@ int main(void)
 #  else
     P("frame_code_tag_mask", 0);
 #  endif
+    /* The top of a suspended frame's value stack (what an `await` waits on). */
+#  if PY_VERSION_HEX >= 0x030E0000
+    P("frame_stack", offsetof(_PyInterpreterFrame, stackpointer));
+#  else
+    P("frame_stack", offsetof(_PyInterpreterFrame, stacktop));
+#  endif
+    NONE("frame_valuestack");
+    P("gen_frame", offsetof(PyGenObject, gi_iframe));
+    /* gi_frame_state (int8) and the values that mean "suspended" (as unsigned bytes). */
+    P("gen_frame_state", offsetof(PyGenObject, gi_frame_state));
+    NONE("frame_state");
+    P("gen_executing", (uint8_t)(int8_t)FRAME_EXECUTING);
+    P("gen_suspended_first", (uint8_t)(int8_t)FRAME_SUSPENDED);
+#  if PY_VERSION_HEX >= 0x030F0000
+    P("gen_suspended_last", (uint8_t)(int8_t)FRAME_SUSPENDED_YIELD_FROM_LOCKED);
+#  elif PY_VERSION_HEX >= 0x030D0000
+    P("gen_suspended_last", (uint8_t)(int8_t)FRAME_SUSPENDED_YIELD_FROM);
+#  else
+    P("gen_suspended_last", (uint8_t)(int8_t)FRAME_SUSPENDED);
+#  endif
 #else
     P("frame_back", offsetof(PyFrameObject, f_back));
     P("frame_code", offsetof(PyFrameObject, f_code));
@@ -237,6 +260,23 @@ int main(void)
     P("frame_localsplus", offsetof(PyFrameObject, f_localsplus));
     NONE("frame_tlbc_index");
     P("frame_code_tag_mask", 0);
+#  if PY_VERSION_HEX >= 0x030A0000
+    P("frame_stack", offsetof(PyFrameObject, f_stackdepth));
+#  else
+    P("frame_stack", offsetof(PyFrameObject, f_stacktop));
+#  endif
+    P("frame_valuestack", offsetof(PyFrameObject, f_valuestack));
+    P("gen_frame", offsetof(PyGenObject, gi_frame));
+    NONE("gen_frame_state");
+#  if PY_VERSION_HEX >= 0x030A0000
+    P("frame_state", offsetof(PyFrameObject, f_state));
+    P("gen_executing", (uint8_t)(int8_t)FRAME_EXECUTING);
+#  else
+    NONE("frame_state");
+    NONE("gen_executing");
+#  endif
+    NONE("gen_suspended_first");
+    NONE("gen_suspended_last");
 #endif
     /* FRAME_OWNED_BY_CSTACK: 3.12 and 3.13 (= 3), 3.14 (= 4); gone in 3.15. */
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030F0000

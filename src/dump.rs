@@ -42,6 +42,21 @@ pub struct ThreadDump {
     /// With `--async-aware`: why the thread's tasks could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks_error: Option<String>,
+    /// With `--async-aware`: every other pending task of the thread's event loop, and
+    /// where it is suspended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_tasks: Vec<WaitingTask>,
+}
+
+/// A task that waits (`dump --async-aware`).
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitingTask {
+    /// Its name last, after the tasks awaiting it, outermost first.
+    pub tasks: Vec<String>,
+    /// Another task awaits it.
+    pub awaited: bool,
+    /// Where its coroutine chain is suspended, innermost first.
+    pub frames: Vec<Frame>,
 }
 
 /// A frame of a dump: where it is and, with `--locals`, its arguments and locals.
@@ -173,10 +188,32 @@ pub fn dump_with(
             error: None,
             tasks: None,
             tasks_error: None,
+            waiting_tasks: Vec::new(),
         };
         match t {
             Ok(mut raw) => {
                 if let Some(r) = reader.as_mut() {
+                    match r.thread_tasks(mem, walker, &raw) {
+                        Ok(list) => {
+                            for t in list.into_iter().filter(|t| !t.running) {
+                                let frames = t
+                                    .frames
+                                    .iter()
+                                    .filter_map(|rf| {
+                                        let info = session.sampler.code.code(mem, rf.code).ok()?;
+                                        resolve_frame(&layout, &info, rf, None, mem).ok()?
+                                    })
+                                    .collect();
+                                d.waiting_tasks.push(WaitingTask {
+                                    tasks: t.names,
+                                    awaited: t.awaited,
+                                    frames,
+                                });
+                            }
+                            d.waiting_tasks.sort_by(|a, b| a.tasks.cmp(&b.tasks));
+                        }
+                        Err(e) => d.tasks_error = Some(format!("asyncio: {e}")),
+                    }
                     let is_frame_of =
                         |f: &crate::walker::RawFrame, coro: u64| walker.is_frame_of(mem, f, coro);
                     match r.running(mem, &layout, &raw, &is_frame_of) {
@@ -563,26 +600,55 @@ pub fn write_text(d: &Dump, full_filenames: bool, w: &mut dyn std::io::Write) ->
         if let Some(e) = &t.tasks_error {
             writeln!(w, "    (asyncio tasks not readable: {e})")?;
         }
-        for f in &t.frames {
-            if f.frame.is_synthetic() {
-                writeln!(w, "    {}", f.frame.function)?;
+        let frames = t.frames.iter().map(|f| (&f.frame, f.locals.as_slice()));
+        write_frames(w, &names, frames, "    ")?;
+        if !t.waiting_tasks.is_empty() {
+            writeln!(w, "    waiting asyncio tasks ({}):", t.waiting_tasks.len())?;
+        }
+        for task in &t.waiting_tasks {
+            writeln!(
+                w,
+                "      task {}{}",
+                task.tasks.join(" > "),
+                if task.awaited { " (awaited)" } else { "" }
+            )?;
+            write_frames(
+                w,
+                &names,
+                task.frames.iter().map(|f| (f, &[][..])),
+                "        ",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Frames, one a line, innermost first, each followed by its arguments and locals.
+fn write_frames<'a>(
+    w: &mut dyn std::io::Write,
+    names: &crate::output::FileNames,
+    frames: impl Iterator<Item = (&'a Frame, &'a [Local])>,
+    indent: &str,
+) -> std::io::Result<()> {
+    for (f, locals) in frames {
+        if f.is_synthetic() {
+            writeln!(w, "{indent}{}", f.function)?;
+            continue;
+        }
+        if let Some(place) = f.native_place(true) {
+            writeln!(w, "{indent}{} ({place}) [native]", f.function)?;
+            continue;
+        }
+        let file = names.show(&f.file);
+        writeln!(w, "{indent}{} ({file}:{})", f.function, f.line)?;
+        for (title, args) in [("Arguments", true), ("Locals", false)] {
+            let mut some = locals.iter().filter(|v| v.arg == args).peekable();
+            if some.peek().is_none() {
                 continue;
             }
-            if let Some(place) = f.frame.native_place(true) {
-                writeln!(w, "    {} ({place}) [native]", f.frame.function)?;
-                continue;
-            }
-            let file = names.show(&f.frame.file);
-            writeln!(w, "    {} ({file}:{})", f.frame.function, f.frame.line)?;
-            for (title, args) in [("Arguments", true), ("Locals", false)] {
-                let mut some = f.locals.iter().filter(|v| v.arg == args).peekable();
-                if some.peek().is_none() {
-                    continue;
-                }
-                writeln!(w, "        {title}:")?;
-                for v in some {
-                    writeln!(w, "            {} = {}", v.name, v.value)?;
-                }
+            writeln!(w, "{indent}    {title}:")?;
+            for v in some {
+                writeln!(w, "{indent}        {} = {}", v.name, v.value)?;
             }
         }
     }

@@ -141,6 +141,16 @@ impl SamplingArgs {
     }
 }
 
+/// What `--async-aware` records of each sample of a thread running an event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AsyncMode {
+    /// The running task only (CPU time by task)
+    Running,
+    /// Also every task that waits, where it is suspended (wall-clock time by task;
+    /// idle threads are sampled too)
+    All,
+}
+
 #[derive(Args)]
 struct TopArgs {
     /// PID of a running Python process (decimal, or hex with 0x)
@@ -152,6 +162,10 @@ struct TopArgs {
     /// each task (`<task NAME>`, and the tasks awaiting it) has a row
     #[arg(long)]
     async_aware: bool,
+    /// With --async-aware: `running` (default) records the running task, `all` also
+    /// each waiting task at every sample
+    #[arg(long, value_enum, value_name = "MODE", requires = "async_aware")]
+    async_mode: Option<AsyncMode>,
     /// The command to launch and watch (after --)
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -294,6 +308,10 @@ struct RecordArgs {
     /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
     #[arg(long)]
     async_aware: bool,
+    /// With --async-aware: `running` (default) records the running task, `all` also
+    /// each waiting task at every sample, where its coroutines are suspended
+    #[arg(long, value_enum, value_name = "MODE", requires = "async_aware")]
+    async_mode: Option<AsyncMode>,
     /// No progress line while recording
     #[arg(short, long)]
     quiet: bool,
@@ -543,6 +561,14 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     req.subprocesses = args.subprocesses;
     req.child_stdout_to_stderr = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
     req.async_aware = args.async_aware;
+    req.async_all = args.async_mode == Some(AsyncMode::All);
+    if req.async_all {
+        if req.opcodes {
+            bail!("--async-mode all cannot be combined with --opcodes (a waiting task executes no instruction)");
+        }
+        // Waiting is wall-clock time: the loop's thread is sampled while it waits too.
+        req.filter.idle = true;
+    }
     let mut progress = Progress::new(!args.quiet, args.sampling.rate, args.duration);
     let rec = pyprof::record::record(&req, &stop, &mut progress)?;
     progress.clear();
@@ -846,6 +872,13 @@ fn top(args: TopArgs) -> Result<ExitCode> {
     req.max_depth = max_depth;
     req.filter = args.sampling.filter();
     req.sampler = args.sampling.choice()?;
+    let async_all = args.async_mode == Some(AsyncMode::All);
+    if async_all {
+        if req.opcodes {
+            bail!("--async-mode all cannot be combined with --opcodes (a waiting task executes no instruction)");
+        }
+        req.filter.idle = true;
+    }
     let stop = AtomicBool::new(false);
     struct Say;
     impl pyprof::record::Observer for Say {
@@ -863,7 +896,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         }
     }
     if args.async_aware {
-        pyprof::record::async_aware(&mut started.targets)?;
+        pyprof::record::async_aware(&mut started.targets, async_all)?;
     }
     let session = &started.targets.sessions[0];
     if args.sampling.gil && !session.sampler.walker.has_gil() {

@@ -38,6 +38,9 @@ pub struct Request {
     /// Record a thread running an asyncio task as the task's stack, under `<task NAME>`
     /// frames of the tasks awaiting it (`--async-aware`).
     pub async_aware: bool,
+    /// `--async-mode all`: also every waiting task, at every sample (implies idle
+    /// threads are sampled)
+    pub async_all: bool,
 }
 
 impl Request {
@@ -54,6 +57,7 @@ impl Request {
             subprocesses: false,
             child_stdout_to_stderr: false,
             async_aware: false,
+            async_all: false,
         }
     }
 }
@@ -228,7 +232,7 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
         bail!("{target_label} ended before running any Python: nothing was profiled");
     }
     if req.async_aware && found {
-        async_aware(&mut targets)?;
+        async_aware(&mut targets, req.async_all)?;
     }
     let session = &targets.sessions[0];
     if req.filter.gil_only && !session.sampler.walker.has_gil() {
@@ -319,6 +323,17 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
                 }
                 _ => format!("--async-aware: {tasks} samples recorded as an asyncio task's stack"),
             });
+            if req.async_all {
+                let sm = &s.sampler;
+                let mean =
+                    sm.waiting_read_time.as_secs_f64() * 1e3 / sm.waiting_reads.max(1) as f64;
+                profile.meta.notes.push(format!(
+                    "--async-mode all: {} samples of waiting tasks (each sample of a thread running an \
+                     event loop counts each of its waiting tasks once, where its coroutines are \
+                     suspended); the tasks were read {} times, {mean:.2} ms each",
+                    sm.waiting_samples, sm.waiting_reads
+                ));
+            }
         }
     }
     if req.native {
@@ -613,10 +628,11 @@ fn find_python(
 
 /// `--async-aware` (record and top): the first target's samples of a thread running an
 /// asyncio task become the task's stack. An error when its Python has no task to read.
-pub fn async_aware(targets: &mut sampler::Targets) -> Result<()> {
+pub fn async_aware(targets: &mut sampler::Targets, all: bool) -> Result<()> {
     let s = &mut targets.sessions[0];
     let reader = crate::runtime::asyncio::AsyncioReader::new(s.pid, &s.runtime.layout)
         .map_err(anyhow::Error::msg)?;
     s.sampler.asyncio = Some(reader);
+    s.sampler.async_all = all;
     Ok(())
 }

@@ -428,6 +428,11 @@ fn a_task_cancelled_mid_run_ends_its_chain() {
 /// Chains and per-task shares of a collapsed profile whose task frames are `<task>:NAME:…`
 /// (CPython 3.15's `profiling.sampling --async-aware --collapsed`): (chain → samples).
 fn sampling_chains(text: &str) -> BTreeMap<Vec<String>, u64> {
+    sampling_chains_of(text, true)
+}
+
+/// As [`sampling_chains`]; `burning_only`: only the stacks that end in worker's frames.
+fn sampling_chains_of(text: &str, burning_only: bool) -> BTreeMap<Vec<String>, u64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let Some((stack, n)) = line.rsplit_once(' ') else {
@@ -440,7 +445,7 @@ fn sampling_chains(text: &str) -> BTreeMap<Vec<String>, u64> {
             .map(|f| f.split(':').next().unwrap_or("").to_string())
             .collect();
         // Only the burning tasks' stacks (those that end in worker's frames).
-        if !chain.is_empty() && stack.contains(":worker:") {
+        if !chain.is_empty() && (!burning_only || stack.contains(":worker:")) {
             *out.entry(chain).or_insert(0) += n;
         }
     }
@@ -499,9 +504,61 @@ fn agrees_with_cpythons_profiling_sampling_on_315() {
     );
 }
 
+/// On 3.15, `--async-mode all` against CPython's own `profiling.sampling attach
+/// --async-aware --async-mode all` on the same process (asyncio_tree.py with 3 pending
+/// tasks): the same chains of tasks (waiting ones included), each one's share within 3
+/// points.
+#[test]
+fn async_mode_all_agrees_with_cpythons_profiling_sampling_on_315() {
+    let Some(py) = pythons()
+        .into_iter()
+        .find(|p| p.at_least(3, 15) && !p.key.contains('t'))
+    else {
+        notice("SKIP asyncio all vs profiling.sampling: no Python 3.15 (default build) found");
+        return;
+    };
+    let _cpu = exclusive();
+    let target = Target::spawn(&py, "asyncio_tree.py", &["3"]);
+    let (p, _) = record_json(
+        target.pid,
+        3.0,
+        &["--async-aware", "--async-mode", "all", "-r", "1000"],
+    );
+    let mut ours: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for (tasks, _, n) in all_mode_stacks(&p) {
+        *ours.entry(tasks).or_insert(0) += n;
+    }
+    let file = format!("pyprof-asyncio-all-{}.txt", target.pid);
+    let out = run_sampling(&py, target.pid, &file, &["--async-mode", "all"]);
+    let theirs = sampling_chains_of(&out, false);
+    let (a, b) = (shares(&ours), shares(&theirs));
+    let keys = |m: &BTreeMap<Vec<String>, f64>| m.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        keys(&a),
+        keys(&b),
+        "task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
+    );
+    for (chain, share) in &a {
+        let other = b[chain];
+        assert!(
+            (share - other).abs() <= 3.0,
+            "{chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
+        );
+    }
+    eprintln!(
+        "asyncio all vs profiling.sampling {}: pyprof {a:?}; profiling.sampling {b:?}",
+        py.label
+    );
+}
+
 /// Run `python -m profiling.sampling attach --async-aware --collapsed -d 3` on `pid`
 /// (inside the interpreter's root, if any) and return what it wrote.
 fn pyprof_run_sampling(py: &Python, pid: i32, file: &str) -> String {
+    run_sampling(py, pid, file, &[])
+}
+
+/// As [`pyprof_run_sampling`], with `extra` arguments.
+fn run_sampling(py: &Python, pid: i32, file: &str, extra: &[&str]) -> String {
     let inside = format!("/tmp/{file}");
     let o = std::process::Command::new(&py.cmd[0])
         .args(&py.cmd[1..])
@@ -512,6 +569,7 @@ fn pyprof_run_sampling(py: &Python, pid: i32, file: &str) -> String {
             "--async-aware",
             "--collapsed",
         ])
+        .args(extra)
         .args(["-d", "3", "-o", &inside, &pid.to_string()])
         .output()
         .expect("running profiling.sampling");
@@ -614,5 +672,170 @@ fn dump_shows_the_running_tasks_chain() {
             }
         }
         Ok(format!("chains seen: {seen:?}"))
+    });
+}
+
+/// A stack of `--async-mode all` read back: the task names (outermost first) and the
+/// function names of every other frame, in order.
+fn all_mode_stacks(p: &ProfileData) -> Vec<(Vec<String>, Vec<String>, u64)> {
+    stacks(p)
+        .into_iter()
+        .filter(|(_, frames, _)| frames.first().is_some_and(|f| f.0.starts_with("<task ")))
+        .map(|(_, frames, n)| {
+            let (tasks, funcs): (Vec<_>, Vec<_>) = frames
+                .into_iter()
+                .map(|f| f.0)
+                .partition(|f| f.starts_with("<task "));
+            let tasks = tasks
+                .into_iter()
+                .map(|t| t["<task ".len()..t.len() - 1].to_string())
+                .collect();
+            (tasks, funcs, n)
+        })
+        .collect()
+}
+
+/// `--async-mode all` (asyncio_tree.py with 3 pending tasks): every sample counts every
+/// task that awaits no other task once, running (its own stack) or waiting (where its
+/// coroutine chain is suspended, under the awaiting tasks and where each awaits). g2 and
+/// the pending tasks never run, so each has one sample per sample of the loop's thread;
+/// each burning task as many, within 10%. Awaited tasks (main, gamma, gatherer,
+/// grouper) are never a chain's last task. A waiting alpha is `main > gamma > alpha`
+/// with `main`, `waiter`, `worker`, `sleep` between; g2 sleeps under `gatherer`.
+/// `dump --async-aware --json` lists the same waiting tasks.
+#[test]
+fn async_mode_all_counts_each_waiting_task_once_per_sample() {
+    for_each_python("asyncio all tasks", |py| {
+        if !supported(py) {
+            return Ok(skip(py, "all tasks"));
+        }
+        let _cpu = exclusive();
+        let target = Target::spawn(py, "asyncio_tree.py", &["3"]);
+        let mut notes = Vec::new();
+        let mut leaves: BTreeSet<Vec<String>> = expected_chains(py);
+        leaves.insert(vec!["gatherer".into(), "g2".into()]);
+        for sampler in samplers() {
+            let (p, _) = record_json(
+                target.pid,
+                1.5,
+                &[
+                    "--async-aware",
+                    "--async-mode",
+                    "all",
+                    "--sampler",
+                    sampler,
+                    "-r",
+                    "200",
+                ],
+            );
+            let got = all_mode_stacks(&p);
+            let mut by_chain: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+            let mut pending = BTreeMap::new();
+            for (tasks, _, n) in &got {
+                if tasks.len() == 1 && tasks[0].starts_with("Task-") {
+                    *pending.entry(tasks[0].clone()).or_insert(0u64) += n;
+                } else {
+                    *by_chain.entry(tasks.clone()).or_insert(0) += n;
+                }
+            }
+            let chains: BTreeSet<Vec<String>> = by_chain.keys().cloned().collect();
+            if chains != leaves || pending.len() != 3 {
+                return Err(format!(
+                    "{sampler}: chains {chains:?} and pending {pending:?}, want {leaves:?} and 3 pending"
+                ));
+            }
+            let g2 = by_chain[&vec!["gatherer".to_string(), "g2".to_string()]];
+            if g2 < 100 {
+                return Err(format!("{sampler}: only {g2} samples of g2"));
+            }
+            for (what, n) in by_chain
+                .iter()
+                .map(|(c, n)| (c.join(">"), *n))
+                .chain(pending.clone())
+            {
+                let r = n as f64 / g2 as f64;
+                if !(0.9..=1.1).contains(&r) {
+                    return Err(format!(
+                        "{sampler}: {what} has {n} samples, g2 {g2}: every task is counted once a sample ({by_chain:?}, {pending:?})"
+                    ));
+                }
+            }
+            let has = |tasks: &[&str], funcs: &[&str]| {
+                got.iter().any(|(t, f, _)| t == tasks && f == funcs)
+            };
+            if !has(&["gatherer", "g2"], &["gatherer", "sleep"]) {
+                return Err(format!("{sampler}: no waiting g2 under gatherer: {got:?}"));
+            }
+            if !has(
+                &["main", "gamma", "alpha"],
+                &["main", "waiter", "worker", "sleep", "__sleep0"],
+            ) {
+                return Err(format!(
+                    "{sampler}: no waiting alpha under main and gamma: {got:?}"
+                ));
+            }
+            if !p
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("samples of waiting tasks"))
+            {
+                return Err(format!(
+                    "{sampler}: no --async-mode all note: {:?}",
+                    p.meta.notes
+                ));
+            }
+            notes.push(format!("{sampler}: g2 {g2}, {by_chain:?}"));
+        }
+        // dump: the waiting tasks, where each waits.
+        let o = pyprof(&[
+            "dump",
+            "-p",
+            &target.pid.to_string(),
+            "--async-aware",
+            "--json",
+        ]);
+        if !o.status.success() {
+            return Err(format!(
+                "dump failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())?;
+        let waiting = v["threads"][0]["waiting_tasks"]
+            .as_array()
+            .ok_or(format!("dump lists no waiting tasks: {v}"))?;
+        let find = |chain: &[&str]| {
+            waiting.iter().find(|t| {
+                t["tasks"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .map(|x| x.as_str().unwrap_or(""))
+                        .eq(chain.iter().copied())
+                })
+            })
+        };
+        let g2 = find(&["gatherer", "g2"]).ok_or(format!("dump: no g2 in {waiting:?}"))?;
+        if g2["frames"][0]["function"] != "sleep" || g2["awaited"] != false {
+            return Err(format!("dump: g2 is {g2}"));
+        }
+        let gamma = find(&["main", "gamma"]).ok_or(format!("dump: no gamma in {waiting:?}"))?;
+        if gamma["frames"][0]["function"] != "waiter" || gamma["awaited"] != true {
+            return Err(format!("dump: gamma is {gamma}"));
+        }
+        let pending = waiting
+            .iter()
+            .filter(|t| {
+                t["tasks"][0]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("Task-"))
+            })
+            .count();
+        if pending != 3 {
+            return Err(format!(
+                "dump: {pending} pending tasks, want 3: {waiting:?}"
+            ));
+        }
+        notes.push(format!("dump: {} waiting tasks", waiting.len()));
+        Ok(notes.join("; "))
     });
 }

@@ -874,7 +874,10 @@ fn real_recording_read_back_by_independent_readers() {
                 .iter()
                 .filter(|f| f.opcode.is_none() && f.native_object().is_none())
                 .collect();
-            assert!(without.is_empty(), "{what}: frames without an opcode: {without:?}");
+            assert!(
+                without.is_empty(),
+                "{what}: frames without an opcode: {without:?}"
+            );
         }
         for opts in [
             RenderOptions::default(),

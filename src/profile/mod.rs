@@ -598,6 +598,24 @@ impl Profile {
         }
     }
 
+    /// Add `n` samples of one stack at once (`--async-mode all`: tasks waiting alike).
+    pub fn add_n(&mut self, thread: u32, frames: &[u32], n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.meta.samples += n;
+        self.key.clear();
+        self.key.push(thread);
+        self.key.push(0);
+        self.key.push(u32::MAX);
+        self.key.extend_from_slice(frames);
+        if let Some(c) = self.stacks.get_mut(self.key.as_slice()) {
+            *c += n;
+        } else {
+            self.stacks.insert(self.key.clone(), n);
+        }
+    }
+
     pub fn add_error(&mut self, reason: String) {
         *self.meta.errors.entry(reason).or_insert(0) += 1;
     }

@@ -242,6 +242,57 @@ pub struct TaskChain {
     pub coro: u64,
 }
 
+/// One pending task of a thread's loop (see [`AsyncioReader::thread_tasks`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub task: u64,
+    /// Its coroutine.
+    pub coro: u64,
+    /// Its name and those of the tasks awaiting it, outermost first (its own last).
+    pub names: Vec<String>,
+    /// Where each awaiting task is suspended (as `frames`), aligned with `names`
+    /// without the last: the awaiter's frames sit between its name and the next.
+    pub awaiter_frames: Vec<Vec<RawFrame>>,
+    /// Where it is suspended, leaf first: the frame of the innermost coroutine it
+    /// awaits, …, its own coroutine's frame. Empty for the running task.
+    pub frames: Vec<RawFrame>,
+    /// Another task awaits this one (its stack is part of that task's story).
+    pub awaited: bool,
+    /// The task the thread's loop is running now.
+    pub running: bool,
+}
+
+/// The frames of coroutine `coro` and of what it awaits, in turn (coroutines and
+/// generators, while suspended), leaf first; empty when `coro` is finished (or not
+/// started); None when it is running now.
+pub fn coroutine_chain(
+    mem: &dyn Memory,
+    walker: &crate::walker::Walker,
+    objs: &Objects,
+    coro: u64,
+) -> Option<Vec<RawFrame>> {
+    use crate::walker::GenState;
+    let mut frames = Vec::new();
+    let mut gen = coro;
+    while frames.len() < MAX_CHAIN {
+        let (rf, top) = match walker.suspended_frame(mem, gen) {
+            Ok(GenState::Suspended(rf, top)) => (rf, top),
+            Ok(GenState::Executing) if frames.is_empty() => return None,
+            _ => break,
+        };
+        frames.push(rf);
+        if top == 0 || frames.iter().any(|f| f.frame == top) {
+            break;
+        }
+        match objs.type_name(top).as_deref() {
+            Some("coroutine" | "generator") => gen = top,
+            _ => break,
+        }
+    }
+    frames.reverse();
+    Some(frames)
+}
+
 /// Why the tasks of one sample could not be read (counted as "asyncio: …").
 pub type AsyncError = &'static str;
 
@@ -473,19 +524,7 @@ impl AsyncioReader {
             .ok_or("asyncio.tasks._current_tasks unreadable")?;
         let mut fallback = 0;
         for e in entries.iter().take(MAX_LOOPS) {
-            let thread = match self.loop_threads.get(&e.key) {
-                Some(&(t, at)) if now.duration_since(at) < Duration::from_secs(1) => t,
-                _ => {
-                    let t = objs
-                        .instance_attr(e.key, "_thread_id")
-                        .and_then(|id| objs.read_uint(id));
-                    if self.loop_threads.len() > MAX_LOOPS {
-                        self.loop_threads.clear();
-                    }
-                    self.loop_threads.insert(e.key, (t, now));
-                    t
-                }
-            };
+            let thread = self.loop_thread(objs, e.key);
             match thread {
                 Some(t) if t == raw.thread_id => return Ok(e.value),
                 None if entries.len() == 1 => fallback = e.value,
@@ -493,6 +532,25 @@ impl AsyncioReader {
             }
         }
         Ok(fallback)
+    }
+
+    /// ≤3.13: the thread running event loop `lp` (its `_thread_id`; None when it is not
+    /// running), read at most once a second.
+    fn loop_thread(&mut self, objs: &Objects, lp: u64) -> Option<u64> {
+        let now = Instant::now();
+        match self.loop_threads.get(&lp) {
+            Some(&(t, at)) if now.duration_since(at) < Duration::from_secs(1) => t,
+            _ => {
+                let t = objs
+                    .instance_attr(lp, "_thread_id")
+                    .and_then(|id| objs.read_uint(id));
+                if self.loop_threads.len() > MAX_LOOPS {
+                    self.loop_threads.clear();
+                }
+                self.loop_threads.insert(lp, (t, now));
+                t
+            }
+        }
     }
 
     /// ≤3.13: read the tasks asyncio registers (`_all_tasks` ≤3.11, `_scheduled_tasks`
@@ -506,9 +564,9 @@ impl AsyncioReader {
         objs: &Objects,
         o: &AsyncioOffsets,
     ) -> bool {
-        let Some(md) = self.tasks_module else {
+        if self.tasks_module.is_none() {
             return false;
-        };
+        }
         let now = Instant::now();
         if self
             .listed
@@ -518,6 +576,178 @@ impl AsyncioReader {
             return false;
         }
         self.listed.insert(0, now);
+        let head = objs.header_size();
+        let tasks = self.registered(mem, objs);
+        for task in tasks {
+            let Ok(coro) = mem.read_u64(task.wrapping_add(o.task_coro)) else {
+                continue;
+            };
+            if !plausible(coro) {
+                continue;
+            }
+            if self.coros.len() >= MAX_KNOWN_TASKS {
+                self.coros.clear();
+            }
+            self.coros.insert(coro, task);
+            if layout.frame_kind == FrameKind::Object {
+                // gi_frame, the field after the header (NULL once the coroutine ended).
+                if let Ok(frame) = mem.read_u64(coro.wrapping_add(head)) {
+                    if plausible(frame) {
+                        if self.frame_coros.len() >= MAX_KNOWN_TASKS {
+                            self.frame_coros.clear();
+                        }
+                        self.frame_coros.insert(frame, coro);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Every pending task of thread `raw`'s event loop (bounded by `MAX_LISTED_TASKS`):
+    /// its name and those of the tasks awaiting it, where its coroutine is suspended, and
+    /// whether it awaits another task or runs now. Finished tasks are left out, and so
+    /// are tasks not started yet. Empty when the thread runs no loop (or asyncio was not
+    /// imported).
+    ///
+    /// 3.14+ reads the thread's own task list; ≤3.13 asyncio's registries
+    /// (`_all_tasks`, `_scheduled_tasks`, `_eager_tasks`), keeping the tasks of the
+    /// thread's loop (its `_loop`), once that loop has been seen running a task.
+    pub fn thread_tasks(
+        &mut self,
+        mem: &dyn Memory,
+        walker: &crate::walker::Walker,
+        raw: &RawThread,
+    ) -> Result<Vec<TaskInfo>, AsyncError> {
+        let layout = &walker.layout;
+        let Some(o) = self.ensure(mem).cloned() else {
+            return Ok(Vec::new());
+        };
+        let objs = Objects::new(mem, layout);
+        let head = objs.header_size();
+        let (running, tasks) = match o.table {
+            None => {
+                let running = mem
+                    .read_u64(raw.tstate.wrapping_add(o.tstate_running_task))
+                    .map_err(|_| "thread state unreadable")?;
+                let tasks = self.task_list(mem, &o, raw.tstate).into_iter().map(|t| t.0);
+                (running, tasks.collect::<Vec<u64>>())
+            }
+            Some(_) => {
+                let running = self.current_task(mem, layout, &objs, raw)?;
+                let tasks = self.registered(mem, &objs);
+                // FutureObj's first field after the header is its loop; a loop's thread,
+                // its `_thread_id` (set while it runs).
+                let mut mine = Vec::new();
+                let mut loops: HashMap<u64, bool> = HashMap::new();
+                for t in tasks {
+                    let Ok(lp) = mem.read_u64(t.wrapping_add(head)) else {
+                        continue;
+                    };
+                    let ours = match loops.get(&lp) {
+                        Some(&b) => b,
+                        None => {
+                            let b = self.loop_thread(&objs, lp) == Some(raw.thread_id);
+                            loops.insert(lp, b);
+                            b
+                        }
+                    };
+                    if ours {
+                        mine.push(t);
+                    }
+                }
+                (running, mine)
+            }
+        };
+        // (task, name, awaiter, coroutine)
+        let mut read: Vec<(u64, String, Option<u64>, u64)> = Vec::with_capacity(tasks.len());
+        let mut seen = std::collections::HashSet::new();
+        for task in tasks {
+            if !seen.insert(task) {
+                continue;
+            }
+            let Ok(b) = read_task(mem, &objs, &o, task) else {
+                continue;
+            };
+            let (Some(name), Some(coro)) = (field(&b, o.task_name), field(&b, o.task_coro)) else {
+                continue;
+            };
+            let Ok(name) = task_name(&objs, name) else {
+                continue;
+            };
+            let by = awaiter(mem, &objs, &o, &b).ok().flatten();
+            read.push((task, name, by, coro));
+        }
+        let index: HashMap<u64, usize> = read.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
+        let awaiting: std::collections::HashSet<u64> = read.iter().filter_map(|t| t.2).collect();
+        // Where each task's coroutine is suspended (empty: running, finished or not
+        // started).
+        // (A task whose coroutine runs now is running, whatever was read before.)
+        let frames: Vec<Option<Vec<RawFrame>>> = read
+            .iter()
+            .map(|t| {
+                if t.0 == running {
+                    None
+                } else {
+                    coroutine_chain(mem, walker, &objs, t.3)
+                }
+            })
+            .collect();
+        let is_running: Vec<bool> = frames.iter().map(|f| f.is_none()).collect();
+        let frames: Vec<Vec<RawFrame>> =
+            frames.into_iter().map(Option::unwrap_or_default).collect();
+        let mut out = Vec::with_capacity(read.len());
+        for (i, (task, name, by, coro)) in read.iter().enumerate() {
+            let is_running = is_running[i];
+            if frames[i].is_empty() && !is_running {
+                continue; // finished (or not started)
+            }
+            let mut names = vec![name.clone()];
+            let mut awaiter_frames = Vec::new();
+            let mut cur = *by;
+            while let Some(parent) = cur {
+                if names.len() >= MAX_CHAIN {
+                    break;
+                }
+                match index.get(&parent) {
+                    Some(&j) if j != i => {
+                        names.push(read[j].1.clone());
+                        awaiter_frames.push(frames[j].clone());
+                        cur = read[j].2;
+                    }
+                    Some(_) => break,
+                    None => {
+                        // A parent outside the list: read its chain the usual way.
+                        if let Ok(rest) = self.chain(mem, &objs, &o, parent) {
+                            for n in rest.into_iter().rev() {
+                                names.push(n);
+                                awaiter_frames.push(Vec::new());
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            names.reverse();
+            awaiter_frames.reverse();
+            out.push(TaskInfo {
+                task: *task,
+                coro: *coro,
+                names,
+                awaiter_frames,
+                frames: frames[i].clone(),
+                awaited: awaiting.contains(task),
+                running: is_running,
+            });
+        }
+        Ok(out)
+    }
+
+    /// ≤3.13: the tasks in asyncio's registries (bounded).
+    fn registered(&mut self, mem: &dyn Memory, objs: &Objects) -> Vec<u64> {
+        let Some(md) = self.tasks_module else {
+            return Vec::new();
+        };
         let head = objs.header_size();
         let mut tasks = Vec::new();
         for name in ["_all_tasks", "_scheduled_tasks", "_eager_tasks"] {
@@ -548,30 +778,39 @@ impl AsyncioReader {
                 }
             }
         }
-        for task in tasks {
-            let Ok(coro) = mem.read_u64(task.wrapping_add(o.task_coro)) else {
-                continue;
+        tasks
+    }
+
+    /// 3.14+: the (task, coroutine) pairs of thread state `tstate`'s task list (bounded).
+    fn task_list(&mut self, mem: &dyn Memory, o: &AsyncioOffsets, tstate: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let head = tstate.wrapping_add(o.tstate_tasks_head);
+        let Ok(mut node) = mem.read_u64(head) else {
+            return out;
+        };
+        // From the task's coroutine to its node's `next`, in one read per task.
+        let (lo, hi) = (
+            o.task_coro.min(o.task_node),
+            o.task_coro.max(o.task_node) + 8,
+        );
+        while node != head && plausible(node) {
+            if out.len() >= MAX_LISTED_TASKS {
+                self.lists_cut += 1;
+                break;
+            }
+            let task = node.wrapping_sub(o.task_node);
+            let Ok(b) = mem.read_vec(task.wrapping_add(lo), (hi - lo) as usize) else {
+                break;
             };
-            if !plausible(coro) {
-                continue;
-            }
-            if self.coros.len() >= MAX_KNOWN_TASKS {
-                self.coros.clear();
-            }
-            self.coros.insert(coro, task);
-            if layout.frame_kind == FrameKind::Object {
-                // gi_frame, the field after the header (NULL once the coroutine ended).
-                if let Ok(frame) = mem.read_u64(coro.wrapping_add(head)) {
-                    if plausible(frame) {
-                        if self.frame_coros.len() >= MAX_KNOWN_TASKS {
-                            self.frame_coros.clear();
-                        }
-                        self.frame_coros.insert(frame, coro);
-                    }
-                }
-            }
+            let (Some(coro), Some(next)) =
+                (field(&b, o.task_coro - lo), field(&b, o.task_node - lo))
+            else {
+                break;
+            };
+            out.push((task, coro));
+            node = next;
         }
-        true
+        out
     }
 
     /// Read the task list of thread state `tstate` into `coros` (bounded, rate-limited);
@@ -589,38 +828,13 @@ impl AsyncioReader {
             self.listed.clear();
         }
         self.listed.insert(tstate, now);
-        let head = tstate.wrapping_add(o.tstate_tasks_head);
-        let Ok(mut node) = mem.read_u64(head) else {
-            return true;
-        };
-        // From the task's coroutine to its node's `next`, in one read per task.
-        let (lo, hi) = (
-            o.task_coro.min(o.task_node),
-            o.task_coro.max(o.task_node) + 8,
-        );
-        let mut n = 0;
-        while node != head && plausible(node) {
-            if n >= MAX_LISTED_TASKS {
-                self.lists_cut += 1;
-                break;
-            }
-            n += 1;
-            let task = node.wrapping_sub(o.task_node);
-            let Ok(b) = mem.read_vec(task.wrapping_add(lo), (hi - lo) as usize) else {
-                break;
-            };
-            let (Some(coro), Some(next)) =
-                (field(&b, o.task_coro - lo), field(&b, o.task_node - lo))
-            else {
-                break;
-            };
+        for (task, coro) in self.task_list(mem, o, tstate) {
             if plausible(coro) {
                 if self.coros.len() >= MAX_KNOWN_TASKS {
                     self.coros.clear();
                 }
                 self.coros.insert(coro, task);
             }
-            node = next;
         }
         true
     }

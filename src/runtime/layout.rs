@@ -109,6 +109,26 @@ pub struct Layout {
     /// Low bits of the frame's code pointer that are tags, not address (3.14+
     /// `_PyStackRef`); 0 where it is a plain pointer
     pub frame_code_tag_mask: u8,
+    /// The top of a suspended frame's value stack: `f_stacktop` (pointer, ≤3.9),
+    /// `f_stackdepth` (int, 3.10: a depth in `f_valuestack`), `stacktop` (int,
+    /// 3.11–3.13: an index into `localsplus`) or `stackpointer` (pointer, 3.14+)
+    pub frame_stack: u32,
+    /// ≤3.10: `f_valuestack` (where the value stack starts)
+    pub frame_valuestack: Option<u32>,
+    /// Where a generator or coroutine keeps its frame: `gi_frame` (a frame object,
+    /// ≤3.10) or `gi_iframe` (the frame itself, embedded, 3.11+)
+    pub gen_frame: u32,
+    /// 3.11+: `gi_frame_state` (int8), and the range of its values that mean the
+    /// generator is suspended (`FRAME_SUSPENDED` … the last `FRAME_SUSPENDED_*`, as the
+    /// bytes they are stored as)
+    pub gen_frame_state: Option<u32>,
+    pub gen_suspended_first: Option<u8>,
+    pub gen_suspended_last: Option<u8>,
+    /// 3.10: the frame object's `f_state` (int8); 3.11+ keep the state in the generator
+    pub frame_state: Option<u32>,
+    /// 3.10+: `FRAME_EXECUTING`, the state of a generator running now (≤3.9: its frame's
+    /// `f_stacktop` is NULL while it runs)
+    pub gen_executing: Option<u8>,
     /// `owner` value of C-stack/shim frames to skip (3.12/3.13: 3, 3.14: 4)
     pub owner_cstack: Option<u8>,
     /// `owner` value of `FRAME_OWNED_BY_INTERPRETER` (3.14+: 3)

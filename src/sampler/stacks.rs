@@ -65,6 +65,17 @@ pub struct StackSampler {
     pub asyncio: Option<crate::runtime::asyncio::AsyncioReader>,
     /// Samples recorded as a task's stack (`--async-aware`).
     pub task_samples: u64,
+    /// `--async-mode all`: each sample of a thread running an event loop also counts
+    /// every task of that loop that waits, as its suspended coroutine chain.
+    pub async_all: bool,
+    /// Per thread state: its loop's waiting tasks as stacks (root first) and how many
+    /// tasks have each, re-read when `next` has passed.
+    waiting: std::collections::HashMap<u64, Waiting>,
+    /// Task samples added for waiting tasks (`--async-mode all`), and how long reading
+    /// the tasks took in all.
+    pub waiting_samples: u64,
+    pub waiting_read_time: Duration,
+    pub waiting_reads: u64,
     /// Set while recording a stack the kernel took (bpf): every frame's code object was
     /// alive at that instant, so one that cannot be decoded now was freed since, and its
     /// frame is recorded as `<freed code object>` (counted in `freed_code`) instead of
@@ -113,6 +124,42 @@ struct NativeIds {
 /// The code object at `addr` (`CodeReader::code_upto`); for a stack the kernel took
 /// (`alive_when_sampled`), [`CodeInfo::freed`] when its memory reads but holds no code
 /// object any more. (A failed read is not that: a process gone, or memory unmapped.)
+/// A loop's waiting tasks, as `--async-mode all` records them at each sample.
+#[derive(Default)]
+struct Waiting {
+    next: Option<Instant>,
+    /// Stacks (root first) and how many tasks have each.
+    stacks: Vec<(Vec<u32>, u64)>,
+    /// Each task's coroutine → its stack's index in `stacks`.
+    of: std::collections::HashMap<u64, usize>,
+    /// Tasks running when the tasks were read, with no stack yet: read at the next
+    /// sample they wait.
+    missing: Vec<crate::runtime::asyncio::TaskInfo>,
+    index: std::collections::HashMap<Vec<u32>, usize>,
+}
+
+impl Waiting {
+    /// Count one more task (coroutine `coro`) with this stack.
+    fn add(&mut self, coro: u64, ids: Vec<u32>) {
+        let i = match self.index.get(&ids) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(ids.clone(), self.stacks.len());
+                self.stacks.push((ids, 0));
+                self.stacks.len() - 1
+            }
+        };
+        self.stacks[i].1 += 1;
+        self.of.insert(coro, i);
+    }
+}
+
+/// Least and most time between two reads of a loop's waiting tasks: a read costs about
+/// a dozen system calls per task, so the interval grows with its cost (≤ 1/20 of the
+/// time spent reading).
+const WAITING_INTERVAL: Duration = Duration::from_millis(250);
+const WAITING_MAX_INTERVAL: Duration = Duration::from_secs(5);
+
 fn code_or_freed(
     code: &mut CodeReader,
     alive_when_sampled: bool,
@@ -187,6 +234,11 @@ impl StackSampler {
             enter_executor: table.and_then(|t| t.opcode("ENTER_EXECUTOR")),
             asyncio: None,
             task_samples: 0,
+            async_all: false,
+            waiting: Default::default(),
+            waiting_samples: 0,
+            waiting_read_time: Duration::ZERO,
+            waiting_reads: 0,
             code_alive_when_sampled: false,
             freed_code: 0,
             places: None,
@@ -441,11 +493,13 @@ impl StackSampler {
             self.recorded.clear();
             self.native_ids.clear();
             self.native_frames.clear();
+            self.waiting.clear();
             self.frame_ids_profile = profile.id;
         }
         // 0. --async-aware: the task this thread's event loop is running, if any, and
         //    where its coroutine's frame is on the stack (frames below it are the loop's).
         let mut task: Option<(Vec<String>, usize)> = None;
+        let mut running_coro = 0;
         if let Some(reader) = self.asyncio.as_mut() {
             let walker = &self.walker;
             let is_frame_of =
@@ -454,6 +508,7 @@ impl StackSampler {
                 .running(mem, &walker.layout, raw, &is_frame_of)
                 .map_err(WalkError::Asyncio)?
             {
+                running_coro = chain.coro;
                 task = Some((chain.names, at));
             }
         }
@@ -717,18 +772,11 @@ impl StackSampler {
                 self.merge_native(&stack, profile);
             }
         }
+        if self.async_all && self.asyncio.is_some() {
+            self.record_waiting(mem, raw, running_coro, profile)?;
+        }
         if !self.ids.is_empty() {
-            let (native_id, ns_id) = match self.identities.get(&raw.tstate) {
-                Some(&(host, ns)) => (Some(host), ns),
-                None => (raw.native_id, None),
-            };
-            let thread = profile.intern_thread(&ThreadInfo {
-                thread_id: raw.thread_id,
-                native_id,
-                ns_id,
-                name: self.names.get(&raw.thread_id).cloned(),
-                process: self.process_label.clone(),
-            });
+            let thread = self.thread_of(raw, profile);
             let native = if table.is_some() {
                 self.native_of(raw, profile)
             } else {
@@ -747,6 +795,137 @@ impl StackSampler {
         }
         self.unsettled += raw.unsettled as u64;
         Ok(())
+    }
+
+    /// The profile's thread for `raw`.
+    fn thread_of(&self, raw: &RawThread, profile: &mut Profile) -> u32 {
+        let (native_id, ns_id) = match self.identities.get(&raw.tstate) {
+            Some(&(host, ns)) => (Some(host), ns),
+            None => (raw.native_id, None),
+        };
+        profile.intern_thread(&ThreadInfo {
+            thread_id: raw.thread_id,
+            native_id,
+            ns_id,
+            name: self.names.get(&raw.thread_id).cloned(),
+            process: self.process_label.clone(),
+        })
+    }
+
+    /// `--async-mode all`: one sample for each task of `raw`'s event loop that waits
+    /// (awaits no other task, and is not the task running at this sample, whose
+    /// coroutine is `running`), as `<task …>` frames (each awaiting task's, with where it
+    /// awaits) over where its coroutine chain is suspended. The tasks are re-read every
+    /// `WAITING_INTERVAL` or more (their graph changes rarely); in between, the stacks
+    /// read last are counted. A task running when they are read keeps the stack it had.
+    fn record_waiting(
+        &mut self,
+        mem: &dyn Memory,
+        raw: &RawThread,
+        running: u64,
+        profile: &mut Profile,
+    ) -> Result<(), WalkError> {
+        let now = Instant::now();
+        let due = self
+            .waiting
+            .get(&raw.tstate)
+            .is_none_or(|w| w.next.is_none_or(|t| now >= t));
+        if due {
+            let tasks = match self.asyncio.as_mut() {
+                Some(reader) => reader
+                    .thread_tasks(mem, &self.walker, raw)
+                    .map_err(WalkError::Asyncio)?,
+                None => Vec::new(),
+            };
+            let old = self.waiting.remove(&raw.tstate).unwrap_or_default();
+            let mut fresh = Waiting::default();
+            for t in tasks.into_iter().filter(|t| !t.awaited) {
+                match (t.running, old.of.get(&t.coro)) {
+                    (true, Some(&i)) => fresh.add(t.coro, old.stacks[i].0.clone()),
+                    // Running now, not seen waiting yet: read at a sample it waits.
+                    (true, None) => fresh.missing.push(t),
+                    (false, _) => {
+                        let ids = self.waiting_stack(mem, &t, profile);
+                        fresh.add(t.coro, ids);
+                    }
+                }
+            }
+            let cost = now.elapsed();
+            self.waiting_read_time += cost;
+            self.waiting_reads += 1;
+            fresh.next =
+                Some(Instant::now() + (cost * 20).clamp(WAITING_INTERVAL, WAITING_MAX_INTERVAL));
+            if self.waiting.len() > 10_000 {
+                self.waiting.clear();
+            }
+            self.waiting.insert(raw.tstate, fresh);
+        }
+        // Tasks that were running when the tasks were read: where they wait now.
+        if let Some(mut w) = self.waiting.remove(&raw.tstate) {
+            if !w.missing.is_empty() {
+                let layout = self.walker.layout.clone();
+                let objs = crate::runtime::objects::Objects::new(mem, &layout);
+                let mut still = Vec::new();
+                for mut t in std::mem::take(&mut w.missing) {
+                    if t.coro == running {
+                        still.push(t);
+                        continue;
+                    }
+                    match crate::runtime::asyncio::coroutine_chain(mem, &self.walker, &objs, t.coro)
+                    {
+                        None => still.push(t),
+                        Some(frames) if frames.is_empty() => {}
+                        Some(frames) => {
+                            t.frames = frames;
+                            let ids = self.waiting_stack(mem, &t, profile);
+                            w.add(t.coro, ids);
+                        }
+                    }
+                }
+                w.missing = still;
+            }
+            self.waiting.insert(raw.tstate, w);
+        }
+        let Some(w) = self.waiting.remove(&raw.tstate) else {
+            return Ok(());
+        };
+        if !w.stacks.is_empty() {
+            // The running task is this sample's own stack, not a waiting one.
+            let skip = w.of.get(&running).copied();
+            let thread = self.thread_of(raw, profile);
+            for (i, (ids, n)) in w.stacks.iter().enumerate() {
+                let n = n - (Some(i) == skip) as u64;
+                profile.add_n(thread, ids, n);
+                self.waiting_samples += n;
+            }
+        }
+        self.waiting.insert(raw.tstate, w);
+        Ok(())
+    }
+
+    /// A waiting task's stack, root first: `<task outermost>`, where it awaits, …,
+    /// `<task t>`, where `t` waits.
+    fn waiting_stack(
+        &mut self,
+        mem: &dyn Memory,
+        t: &crate::runtime::asyncio::TaskInfo,
+        profile: &mut Profile,
+    ) -> Vec<u32> {
+        let layout = &self.walker.layout;
+        let mut ids: Vec<u32> = Vec::new();
+        for (i, n) in t.names.iter().enumerate() {
+            ids.push(profile.intern_frame(&crate::profile::Frame::task(n)));
+            let frames = t.awaiter_frames.get(i).unwrap_or(&t.frames);
+            for rf in frames.iter().rev() {
+                let Ok(info) = code_or_freed(&mut self.code, false, mem, rf.code, 0) else {
+                    continue;
+                };
+                if let Ok(Some(f)) = resolve_frame_with(layout, &info, rf, None, None, mem) {
+                    ids.push(profile.intern_frame(&f));
+                }
+            }
+        }
+        ids
     }
 
     /// `--native`: interleave the Python frames (`self.ids`, root first) with the native

@@ -1028,6 +1028,118 @@ impl Walker {
     }
 }
 
+impl Walker {
+    /// The frame of generator or coroutine `gen` while it is suspended (or created and
+    /// not started), and the object on top of its value stack: what a coroutine
+    /// suspended in an `await` awaits (another coroutine, a generator, a future's
+    /// iterator), or 0 when its stack is empty.
+    pub fn suspended_frame(&self, mem: &dyn Memory, gen: u64) -> Result<GenState, WalkError> {
+        let l = &self.layout;
+        check_ptr(gen, "coroutine")?;
+        let frame = match l.frame_kind {
+            FrameKind::Object => {
+                let frame = ptr(mem, at(gen, l.gen_frame))?;
+                if frame == 0 {
+                    return Ok(GenState::Gone);
+                }
+                check_ptr(frame, "frame")?;
+                if let (Some(o), Some(x)) = (l.frame_state, l.gen_executing) {
+                    if mem.read_u8(at(frame, o))? == x {
+                        return Ok(GenState::Executing);
+                    }
+                } else if l.frame_valuestack.is_some() && ptr(mem, at(frame, l.frame_stack))? == 0 {
+                    return Ok(GenState::Executing);
+                }
+                frame
+            }
+            FrameKind::Interpreter => {
+                if let (Some(o), Some(first), Some(last)) = (
+                    l.gen_frame_state,
+                    l.gen_suspended_first,
+                    l.gen_suspended_last,
+                ) {
+                    let state = mem.read_u8(at(gen, o))?;
+                    if Some(state) == l.gen_executing {
+                        return Ok(GenState::Executing);
+                    }
+                    if !(first as i8..=last as i8).contains(&(state as i8)) {
+                        return Ok(GenState::Gone);
+                    }
+                }
+                at(gen, l.gen_frame)
+            }
+        };
+        let (Some(raw), _) = self.read_frame(mem, frame, &Regions::default())? else {
+            return Ok(GenState::Gone);
+        };
+        check_ptr(raw.code, "code object")?;
+        // The value stack's top, when the stack holds anything above the locals.
+        let top = match l.frame_kind {
+            FrameKind::Object => {
+                let base = match l.frame_valuestack {
+                    Some(o) => ptr(mem, at(frame, o))?,
+                    None => 0,
+                };
+                if (raw.instr as i64) < 0 || base == 0 {
+                    0
+                } else if l.major == 3 && l.minor == 10 {
+                    let depth = mem.read_i32(at(frame, l.frame_stack))?;
+                    if depth > 0 && depth < 1 << 20 {
+                        ptr(mem, base + 8 * (depth as u64 - 1))?
+                    } else {
+                        0
+                    }
+                } else {
+                    let top = ptr(mem, at(frame, l.frame_stack))?;
+                    if top == 0 {
+                        return Ok(GenState::Executing); // it started since
+                    }
+                    if top > base && top - base < 8 << 20 {
+                        ptr(mem, top - 8)?
+                    } else {
+                        0
+                    }
+                }
+            }
+            FrameKind::Interpreter => {
+                let nlocals = mem.read_i32(at(raw.code, l.code_nlocals))?.max(0) as u64;
+                let base = at(frame, l.frame_localsplus) + 8 * nlocals;
+                let top = if l.major == 3 && l.minor < 14 {
+                    let index = mem.read_i32(at(frame, l.frame_stack))?;
+                    (index > 0).then(|| at(frame, l.frame_localsplus) + 8 * index as u64)
+                } else {
+                    Some(ptr(mem, at(frame, l.frame_stack))?)
+                };
+                match top {
+                    Some(top) if top > base && top - base < 8 << 20 => {
+                        // 3.14+: a _PyStackRef, whose low bits are tags. 3.15 suspends
+                        // with the value to send (a tagged NULL) above the awaited
+                        // object: a NULL at the top is passed over.
+                        let mask = !(l.frame_code_tag_mask as u64);
+                        match ptr(mem, top - 8)? & mask {
+                            0 if top - base >= 16 && mask != !0 => ptr(mem, top - 16)? & mask,
+                            v => v,
+                        }
+                    }
+                    _ => 0,
+                }
+            }
+        };
+        Ok(GenState::Suspended(raw, top))
+    }
+}
+
+/// What [`Walker::suspended_frame`] found of a generator or coroutine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenState {
+    /// Suspended: its frame, and the object on top of its value stack (0: none).
+    Suspended(RawFrame, u64),
+    /// Running now (on some thread's stack).
+    Executing,
+    /// Finished, not started, or not readable as suspended.
+    Gone,
+}
+
 pub fn has_duplicates(v: &[u64]) -> bool {
     let mut s = v.to_vec();
     s.sort_unstable();
