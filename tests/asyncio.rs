@@ -839,3 +839,46 @@ fn async_mode_all_counts_each_waiting_task_once_per_sample() {
         Ok(notes.join("; "))
     });
 }
+
+/// `wait_for` and `shield` (tests/scripts/asyncio_waitfor.py): the awaited task's chain
+/// goes through the task awaiting it, on every interpreter 3.8+ and sampler: ≤3.11's
+/// wait_for links them only by a private waiter future (a `functools.partial` callback),
+/// shield by an outer future (a closure callback; 3.14+ record the awaiter itself).
+#[test]
+fn wait_for_and_shield_keep_the_awaiting_task_in_the_chain() {
+    for_each_python("asyncio wait_for/shield", |py| {
+        if !supported(py) {
+            return Ok(skip(py, "wait_for/shield"));
+        }
+        let _cpu = exclusive();
+        let target = Target::spawn(py, "asyncio_waitfor.py", &[]);
+        let want: BTreeSet<Vec<String>> =
+            [["main", "timer", "timed"], ["main", "shielder", "shielded"]]
+                .iter()
+                .map(|c| c.iter().map(|s| s.to_string()).collect())
+                .collect();
+        let mut notes = Vec::new();
+        for sampler in samplers() {
+            let (p, _) = record_json(
+                target.pid,
+                1.0,
+                &[
+                    "--async-aware",
+                    "--sampler",
+                    sampler,
+                    "-r",
+                    "250",
+                    "--no-idle",
+                ],
+            );
+            let (chains, _, wrong) = task_stacks(&p);
+            check_shapes(sampler, &wrong, p.meta.samples)?;
+            let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
+            if got != want {
+                return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
+            }
+            notes.push(format!("{sampler}: {chains:?}"));
+        }
+        Ok(notes.join("; "))
+    });
+}

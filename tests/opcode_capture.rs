@@ -135,8 +135,14 @@ fn sampled_opcodes_match_the_targets_own_dis() {
                         }
                     }
                 }
-                // 500 Hz for 2 s of one busy thread.
-                let need = min_samples(sampler, 500.0, 2.0, cpu);
+                // 500 Hz for 2 s of one busy thread. (ptrace and read: a sample at 90% of
+                // the ticks pyprof made; on a loaded machine it makes fewer than the rate
+                // asks for, which this test of the opcodes does not judge, past 60%.)
+                let need = if sampler == "bpf" {
+                    min_samples(sampler, 500.0, 2.0, cpu)
+                } else {
+                    (0.9 * p.meta.ticks as f64).max(0.6 * 500.0 * 2.0)
+                };
                 if (n as f64) < need {
                     return Err(format!(
                         "only {n} leaf samples of {need:.0} (of {} ticks; target CPU {cpu:.2} s)",

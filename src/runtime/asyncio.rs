@@ -1074,7 +1074,8 @@ fn awaiter_by_callbacks(
                 }
             }
             "function" => {
-                // gather's _done_callback: the outer future is a cell of its closure.
+                // gather's _done_callback, shield's _inner_done_callback: the outer
+                // future is a cell of the closure.
                 let closure = mem.read_u64(cb.wrapping_add(t.func_closure)).ok()?;
                 for i in 0..16 {
                     let Some(cell) = objs.tuple_item(closure, i) else {
@@ -1083,11 +1084,21 @@ fn awaiter_by_callbacks(
                     let Ok(v) = mem.read_u64(cell.wrapping_add(head)) else {
                         continue;
                     };
-                    if objs.type_name(v).as_deref() == Some("_GatheringFuture") {
-                        let b = mem.read_vec(v, (t.fut_callbacks + 8) as usize).ok()?;
-                        let cb0 = field(&b, t.fut_callback0)?;
-                        let cbs = field(&b, t.fut_callbacks)?;
-                        return awaiter_by_callbacks(mem, objs, o, t, cb0, cbs, depth + 1);
+                    if let Some(found) = via_future(mem, objs, o, t, v, depth) {
+                        return Some(found);
+                    }
+                }
+            }
+            "functools.partial" => {
+                // ≤3.11 wait_for's partial(_release_waiter, waiter): the task awaiting
+                // the waiter future. (partialobject {head, fn, args, …})
+                let args = mem.read_u64(cb.wrapping_add(head + 8)).ok()?;
+                for i in 0..4 {
+                    let Some(v) = objs.tuple_item(args, i) else {
+                        break;
+                    };
+                    if let Some(found) = via_future(mem, objs, o, t, v, depth) {
+                        return Some(found);
                     }
                 }
             }
@@ -1095,6 +1106,29 @@ fn awaiter_by_callbacks(
         }
     }
     None
+}
+
+/// ≤3.13: when `v` is a plain future (not a task: gather's outer `_GatheringFuture`,
+/// shield's outer future, wait_for's waiter), the task awaiting it, from its callbacks.
+fn via_future(
+    mem: &dyn Memory,
+    objs: &Objects,
+    o: &AsyncioOffsets,
+    t: &TableOffsets,
+    v: u64,
+    depth: usize,
+) -> Option<u64> {
+    if !plausible(v) || is_task(mem, objs, o, v) {
+        return None;
+    }
+    let name = objs.type_name(v)?;
+    if !name.ends_with("Future") {
+        return None;
+    }
+    let b = mem.read_vec(v, (t.fut_callbacks + 8) as usize).ok()?;
+    let cb0 = field(&b, t.fut_callback0)?;
+    let cbs = field(&b, t.fut_callbacks)?;
+    awaiter_by_callbacks(mem, objs, o, t, cb0, cbs, depth + 1)
 }
 
 #[cfg(test)]
