@@ -107,6 +107,8 @@ fn task_tree_is_recorded_as_its_await_chains() {
         if py.at_least(3, 12) {
             notes.push(format!("eager: {}", check_tree(py, &["eager"])?));
         }
+        // The same tree of pure-Python tasks (asyncio.tasks._PyTask).
+        notes.push(format!("pytask: {}", check_tree(py, &["pytask"])?));
         Ok(notes.join("; "))
     });
 }
@@ -115,7 +117,11 @@ fn task_tree_is_recorded_as_its_await_chains() {
 fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
     {
         let target = Target::spawn(py, "asyncio_tree.py", args);
-        let want = expected_chains(py);
+        let mut want = expected_chains(py);
+        if args.contains(&"pytask") && py.at_least(3, 14) {
+            // 3.14+'s TaskGroup finds its parent only among C tasks: grouper fails.
+            want.remove(&vec!["grouper".to_string(), "t1".to_string()]);
+        }
         let mut notes = Vec::new();
         for sampler in samplers() {
             let (p, _) = record_json(
@@ -239,13 +245,28 @@ fn debug_offsets_match_the_interpreters_objects() {
             let o = pyprof::runtime::asyncio::find_debug_offsets(target.pid, &mem)
                 .map_err(|e| format!("reading the debug offsets: {e}"))?
                 .ok_or("no .AsyncioDebug section found in the target")?;
-            vec![
+            let mut v = vec![
                 ("task_size", o.task_size),
                 ("task_name", o.task_name),
                 ("task_coro", o.task_coro),
                 ("task_awaited_by", o.task_awaited_by),
                 ("tstate_running_task", o.tstate_running_task),
-            ]
+            ];
+            // The built-in callback fields (for pure-Python tasks), where it has them.
+            let ft = py.key.contains('t') && !py.key.contains("debug");
+            match pyprof::runtime::asyncio::callback_offsets(py.major, py.minor, ft) {
+                Some(t) => v.extend([
+                    ("fut_callback0", t.fut_callback0),
+                    ("fut_callbacks", t.fut_callbacks),
+                    ("wakeup_task", t.wakeup_task),
+                    ("func_closure", t.func_closure),
+                ]),
+                None => notice(&format!(
+                    "SKIP asyncio callback offsets on python {}: not in the built-in table (pure-Python tasks show without their awaiters)",
+                    py.label
+                )),
+            }
+            v
         } else {
             let ft = py.key.contains('t') && !py.key.contains("debug");
             let o = pyprof::runtime::asyncio::table_offsets(py.major, py.minor, ft).ok_or(
@@ -661,7 +682,11 @@ fn dump_shows_the_running_tasks_chain() {
             let frames: Vec<String> = chain.iter().rev().map(|n| format!("<task {n}>")).collect();
             let end = lines[at + 1..]
                 .iter()
-                .position(|l| l.is_empty() || l.starts_with("Thread "))
+                .position(|l| {
+                    l.is_empty()
+                        || l.starts_with("Thread ")
+                        || l.starts_with("waiting asyncio tasks")
+                })
                 .map_or(lines.len(), |e| at + 1 + e);
             let block = &lines[at + 1..end];
             if block.len() < frames.len()

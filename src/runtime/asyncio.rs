@@ -77,6 +77,9 @@ pub struct AsyncioOffsets {
     pub tstate_tasks_head: u64,
     /// ≤3.13: what the built-in table adds (the fields above that 3.14 added are 0).
     pub table: Option<TableOffsets>,
+    /// 3.14+: the callback fields of the built-in [`CALLBACK_TABLE`] (the debug offsets
+    /// have none), to find who awaits a pure-Python task (`task_fut_waiter` unused).
+    pub callbacks: Option<TableOffsets>,
 }
 
 /// ≤3.13: the C `_asyncio.Task`/`Future` fields we read, and the callables a task leaves
@@ -143,6 +146,35 @@ pub fn table_offsets(major: u8, minor: u8, free_threaded: bool) -> Option<Asynci
             wakeup_task: v[6],
             func_closure: v[7],
         }),
+        callbacks: None,
+    })
+}
+
+/// 3.14+: (minor, free-threaded) → (`fut_callback0`, `fut_callbacks`, wakeup's task,
+/// `func_closure`), printed by tests/scripts/asyncio_offsets.py and checked by
+/// tests/asyncio.rs against every 3.14+ interpreter it runs (the free-threaded builds are
+/// not installed here: not in the table). Only pure-Python tasks need them: the C tasks
+/// of 3.14+ record who awaits them (`task_awaited_by`); the pure-Python ones do not.
+const CALLBACK_TABLE: &[((u8, bool), [u64; 4])] = &[
+    ((14, false), [24, 40, 24, 72]),
+    ((15, false), [24, 40, 24, 72]),
+];
+
+/// The callback fields of a 3.14+ interpreter, if the table has them.
+pub fn callback_offsets(major: u8, minor: u8, free_threaded: bool) -> Option<TableOffsets> {
+    if major != 3 {
+        return None;
+    }
+    let v = CALLBACK_TABLE
+        .iter()
+        .find(|e| e.0 == (minor, free_threaded))?
+        .1;
+    Some(TableOffsets {
+        task_fut_waiter: 0,
+        fut_callback0: v[0],
+        fut_callbacks: v[1],
+        wakeup_task: v[2],
+        func_closure: v[3],
     })
 }
 
@@ -171,6 +203,7 @@ pub fn parse_debug_offsets(b: &[u8]) -> Option<AsyncioOffsets> {
         task_node: v[6],
         tstate_tasks_head: v[12],
         table: None,
+        callbacks: None,
     };
     let task_fields = [
         o.task_name,
@@ -299,6 +332,8 @@ pub type AsyncError = &'static str;
 /// Reads the running task of a thread, per sample. Knows the offsets of one target.
 pub struct AsyncioReader {
     pid: i32,
+    /// The target's callback fields (3.14+, see [`callback_offsets`]).
+    callbacks: Option<TableOffsets>,
     offsets: Option<AsyncioOffsets>,
     /// When to look for the debug section again (asyncio not imported yet).
     next_try: Option<Instant>,
@@ -322,6 +357,8 @@ pub struct AsyncioReader {
     tasks_module: Option<u64>,
     /// ≤3.10: a coroutine's frame object → the coroutine.
     frame_coros: HashMap<u64, u64>,
+    /// Task types seen in the registries: a C task's (true) or not.
+    task_types: HashMap<u64, bool>,
 }
 
 impl AsyncioReader {
@@ -339,6 +376,7 @@ impl AsyncioReader {
         }
         Ok(AsyncioReader {
             pid,
+            callbacks: callback_offsets(layout.major, layout.minor, layout.free_threaded),
             ..AsyncioReader::blank(table)
         })
     }
@@ -352,6 +390,7 @@ impl AsyncioReader {
     fn blank(offsets: Option<AsyncioOffsets>) -> AsyncioReader {
         AsyncioReader {
             pid: 0,
+            callbacks: None,
             offsets,
             next_try: None,
             failed: None,
@@ -364,6 +403,7 @@ impl AsyncioReader {
             loop_threads: HashMap::new(),
             tasks_module: None,
             frame_coros: HashMap::new(),
+            task_types: HashMap::new(),
         }
     }
 
@@ -387,7 +427,12 @@ impl AsyncioReader {
             let now = Instant::now();
             if self.next_try.is_none_or(|t| now >= t) {
                 match find_debug_offsets(self.pid, mem) {
-                    Ok(Some(o)) => self.offsets = Some(o),
+                    Ok(Some(o)) => {
+                        self.offsets = Some(AsyncioOffsets {
+                            callbacks: self.callbacks,
+                            ..o
+                        })
+                    }
                     Ok(None) => self.next_try = Some(now + OFFSETS_RETRY),
                     Err(e) => self.failed = Some(e),
                 }
@@ -429,14 +474,18 @@ impl AsyncioReader {
         }
         let objs = Objects::new(mem, layout);
         let task = match o.table {
-            None => mem
+            None => match mem
                 .read_u64(raw.tstate.wrapping_add(o.tstate_running_task))
-                .map_err(|_| "thread state unreadable")?,
+                .map_err(|_| "thread state unreadable")?
+            {
+                // 3.14+ pure-Python tasks enter `asyncio.tasks._current_tasks` instead.
+                0 => self.current_task(mem, layout, &objs, raw).unwrap_or(0),
+                t => t,
+            },
             Some(_) => self.current_task(mem, layout, &objs, raw)?,
         };
         if task != 0 {
-            let b = read_task(mem, &objs, &o, task)?;
-            let coro = field(&b, o.task_coro).ok_or("task unreadable")?;
+            let coro = read_task(mem, &objs, &o, task)?.coro;
             if let Some(at) = raw.frames.iter().rposition(|f| is_frame_of(f, coro)) {
                 let f = raw.frames[at].frame;
                 if layout.frame_kind == FrameKind::Interpreter && f > coro {
@@ -534,6 +583,34 @@ impl AsyncioReader {
         Ok(fallback)
     }
 
+    /// A registered task's coroutine: one read for a C task (its type checked once per
+    /// type), the `_coro` attribute of a pure-Python one.
+    fn coro_of(
+        &mut self,
+        mem: &dyn Memory,
+        objs: &Objects,
+        o: &AsyncioOffsets,
+        task: u64,
+    ) -> Option<u64> {
+        let tp = objs.type_of(task)?;
+        let c = match self.task_types.get(&tp) {
+            Some(&c) => c,
+            None => {
+                let c = is_task(mem, objs, o, task);
+                if self.task_types.len() > 1024 {
+                    self.task_types.clear();
+                }
+                self.task_types.insert(tp, c);
+                c
+            }
+        };
+        if c {
+            mem.read_u64(task.wrapping_add(o.task_coro)).ok()
+        } else {
+            py_task(objs, task).map(|t| t.0)
+        }
+    }
+
     /// ≤3.13: the thread running event loop `lp` (its `_thread_id`; None when it is not
     /// running), read at most once a second.
     fn loop_thread(&mut self, objs: &Objects, lp: u64) -> Option<u64> {
@@ -579,7 +656,7 @@ impl AsyncioReader {
         let head = objs.header_size();
         let tasks = self.registered(mem, objs);
         for task in tasks {
-            let Ok(coro) = mem.read_u64(task.wrapping_add(o.task_coro)) else {
+            let Some(coro) = self.coro_of(mem, objs, o, task) else {
                 continue;
             };
             if !plausible(coro) {
@@ -624,38 +701,29 @@ impl AsyncioReader {
             return Ok(Vec::new());
         };
         let objs = Objects::new(mem, layout);
-        let head = objs.header_size();
         let (running, tasks) = match o.table {
             None => {
-                let running = mem
+                // (Also finds asyncio.tasks' registries, for the pure-Python tasks.)
+                let py_running = self.current_task(mem, layout, &objs, raw).unwrap_or(0);
+                let running = match mem
                     .read_u64(raw.tstate.wrapping_add(o.tstate_running_task))
-                    .map_err(|_| "thread state unreadable")?;
-                let tasks = self.task_list(mem, &o, raw.tstate).into_iter().map(|t| t.0);
-                (running, tasks.collect::<Vec<u64>>())
+                    .map_err(|_| "thread state unreadable")?
+                {
+                    0 => py_running,
+                    t => t,
+                };
+                let mut tasks: Vec<u64> = self
+                    .task_list(mem, &o, raw.tstate)
+                    .into_iter()
+                    .map(|t| t.0)
+                    .collect();
+                // Pure-Python tasks are not in the thread's list: asyncio's registries.
+                tasks.extend(self.registered_of_thread(mem, &objs, raw.thread_id));
+                (running, tasks)
             }
             Some(_) => {
                 let running = self.current_task(mem, layout, &objs, raw)?;
-                let tasks = self.registered(mem, &objs);
-                // FutureObj's first field after the header is its loop; a loop's thread,
-                // its `_thread_id` (set while it runs).
-                let mut mine = Vec::new();
-                let mut loops: HashMap<u64, bool> = HashMap::new();
-                for t in tasks {
-                    let Ok(lp) = mem.read_u64(t.wrapping_add(head)) else {
-                        continue;
-                    };
-                    let ours = match loops.get(&lp) {
-                        Some(&b) => b,
-                        None => {
-                            let b = self.loop_thread(&objs, lp) == Some(raw.thread_id);
-                            loops.insert(lp, b);
-                            b
-                        }
-                    };
-                    if ours {
-                        mine.push(t);
-                    }
-                }
+                let mine = self.registered_of_thread(mem, &objs, raw.thread_id);
                 (running, mine)
             }
         };
@@ -666,16 +734,14 @@ impl AsyncioReader {
             if !seen.insert(task) {
                 continue;
             }
-            let Ok(b) = read_task(mem, &objs, &o, task) else {
+            let Ok(t) = read_task(mem, &objs, &o, task) else {
                 continue;
             };
-            let (Some(name), Some(coro)) = (field(&b, o.task_name), field(&b, o.task_coro)) else {
+            let coro = t.coro;
+            let Ok(name) = task_name(&objs, t.name) else {
                 continue;
             };
-            let Ok(name) = task_name(&objs, name) else {
-                continue;
-            };
-            let by = awaiter(mem, &objs, &o, &b).ok().flatten();
+            let by = awaiter(mem, &objs, &o, &t).ok().flatten();
             read.push((task, name, by, coro));
         }
         let index: HashMap<u64, usize> = read.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
@@ -741,6 +807,56 @@ impl AsyncioReader {
             });
         }
         Ok(out)
+    }
+
+    /// The tasks in asyncio's registries whose loop runs on thread `thread_id` (a C
+    /// task's loop is its first field after the header, a pure-Python one's `_loop`; a
+    /// loop's thread, its `_thread_id`, set while it runs).
+    fn registered_of_thread(
+        &mut self,
+        mem: &dyn Memory,
+        objs: &Objects,
+        thread_id: u64,
+    ) -> Vec<u64> {
+        let Some(o) = self.offsets.clone() else {
+            return Vec::new();
+        };
+        let head = objs.header_size();
+        let mut mine = Vec::new();
+        let mut loops: HashMap<u64, bool> = HashMap::new();
+        for t in self.registered(mem, objs) {
+            let Some(tp) = objs.type_of(t) else {
+                continue;
+            };
+            let c = match self.task_types.get(&tp) {
+                Some(&c) => c,
+                None => {
+                    let c = is_task(mem, objs, &o, t);
+                    self.task_types.insert(tp, c);
+                    c
+                }
+            };
+            let lp = if c {
+                mem.read_u64(t.wrapping_add(head)).ok()
+            } else {
+                objs.instance_attr(t, "_loop")
+            };
+            let Some(lp) = lp else {
+                continue;
+            };
+            let ours = match loops.get(&lp) {
+                Some(&b) => b,
+                None => {
+                    let b = self.loop_thread(objs, lp) == Some(thread_id);
+                    loops.insert(lp, b);
+                    b
+                }
+            };
+            if ours {
+                mine.push(t);
+            }
+        }
+        mine
     }
 
     /// ≤3.13: the tasks in asyncio's registries (bounded).
@@ -856,8 +972,7 @@ impl AsyncioReader {
             let Some(&known) = self.coros.get(&coro) else {
                 continue;
             };
-            let b = read_task(mem, objs, o, known).unwrap_or_default();
-            if field(&b, o.task_coro) != Some(coro) {
+            if read_task(mem, objs, o, known).ok().map(|t| t.coro) != Some(coro) {
                 self.frame_coros.remove(&f.frame);
                 continue;
             }
@@ -880,8 +995,7 @@ impl AsyncioReader {
                     continue;
                 };
                 // A task that ended (its memory reused): forget it.
-                let b = read_task(mem, objs, o, known).unwrap_or_default();
-                if field(&b, o.task_coro) != Some(coro) {
+                if read_task(mem, objs, o, known).ok().map(|t| t.coro) != Some(coro) {
                     self.coros.remove(&coro);
                     continue;
                 }
@@ -912,12 +1026,9 @@ impl AsyncioReader {
                 return Err("await chain too long");
             }
             seen.push(cur);
-            let b = read_task(mem, objs, o, cur)?;
-            chain.push(task_name(
-                objs,
-                field(&b, o.task_name).ok_or("task unreadable")?,
-            )?);
-            match awaiter(mem, objs, o, &b)? {
+            let t = read_task(mem, objs, o, cur)?;
+            chain.push(task_name(objs, t.name)?);
+            match awaiter(mem, objs, o, &t)? {
                 Some(parent) => cur = parent,
                 None => break,
             }
@@ -936,18 +1047,60 @@ fn plausible(p: u64) -> bool {
     (0x1000..=0x0000_ffff_ffff_ffff).contains(&p) && p & 7 == 0
 }
 
-/// A task's fixed part, in one read, checked to be a task.
+/// A task as read: its coroutine and name object, and a C task's fixed part (in one
+/// read); a pure-Python task (`asyncio.tasks._PyTask`) has its attributes instead.
+struct TaskRead {
+    obj: u64,
+    coro: u64,
+    name: u64,
+    fixed: Option<Vec<u8>>,
+}
+
+/// Read `task`, checked to be a C task or a pure-Python one.
 fn read_task(
     mem: &dyn Memory,
     objs: &Objects,
     o: &AsyncioOffsets,
     task: u64,
-) -> Result<Vec<u8>, AsyncError> {
-    if !is_task(mem, objs, o, task) {
-        return Err("not a Task object");
+) -> Result<TaskRead, AsyncError> {
+    if is_task(mem, objs, o, task) {
+        let b = mem
+            .read_vec(task, o.task_size as usize)
+            .map_err(|_| "task unreadable")?;
+        let (Some(coro), Some(name)) = (field(&b, o.task_coro), field(&b, o.task_name)) else {
+            return Err("task unreadable");
+        };
+        return Ok(TaskRead {
+            obj: task,
+            coro,
+            name,
+            fixed: Some(b),
+        });
     }
-    mem.read_vec(task, o.task_size as usize)
-        .map_err(|_| "task unreadable")
+    match py_task(objs, task) {
+        Some((coro, name)) => Ok(TaskRead {
+            obj: task,
+            coro,
+            name,
+            fixed: None,
+        }),
+        None => Err("not a Task object"),
+    }
+}
+
+/// A pure-Python task (`asyncio.tasks._PyTask`, or a subclass): its `_coro` and `_name`.
+fn py_task(objs: &Objects, obj: u64) -> Option<(u64, u64)> {
+    if !plausible(obj) || !objs.type_name(obj)?.contains("Task") {
+        return None;
+    }
+    let coro = objs.instance_attr(obj, "_coro")?;
+    let name = objs.instance_attr(obj, "_name")?;
+    Some((coro, name))
+}
+
+/// A C task or a pure-Python one.
+fn is_any_task(mem: &dyn Memory, objs: &Objects, o: &AsyncioOffsets, obj: u64) -> bool {
+    is_task(mem, objs, o, obj) || py_task(objs, obj).is_some()
 }
 
 /// Is `obj` a C Task (or a subclass): big enough for a task and flagged `task_is_task`?
@@ -973,13 +1126,27 @@ fn task_name(objs: &Objects, name: u64) -> Result<String, AsyncError> {
     Err("task name unreadable")
 }
 
-/// The first task awaiting the task whose fixed part is `b` (`task_awaited_by`).
+/// The first task awaiting task `t` (`task_awaited_by`; ≤3.13, from its callbacks).
 fn awaiter(
     mem: &dyn Memory,
     objs: &Objects,
     o: &AsyncioOffsets,
-    b: &[u8],
+    t: &TaskRead,
 ) -> Result<Option<u64>, AsyncError> {
+    let Some(b) = &t.fixed else {
+        // A pure-Python task: its `_callbacks` list.
+        return Ok(match o.table.or(o.callbacks) {
+            Some(table) => {
+                let cbs = objs
+                    .instance_attr(t.obj, "_callbacks")
+                    .filter(|&l| objs.type_name(l).as_deref() == Some("list"))
+                    .unwrap_or(0);
+                awaiter_by_callbacks(mem, objs, o, &table, 0, cbs, 0)
+            }
+            None => None,
+        });
+    };
+    let b = b.as_slice();
     if let Some(t) = o.table {
         let cb0 = field(b, t.fut_callback0).ok_or("task unreadable")?;
         let cbs = field(b, t.fut_callbacks).ok_or("task unreadable")?;
@@ -987,16 +1154,21 @@ fn awaiter(
     }
     let by = field(b, o.task_awaited_by).ok_or("task unreadable")?;
     if by == 0 {
-        return Ok(None);
+        // (A pure-Python task awaiting it is not recorded there: its wakeup callback.)
+        return Ok(o.callbacks.and_then(|t| {
+            let cb0 = field(b, t.fut_callback0)?;
+            let cbs = field(b, t.fut_callbacks)?;
+            awaiter_by_callbacks(mem, objs, o, &t, cb0, cbs, 0)
+        }));
     }
     let is_set = *b
         .get(o.task_awaited_by_is_set as usize)
         .ok_or("task unreadable")?;
     if is_set == 0 {
-        return Ok(is_task(mem, objs, o, by).then_some(by));
+        return Ok(is_any_task(mem, objs, o, by).then_some(by));
     }
     let keys = set_keys(mem, objs, by, MAX_AWAITERS).map_err(|_| "awaited_by set unreadable")?;
-    Ok(keys.into_iter().find(|&k| is_task(mem, objs, o, k)))
+    Ok(keys.into_iter().find(|&k| is_any_task(mem, objs, o, k)))
 }
 
 /// The keys of a `set` (PySetObject {header, fill, used, mask, table, …}; setentry {key,
@@ -1060,15 +1232,19 @@ fn awaiter_by_callbacks(
         match name.as_str() {
             "TaskWakeupMethWrapper" | "builtin_function_or_method" => {
                 let task = mem.read_u64(cb.wrapping_add(t.wakeup_task)).ok()?;
-                if is_task(mem, objs, o, task) {
+                if is_any_task(mem, objs, o, task) {
                     return Some(task);
                 }
             }
             "method" => {
-                // PyMethodObject {head, im_func, im_self}: a TaskGroup's _on_task_done.
+                // PyMethodObject {head, im_func, im_self}: a pure-Python task's wakeup,
+                // or a TaskGroup's _on_task_done.
                 let this = mem.read_u64(cb.wrapping_add(head + 8)).ok()?;
+                if is_any_task(mem, objs, o, this) {
+                    return Some(this);
+                }
                 if let Some(parent) = objs.instance_attr(this, "_parent_task") {
-                    if is_task(mem, objs, o, parent) {
+                    if is_any_task(mem, objs, o, parent) {
                         return Some(parent);
                     }
                 }
@@ -1118,7 +1294,7 @@ fn via_future(
     v: u64,
     depth: usize,
 ) -> Option<u64> {
-    if !plausible(v) || is_task(mem, objs, o, v) {
+    if !plausible(v) || is_any_task(mem, objs, o, v) {
         return None;
     }
     let name = objs.type_name(v)?;

@@ -7,7 +7,8 @@
 # So a sample of a burning task has the chain (outermost first): main, gamma, alpha;
 # beta; gatherer, g1; grouper, t1. With an argument N, N more tasks wait (sleep) beside
 # them; with `eager` (3.12+), every task is created by asyncio.eager_task_factory (it
-# runs its first step at once, in its creator's). Runs until killed.
+# runs its first step at once, in its creator's); with `pytask`, every task but main is
+# a pure-Python asyncio.tasks._PyTask. Runs until killed.
 import asyncio
 import sys
 
@@ -48,6 +49,12 @@ async def main():
     eager = "eager" in sys.argv[1:]
     if eager:
         loop.set_task_factory(asyncio.eager_task_factory)
+    if "pytask" in sys.argv[1:]:
+        # Every task a pure-Python one (asyncio.tasks._PyTask), not the C _asyncio.Task.
+        def factory(loop, coro, **kw):
+            return asyncio.tasks._PyTask(coro, loop=loop, **kw)
+
+        loop.set_task_factory(factory)
 
     def named(coro, name):
         t = loop.create_task(coro)
