@@ -158,7 +158,7 @@ struct TopArgs {
     pid: Option<i32>,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// asyncio (Python 3.8+): a thread running a task counts as that task's stack, so
+    /// asyncio (Python 3.7+): a thread running a task counts as that task's stack, so
     /// each task (`<task NAME>`, and the tasks awaiting it) has a row
     #[arg(long)]
     async_aware: bool,
@@ -244,7 +244,7 @@ struct DumpArgs {
     /// paused thread's registers and stack
     #[arg(short, long)]
     native: bool,
-    /// asyncio (Python 3.8+): a thread running a task is shown as that task's stack,
+    /// asyncio (Python 3.7+): a thread running a task is shown as that task's stack,
     /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
     #[arg(long)]
     async_aware: bool,
@@ -304,7 +304,7 @@ struct RecordArgs {
     /// Also profile Python child processes (multiprocessing, worker pools), each under a root frame
     #[arg(short, long)]
     subprocesses: bool,
-    /// asyncio (Python 3.8+): a thread running a task is recorded as that task's stack,
+    /// asyncio (Python 3.7+): a thread running a task is recorded as that task's stack,
     /// under `<task NAME>` frames for it and the tasks awaiting it, outermost first
     #[arg(long)]
     async_aware: bool,

@@ -17,12 +17,13 @@
 //!   (3.14 records all three there);
 //! - the thread's list of tasks (`asyncio_tasks_head`, linked through `task_node`).
 //!
-//! 3.8–3.13 have no such struct: a built-in table ([`table_offsets`], found in each
+//! 3.7–3.13 have no such struct: a built-in table ([`table_offsets`], found in each
 //! interpreter with ctypes by `tests/scripts/asyncio_offsets.py` and checked against it by
 //! `tests/asyncio.rs`) gives the Task and Future fields; the running task is
 //! `asyncio.tasks._current_tasks[loop]` (the loop whose `_thread_id` is the thread's), and
 //! who awaits a task is found through its done callbacks (`awaiter_by_callbacks`).
-//! 3.7 and older are refused (3.7's tasks have no names).
+//! 3.7's tasks have no names: each is named after its coroutine's function and its
+//! address. 3.6 and older are refused.
 //!
 //! The stack decides which task a sample is: the one whose coroutine's frame is on it
 //! (see [`AsyncioReader::running`]). Every loop is bounded (chain depth, set and list
@@ -94,7 +95,7 @@ pub struct TableOffsets {
     pub fut_callback0: u64,
     pub fut_callbacks: u64,
     /// Where the callable a task awaiting a future adds to its callbacks holds that task:
-    /// `TaskWakeupMethWrapper.ww_task` (3.8, 3.9), `PyCFunctionObject.m_self` (3.10+)
+    /// `TaskWakeupMethWrapper.ww_task` (3.7–3.9), `PyCFunctionObject.m_self` (3.10+)
     pub wakeup_task: u64,
     /// `PyFunctionObject.func_closure` (gather's `_done_callback` closes over its outer
     /// future)
@@ -105,6 +106,8 @@ pub struct TableOffsets {
 /// `task_name`, `task_coro`, `task_fut_waiter`, `fut_callback0`, `fut_callbacks`,
 /// wakeup's task, `func_closure`). Values printed by tests/scripts/asyncio_offsets.py.
 const TABLE: &[((u8, bool), [u64; 8])] = &[
+    // 3.7: no task_name (0): a task is named after its coroutine (see `coro_names`).
+    ((7, false), [136, 0, 112, 104, 24, 40, 16, 48]),
     ((8, false), [144, 120, 112, 104, 24, 40, 16, 48]),
     ((9, false), [184, 160, 152, 144, 24, 40, 16, 48]),
     ((10, false), [192, 168, 160, 152, 24, 40, 24, 72]),
@@ -122,7 +125,7 @@ const TABLE: &[((u8, bool), [u64; 8])] = &[
 const OFFSETS_RETRY: Duration = Duration::from_millis(250);
 const LOOKUP_RETRY: Duration = Duration::from_millis(100);
 
-/// The built-in offsets of a 3.8–3.13 interpreter.
+/// The built-in offsets of a 3.7–3.13 interpreter.
 pub fn table_offsets(major: u8, minor: u8, free_threaded: bool) -> Option<AsyncioOffsets> {
     if major != 3 {
         return None;
@@ -322,6 +325,16 @@ pub fn coroutine_chain(
             _ => break,
         }
     }
+    // Read from a running target: the coroutine may have been resumed meanwhile (its
+    // stack then no longer says what it awaits). Still suspended where it was, or it
+    // counts as running.
+    if let Some(first) = frames.first() {
+        match walker.suspended_frame(mem, coro) {
+            Ok(GenState::Suspended(rf, _)) if rf.instr == first.instr => {}
+            Ok(GenState::Gone) => return Some(Vec::new()),
+            _ => return None,
+        }
+    }
     frames.reverse();
     Some(frames)
 }
@@ -332,6 +345,9 @@ pub type AsyncError = &'static str;
 /// Reads the running task of a thread, per sample. Knows the offsets of one target.
 pub struct AsyncioReader {
     pid: i32,
+    /// 3.7 (tasks have no name): where a coroutine's frame, the frame's code and the
+    /// code's name are (`gen_frame`, `frame_code`, `code_name`).
+    coro_names: Option<(u32, u32, u32)>,
     /// The target's callback fields (3.14+, see [`callback_offsets`]).
     callbacks: Option<TableOffsets>,
     offsets: Option<AsyncioOffsets>,
@@ -368,7 +384,7 @@ impl AsyncioReader {
         let table = table_offsets(layout.major, layout.minor, layout.free_threaded);
         if v < (3, 14) && table.is_none() {
             return Err(format!(
-                "--async-aware supports Python 3.8 and newer (this target runs {}.{}{})",
+                "--async-aware supports Python 3.7 and newer (this target runs {}.{}{})",
                 layout.major,
                 layout.minor,
                 if layout.free_threaded { "t" } else { "" }
@@ -377,6 +393,11 @@ impl AsyncioReader {
         Ok(AsyncioReader {
             pid,
             callbacks: callback_offsets(layout.major, layout.minor, layout.free_threaded),
+            coro_names: (v < (3, 8)).then_some((
+                layout.gen_frame,
+                layout.frame_code,
+                layout.code_name,
+            )),
             ..AsyncioReader::blank(table)
         })
     }
@@ -391,6 +412,7 @@ impl AsyncioReader {
         AsyncioReader {
             pid: 0,
             callbacks: None,
+            coro_names: None,
             offsets,
             next_try: None,
             failed: None,
@@ -738,7 +760,7 @@ impl AsyncioReader {
                 continue;
             };
             let coro = t.coro;
-            let Ok(name) = task_name(&objs, t.name) else {
+            let Ok(name) = self.name_of(mem, &objs, &t) else {
                 continue;
             };
             let by = awaiter(mem, &objs, &o, &t).ok().flatten();
@@ -1007,6 +1029,30 @@ impl AsyncioReader {
         Ok(None)
     }
 
+    /// A task's name: `Task.get_name()`; on 3.7, whose tasks have none, its coroutine's
+    /// function and the task's address (`worker@0x7f…`: tasks of one function apart).
+    fn name_of(
+        &self,
+        mem: &dyn Memory,
+        objs: &Objects,
+        t: &TaskRead,
+    ) -> Result<String, AsyncError> {
+        let Some((gen_frame, frame_code, code_name)) = self.coro_names else {
+            return task_name(objs, t.name);
+        };
+        let func = (|| {
+            let frame = mem.read_u64(t.coro.wrapping_add(gen_frame as u64)).ok()?;
+            let code = mem.read_u64(frame.wrapping_add(frame_code as u64)).ok()?;
+            let name = mem.read_u64(code.wrapping_add(code_name as u64)).ok()?;
+            objs.read_str(name)
+        })();
+        Ok(format!(
+            "{}@{:#x}",
+            func.as_deref().unwrap_or("task"),
+            t.obj
+        ))
+    }
+
     /// Names of `task` and the tasks awaiting it, outermost first.
     fn chain(
         &self,
@@ -1027,7 +1073,7 @@ impl AsyncioReader {
             }
             seen.push(cur);
             let t = read_task(mem, objs, o, cur)?;
-            chain.push(task_name(objs, t.name)?);
+            chain.push(self.name_of(mem, objs, &t)?);
             match awaiter(mem, objs, o, &t)? {
                 Some(parent) => cur = parent,
                 None => break,
@@ -1088,13 +1134,15 @@ fn read_task(
     }
 }
 
-/// A pure-Python task (`asyncio.tasks._PyTask`, or a subclass): its `_coro` and `_name`.
+/// A pure-Python task (`asyncio.tasks._PyTask`, or a subclass): its `_coro` and `_name`
+/// (0 on 3.7).
 fn py_task(objs: &Objects, obj: u64) -> Option<(u64, u64)> {
     if !plausible(obj) || !objs.type_name(obj)?.contains("Task") {
         return None;
     }
     let coro = objs.instance_attr(obj, "_coro")?;
-    let name = objs.instance_attr(obj, "_name")?;
+    // (3.7's have no `_name`: named after their coroutine, as the C ones.)
+    let name = objs.instance_attr(obj, "_name").unwrap_or(0);
     Some((coro, name))
 }
 

@@ -38,7 +38,7 @@ async def main():
     out = {
         "task_size": [size],
         "task_name": offsets_of(id(t), size, id(name)),
-        "task_coro": offsets_of(id(t), size, id(t.get_coro())),
+        "task_coro": offsets_of(id(t), size, id(t.get_coro() if hasattr(t, "get_coro") else t._coro)),
     }
     get = ctypes.pythonapi.PyThreadState_Get
     get.restype = ctypes.c_void_p

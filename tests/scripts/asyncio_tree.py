@@ -30,11 +30,16 @@ async def waiter(task):
     await task  # MARK:waiter_await
 
 
+def name(task, name):
+    """Task.set_name (3.8+; 3.7's tasks have no names)."""
+    if hasattr(task, "set_name"):
+        task.set_name(name)
+    return task
+
+
 async def gatherer(loop):
-    g1 = loop.create_task(worker())
-    g1.set_name("g1")
-    g2 = loop.create_task(asyncio.sleep(3600))
-    g2.set_name("g2")
+    g1 = name(loop.create_task(worker()), "g1")
+    g2 = name(loop.create_task(asyncio.sleep(3600)), "g2")
     await asyncio.gather(g1, g2)
 
 
@@ -45,7 +50,7 @@ async def grouper():
 
 async def main():
     loop = asyncio.get_running_loop()
-    asyncio.current_task().set_name("main")
+    name(asyncio.current_task(), "main")
     eager = "eager" in sys.argv[1:]
     if eager:
         loop.set_task_factory(asyncio.eager_task_factory)
@@ -56,10 +61,8 @@ async def main():
 
         loop.set_task_factory(factory)
 
-    def named(coro, name):
-        t = loop.create_task(coro)
-        t.set_name(name)
-        return t
+    def named(coro, n):
+        return name(loop.create_task(coro), n)
 
     alpha = named(worker(), "alpha")
     named(worker(), "beta")
