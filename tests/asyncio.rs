@@ -111,6 +111,32 @@ fn task_stacks(p: &ProfileData) -> (BTreeMap<Vec<String>, u64>, u64, Vec<(String
     (chains, outside, wrong)
 }
 
+/// Record `pid` `--async-aware` (busy threads only) for `secs` with `sampler` at `rate`
+/// Hz: the profile, its task samples by chain (stacks of a wrong shape checked), and
+/// the samples outside any task.
+fn record_tasks(
+    pid: i32,
+    secs: f64,
+    sampler: &str,
+    rate: &str,
+) -> Result<(ProfileData, BTreeMap<Vec<String>, u64>, u64), String> {
+    let (p, _) = record_json(
+        pid,
+        secs,
+        &[
+            "--async-aware",
+            "--sampler",
+            sampler,
+            "-r",
+            rate,
+            "--no-idle",
+        ],
+    );
+    let (chains, outside, wrong) = task_stacks(&p);
+    check_shapes(sampler, &wrong, p.meta.samples)?;
+    Ok((p, chains, outside))
+}
+
 /// Stacks of a wrong shape are an error; except a few (≤ 1% of `total`) with `read`,
 /// the sampler that reads a running thread: a frame copied while the thread changed it
 /// (a torn read that still looks like a stack) is what it documents.
@@ -159,20 +185,7 @@ fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
         }
         let mut notes = Vec::new();
         for sampler in samplers() {
-            let (p, _) = record_json(
-                target.pid,
-                2.0,
-                &[
-                    "--async-aware",
-                    "--sampler",
-                    sampler,
-                    "-r",
-                    "250",
-                    "--no-idle",
-                ],
-            );
-            let (chains, outside, wrong) = task_stacks(&p);
-            check_shapes(sampler, &wrong, p.meta.samples)?;
+            let (p, chains, outside) = record_tasks(target.pid, 2.0, sampler, "250")?;
             let got: BTreeSet<Vec<String>> = chains
                 .keys()
                 .map(|c| c.iter().map(|n| plain(n)).collect())
@@ -355,20 +368,7 @@ fn ten_thousand_pending_tasks_stay_bounded() {
         let target = Target::spawn(py, "asyncio_tree.py", &["10000"]);
         let mut notes = Vec::new();
         for sampler in samplers() {
-            let (p, _) = record_json(
-                target.pid,
-                2.0,
-                &[
-                    "--async-aware",
-                    "--sampler",
-                    sampler,
-                    "-r",
-                    "200",
-                    "--no-idle",
-                ],
-            );
-            let (chains, outside, wrong) = task_stacks(&p);
-            check_shapes(sampler, &wrong, p.meta.samples)?;
+            let (p, chains, outside) = record_tasks(target.pid, 2.0, sampler, "200")?;
             let want = expected_chains(py);
             let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
             if got != want {
@@ -549,22 +549,33 @@ fn agrees_with_cpythons_profiling_sampling_on_315() {
     let file = format!("pyprof-asyncio-{}.txt", target.pid);
     let out = pyprof_run_sampling(&py, target.pid, &file);
     let theirs = sampling_chains(&out);
-    let (a, b) = (shares(&ours), shares(&theirs));
+    assert_same_shares("asyncio vs profiling.sampling", &py, &ours, &theirs);
+}
+
+/// The same chains in pyprof's profile and profiling.sampling's, each one's share
+/// within 3 points.
+fn assert_same_shares(
+    what: &str,
+    py: &Python,
+    ours: &BTreeMap<Vec<String>, u64>,
+    theirs: &BTreeMap<Vec<String>, u64>,
+) {
+    let (a, b) = (shares(ours), shares(theirs));
     let keys = |m: &BTreeMap<Vec<String>, f64>| m.keys().cloned().collect::<BTreeSet<_>>();
     assert_eq!(
         keys(&a),
         keys(&b),
-        "task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
+        "{what}: task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
     );
     for (chain, share) in &a {
         let other = b[chain];
         assert!(
             (share - other).abs() <= 3.0,
-            "{chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
+            "{what}: {chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
         );
     }
     eprintln!(
-        "asyncio vs profiling.sampling {}: pyprof {a:?}; profiling.sampling {b:?}",
+        "{what} {}: pyprof {a:?}; profiling.sampling {b:?}",
         py.label
     );
 }
@@ -596,24 +607,7 @@ fn async_mode_all_agrees_with_cpythons_profiling_sampling_on_315() {
     let file = format!("pyprof-asyncio-all-{}.txt", target.pid);
     let out = run_sampling(&py, target.pid, &file, &["--async-mode", "all"]);
     let theirs = sampling_chains_of(&out, false);
-    let (a, b) = (shares(&ours), shares(&theirs));
-    let keys = |m: &BTreeMap<Vec<String>, f64>| m.keys().cloned().collect::<BTreeSet<_>>();
-    assert_eq!(
-        keys(&a),
-        keys(&b),
-        "task chains differ: pyprof {a:?}, profiling.sampling {b:?}"
-    );
-    for (chain, share) in &a {
-        let other = b[chain];
-        assert!(
-            (share - other).abs() <= 3.0,
-            "{chain:?}: pyprof {share:.1}%, profiling.sampling {other:.1}% (pyprof {a:?}, theirs {b:?})"
-        );
-    }
-    eprintln!(
-        "asyncio all vs profiling.sampling {}: pyprof {a:?}; profiling.sampling {b:?}",
-        py.label
-    );
+    assert_same_shares("asyncio all vs profiling.sampling", &py, &ours, &theirs);
 }
 
 /// Run `python -m profiling.sampling attach --async-aware --collapsed -d 3` on `pid`
@@ -935,20 +929,7 @@ fn wait_for_and_shield_keep_the_awaiting_task_in_the_chain() {
                 .collect();
         let mut notes = Vec::new();
         for sampler in samplers() {
-            let (p, _) = record_json(
-                target.pid,
-                1.0,
-                &[
-                    "--async-aware",
-                    "--sampler",
-                    sampler,
-                    "-r",
-                    "250",
-                    "--no-idle",
-                ],
-            );
-            let (chains, _, wrong) = task_stacks(&p);
-            check_shapes(sampler, &wrong, p.meta.samples)?;
+            let (_, chains, _) = record_tasks(target.pid, 1.0, sampler, "250")?;
             let got: BTreeSet<Vec<String>> = chains.keys().cloned().collect();
             if got != want {
                 return Err(format!("{sampler}: chains {got:?}, want exactly {want:?}"));
