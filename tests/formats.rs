@@ -199,6 +199,11 @@ fn expected(data: &ProfileData, opts: &RenderOptions) -> Stacks {
             let f = &data.frames[leaf as usize];
             if let Some(op) = &f.opcode {
                 frames.push(fr(&format!("[{op}]"), Some(&f.file), line(f)));
+                // The native code the instruction was executing (`<native libc.so.6>`).
+                if let Some(n) = s.native {
+                    let nf = &data.frames[n as usize];
+                    frames.push(fr(&nf.function, Some(&nf.file), line(nf)));
+                }
             }
         }
         *out.entry(thread_label(data, s.thread))
@@ -671,7 +676,8 @@ fn two_threads() -> ProfileData {
     }
 }
 
-/// `--opcodes`: leaves carry instructions; a truncated stack; an odd rate.
+/// `--opcodes`: leaves carry instructions; a truncated stack; native code below an
+/// instruction; an odd rate.
 fn opcodes_and_truncation() -> ProfileData {
     let mut m = meta(97.0);
     m.opcodes = true;
@@ -686,6 +692,8 @@ fn opcodes_and_truncation() -> ProfileData {
             op_frame("spin", "/srv/app/main.py", 3, 5, "JUMP_BACKWARD"),
             op_frame("spin", "/srv/app/main.py", 3, 6, "BINARY_OP_ADD_INT"),
             op_frame("deep", "/srv/app/deep.py", 20, 21, "CALL"),
+            // The native code an instruction was executing (below its opcode frame).
+            Frame::native("libz.so.1"),
         ],
         threads: vec![ThreadInfo {
             thread_id: 1,
@@ -704,6 +712,13 @@ fn opcodes_and_truncation() -> ProfileData {
                 count: 2,
                 truncated: true,
                 native: None,
+            },
+            Stack {
+                frames: vec![0, 2],
+                thread: 0,
+                count: 3,
+                truncated: false,
+                native: Some(5),
             },
         ],
         ..Default::default()
