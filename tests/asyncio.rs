@@ -174,7 +174,7 @@ fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
         let target = Target::spawn(py, "asyncio_tree.py", args);
         let mut want = expected_chains(py);
         if args.contains(&"pytask") && py.at_least(3, 14) {
-            // 3.14+'s TaskGroup finds its parent only among C tasks: grouper fails.
+            // 3.14+'s TaskGroup finds its parent only among C tasks: no grouper.
             want.remove(&vec!["grouper".to_string(), "t1".to_string()]);
         }
         if !supported(py) {
@@ -214,7 +214,10 @@ fn check_tree(py: &Python, args: &[&str]) -> Result<String, String> {
                     "{sampler}: only {in_tasks} of {total} samples inside a task"
                 ));
             }
-            if errors as f64 > 0.05 * (total + errors) as f64 {
+            // bpf reads the running task after the kernel copied the stack: a task that
+            // switched meanwhile fails the sample (measured up to 4.8%, a debug build).
+            let budget = if sampler == "bpf" { 0.08 } else { 0.05 };
+            if errors as f64 > budget * (total + errors) as f64 {
                 return Err(format!(
                     "{sampler}: {errors} failed samples of {}: {:?}",
                     total + errors,

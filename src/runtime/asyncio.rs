@@ -375,6 +375,8 @@ pub struct AsyncioReader {
     frame_coros: HashMap<u64, u64>,
     /// Task types seen in the registries: a C task's (true) or not.
     task_types: HashMap<u64, bool>,
+    /// Where an object's type is (`ob_type`).
+    ob_type: u64,
 }
 
 impl AsyncioReader {
@@ -398,6 +400,7 @@ impl AsyncioReader {
                 layout.frame_code,
                 layout.code_name,
             )),
+            ob_type: layout.ob_type as u64,
             ..AsyncioReader::blank(table)
         })
     }
@@ -426,6 +429,7 @@ impl AsyncioReader {
             tasks_module: None,
             frame_coros: HashMap::new(),
             task_types: HashMap::new(),
+            ob_type: 8,
         }
     }
 
@@ -614,7 +618,9 @@ impl AsyncioReader {
         o: &AsyncioOffsets,
         task: u64,
     ) -> Option<u64> {
-        let tp = objs.type_of(task)?;
+        // One read from the header through `task_coro`: the type and the coroutine.
+        let b = mem.read_vec(task, (o.task_coro + 8) as usize).ok()?;
+        let tp = field(&b, self.ob_type)?;
         let c = match self.task_types.get(&tp) {
             Some(&c) => c,
             None => {
@@ -627,7 +633,7 @@ impl AsyncioReader {
             }
         };
         if c {
-            mem.read_u64(task.wrapping_add(o.task_coro)).ok()
+            field(&b, o.task_coro)
         } else {
             py_task(objs, task).map(|t| t.0)
         }
