@@ -609,6 +609,26 @@ impl AsyncioReader {
         Ok(fallback)
     }
 
+    /// Is `task`, of type `tp`, a C task (checked once per type, then remembered)?
+    fn is_c_task_type(
+        &mut self,
+        mem: &dyn Memory,
+        objs: &Objects,
+        o: &AsyncioOffsets,
+        tp: u64,
+        task: u64,
+    ) -> bool {
+        if let Some(&c) = self.task_types.get(&tp) {
+            return c;
+        }
+        let c = is_task(mem, objs, o, task);
+        if self.task_types.len() > 1024 {
+            self.task_types.clear();
+        }
+        self.task_types.insert(tp, c);
+        c
+    }
+
     /// A registered task's coroutine: one read for a C task (its type checked once per
     /// type), the `_coro` attribute of a pure-Python one.
     fn coro_of(
@@ -621,18 +641,7 @@ impl AsyncioReader {
         // One read from the header through `task_coro`: the type and the coroutine.
         let b = mem.read_vec(task, (o.task_coro + 8) as usize).ok()?;
         let tp = field(&b, self.ob_type)?;
-        let c = match self.task_types.get(&tp) {
-            Some(&c) => c,
-            None => {
-                let c = is_task(mem, objs, o, task);
-                if self.task_types.len() > 1024 {
-                    self.task_types.clear();
-                }
-                self.task_types.insert(tp, c);
-                c
-            }
-        };
-        if c {
+        if self.is_c_task_type(mem, objs, o, tp, task) {
             field(&b, o.task_coro)
         } else {
             py_task(objs, task).map(|t| t.0)
@@ -856,15 +865,7 @@ impl AsyncioReader {
             let Some(tp) = objs.type_of(t) else {
                 continue;
             };
-            let c = match self.task_types.get(&tp) {
-                Some(&c) => c,
-                None => {
-                    let c = is_task(mem, objs, &o, t);
-                    self.task_types.insert(tp, c);
-                    c
-                }
-            };
-            let lp = if c {
+            let lp = if self.is_c_task_type(mem, objs, &o, tp, t) {
                 mem.read_u64(t.wrapping_add(head)).ok()
             } else {
                 objs.instance_attr(t, "_loop")
