@@ -128,7 +128,7 @@ impl Memory for LiveMemory {
 }
 
 /// Whether a process still lives, asked through a descriptor kept open on its
-/// `/proc/PID/stat` (one `pread`, no path lookup): cheap enough to ask often.
+/// `/proc/PID/task/PID/stat` (one `pread`, no path lookup): cheap enough to ask often.
 pub struct Liveness {
     file: Option<std::fs::File>,
     pid: i32,
@@ -137,7 +137,9 @@ pub struct Liveness {
 impl Liveness {
     pub fn new(pid: i32) -> Liveness {
         Liveness {
-            file: std::fs::File::open(format!("/proc/{pid}/stat")).ok(),
+            // The main thread's own stat, not the process's: the state letter is the
+            // same, but /proc/PID/stat sums the CPU time of every thread at each read.
+            file: std::fs::File::open(format!("/proc/{pid}/task/{pid}/stat")).ok(),
             pid,
         }
     }

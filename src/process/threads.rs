@@ -3,6 +3,7 @@
 //! behind a `pthread_t` on interpreters that do not record it (≤3.10).
 
 use super::Memory;
+use crate::profile::FxBuild;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -155,9 +156,10 @@ struct Watched {
     watched: bool,
     /// The state letter, when it was read.
     state: Option<char>,
-    /// Ran in the interval before the last `refresh` (as far as it can tell: a thread not
-    /// looked at ran less than `slack` in all).
-    ran: bool,
+    /// The `refresh` at which it was last seen to have run in the interval before it (as
+    /// far as it can tell: a thread not looked at ran less than `slack` in all). A number,
+    /// not a flag, so that a refresh need not visit every thread to clear it.
+    ran_at: u64,
     /// When it was last seen running (a thread stays watched for `WATCH_FOR` after).
     last_ran: Option<Instant>,
 }
@@ -184,7 +186,12 @@ const SCHEDSTAT_LAG: u64 = 8_000_000;
 pub struct ThreadMonitor {
     pid: i32,
     clock: Option<libc::clockid_t>,
-    threads: HashMap<u64, Watched>,
+    /// Keeps reads of `clock` O(1) in the number of threads (see `GroupTimer`).
+    _timer: Option<GroupTimer>,
+    /// By OS thread id (the kernel's numbers, not the target's: a fast hash is safe).
+    threads: HashMap<u64, Watched, FxBuild>,
+    /// `refresh` calls made (what `Watched::ran_at` counts in).
+    refreshes: u64,
     last_cpu: Option<u64>,
     last_tick: Option<Instant>,
     last_full: Option<Instant>,
@@ -217,16 +224,63 @@ pub fn read_cpu_clock(clock: libc::clockid_t) -> Option<u64> {
         .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// A CPU timer on a target's process clock, armed to expire only after a century of its
+/// CPU time, held for as long as the clock is read. While any such timer is armed the
+/// kernel keeps the process's CPU time as one running total, so a read of the process
+/// clock costs the same for 1 thread or 10,000; without one, each read sums the run time
+/// of every thread (a third of pyprof's CPU with 1,000 threads, measured). The timer is
+/// pyprof's, not the target's: nothing in the target changes, and were it ever to expire
+/// it would send pyprof a SIGURG, which is ignored.
+pub struct GroupTimer(libc::timer_t);
+
+impl GroupTimer {
+    pub fn arm(clock: libc::clockid_t) -> Option<GroupTimer> {
+        // SAFETY: zeroed is a valid sigevent; the fields set are the ones SIGEV_SIGNAL reads.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = libc::SIGURG;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers; the timer is deleted in Drop.
+        if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
+            return None;
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 100 * 365 * 86_400,
+                tv_nsec: 0,
+            },
+        };
+        let t = GroupTimer(timer);
+        // SAFETY: a timer just created, valid pointers.
+        let armed = unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) } == 0;
+        armed.then_some(t)
+    }
+}
+
+impl Drop for GroupTimer {
+    fn drop(&mut self) {
+        // SAFETY: a timer this value created and owns.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
 /// How often every thread is looked at even when the process clock shows nothing new
 /// (threads that block in uninterruptible I/O use no CPU but count as active).
 const FULL_PASS_EVERY: Duration = Duration::from_secs(1);
 
 impl ThreadMonitor {
     pub fn new(pid: i32) -> ThreadMonitor {
+        let clock = process_cpu_clock(pid);
         ThreadMonitor {
             pid,
-            clock: process_cpu_clock(pid),
-            threads: HashMap::new(),
+            clock,
+            _timer: clock.and_then(GroupTimer::arm),
+            threads: HashMap::default(),
+            refreshes: 0,
             last_cpu: None,
             last_tick: None,
             last_full: None,
@@ -285,7 +339,7 @@ impl ThreadMonitor {
                 active: true,
                 watched: true,
                 state: None,
-                ran: true,
+                ran_at: self.refreshes,
                 last_ran: Some(Instant::now()),
             },
         );
@@ -295,6 +349,13 @@ impl ThreadMonitor {
                 if let Some(w) = self.threads.get_mut(&tid) {
                     w.runtime = r;
                     w.active = is_active(state);
+                    // A thread found asleep is not watched: the process clock tells if it
+                    // runs (watching every thread of a process just attached to would
+                    // read each one's run time every tick for a second).
+                    w.watched = w.active;
+                    if !w.active {
+                        w.last_ran = None;
+                    }
                 }
                 true
             }
@@ -337,9 +398,7 @@ impl ThreadMonitor {
                 }
             }
         }
-        for w in self.threads.values_mut() {
-            w.ran = false;
-        }
+        self.refreshes += 1;
         let cpu = self.process_cpu();
         let cpu_delta = match (cpu, self.last_cpu) {
             (Some(c), Some(l)) => Some(c.saturating_sub(l)),
@@ -409,8 +468,10 @@ impl ThreadMonitor {
             return;
         };
         let now = Instant::now();
-        let ran_before = w.ran;
-        w.ran = ran > 0;
+        let ran_before = w.ran_at == self.refreshes;
+        if ran > 0 {
+            w.ran_at = self.refreshes;
+        }
         if ran == 0 {
             if !w.watched {
                 return;
@@ -491,7 +552,9 @@ impl ThreadMonitor {
     /// Did `tid` run in the interval before the last `refresh`? True when unknown. A thread
     /// that did not cannot have changed its stack since.
     pub fn ran_recently(&self, tid: u64) -> bool {
-        self.threads.get(&tid).is_none_or(|w| w.ran)
+        self.threads
+            .get(&tid)
+            .is_none_or(|w| w.ran_at == self.refreshes)
     }
 
     /// Is `tid` one of the threads the monitor follows?

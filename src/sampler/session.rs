@@ -20,7 +20,7 @@ use crate::process::ptrace::{self, Paused};
 use crate::process::snapshot::Snapshot;
 use crate::process::threads::{ThreadMonitor, TidResolver};
 use crate::process::{LiveMemory, Memory};
-use crate::profile::Profile;
+use crate::profile::{FxBuild, Profile};
 use crate::runtime::layout::Layout;
 use crate::runtime::{self, DiscoverError, PythonRuntime};
 use crate::walker::{RawThread, WalkError, Walker};
@@ -97,7 +97,9 @@ pub struct Session {
     names_snapshot: Snapshot,
     /// OS thread id of each thread state seen (from the interpreter, or ≤3.10 learned
     /// from glibc's `struct pthread`).
-    os_tids: HashMap<u64, u64>,
+    os_tids: HashMap<u64, u64, FxBuild>,
+    /// `os_tids` changed since the monitor was last told (`tids_news`).
+    tids_changed: bool,
     /// The OS thread that held the GIL at the last tick: paused first at the next.
     last_holder: Option<u64>,
     /// The main interpreter, and its thread list as last read (every `LIST_EVERY`):
@@ -111,7 +113,7 @@ pub struct Session {
     /// bpf: what the kernel's thread map holds for this process (OS tid → tstate), the
     /// ids of each thread state, and when the map was last brought up to date.
     bpf_threads: HashMap<u32, u64>,
-    ids_by_tstate: HashMap<u64, RawThreadIds>,
+    ids_by_tstate: HashMap<u64, RawThreadIds, FxBuild>,
     bpf_refreshed: Option<Instant>,
     bpf_refresh_wanted: bool,
     /// Threads dropped as idle / not holding the GIL (not failures).
@@ -170,7 +172,8 @@ impl Session {
             code_snapshot: Snapshot::new(),
             bpf_raw: RawThread::default(),
             names_snapshot: Snapshot::new(),
-            os_tids: HashMap::new(),
+            os_tids: HashMap::default(),
+            tids_changed: true,
             last_holder: None,
             interp: 0,
             list: Vec::new(),
@@ -178,7 +181,7 @@ impl Session {
             list_dirty: false,
             foreign_threads: 0,
             bpf_threads: HashMap::new(),
-            ids_by_tstate: HashMap::new(),
+            ids_by_tstate: HashMap::default(),
             bpf_refreshed: None,
             bpf_refresh_wanted: false,
             dropped_idle: 0,
@@ -227,17 +230,19 @@ impl Session {
                 continue;
             };
             self.os_tids.insert(tstate, host);
+            self.tids_changed = true;
             let ns = (host != ns_tid).then_some(ns_tid);
             self.sampler.set_identity(tstate, host, ns);
         }
         if self.os_tids.len() > 2 * seen.len() + 64 {
             let alive: HashSet<u64> = seen.iter().map(|s| s.0).collect();
             self.os_tids.retain(|t, _| alive.contains(t));
+            self.tids_changed = true;
             self.sampler.keep_identities(&alive);
         }
     }
 
-    /// Read the threads' Python names when due (once a second), through a snapshot of
+    /// Read the threads' Python names when due (`StackSampler::names_every`), through a snapshot of
     /// their own: with many threads that is many small reads, one batch in steady state.
     fn refresh_names(&mut self) {
         if self.interp == 0 || !self.sampler.names_due() {
@@ -258,7 +263,7 @@ impl Session {
     /// does not start with a tick that opens a file per thread.
     pub fn prime(&mut self) {
         self.learn_thread_list();
-        let tids = self.python_tids();
+        let tids = self.tids_news();
         self.monitor.refresh(&tids);
     }
 
@@ -301,10 +306,25 @@ impl Session {
         self.os_tids.values().copied().collect()
     }
 
+    /// What the monitor needs to be told this tick: every Python thread's OS id when
+    /// they changed since it was last told, else nothing (with 1,000 threads, looking
+    /// each up every tick was a tenth of the tick's cost). A thread the monitor dropped
+    /// meanwhile is added again when a tick wants its state (`ThreadMonitor::state_now`).
+    fn tids_news(&mut self) -> Vec<u64> {
+        if !std::mem::take(&mut self.tids_changed) {
+            return Vec::new();
+        }
+        self.python_tids()
+    }
+
     /// Is the thread list due to be read again (the fast path walks only the threads
     /// it knows between list reads)?
     fn list_due(&self) -> bool {
-        self.list_dirty || self.list_read.is_none_or(|t| t.elapsed() >= LIST_EVERY)
+        // With many threads the list is read less often: 1 ms per thread beyond 100 (at
+        // most once a second). A thread that starts running Python is noticed sooner, as
+        // a GIL holder the list lacks, or as an OS thread the monitor finds.
+        let every = (Duration::from_millis(1) * self.list.len().min(1000) as u32).max(LIST_EVERY);
+        self.list_dirty || self.list_read.is_none_or(|t| t.elapsed() >= every)
     }
 
     /// Take one sample of every thread into `profile` with the ptrace or read sampler.
@@ -323,7 +343,7 @@ impl Session {
             // every thread wakes the sleeping ones).
             self.learn_thread_list();
         }
-        let tids = self.python_tids();
+        let tids = self.tids_news();
         self.monitor.refresh(&tids);
         // Ticks that read the whole list and ticks between read different things: each
         // kind has its snapshot, so that each learns what it will read next time.

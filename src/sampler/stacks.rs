@@ -275,20 +275,24 @@ impl StackSampler {
         failed.into_iter().map(|f| f.error).collect()
     }
 
-    /// Is it time to read the threads' names again (a second since the last time)?
-    pub fn names_due(&self) -> bool {
-        self.names_read
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+    /// How often the threads' names are read: once a second, and 4 ms per thread beyond
+    /// 250 threads (at most every 10 s), so that a process with thousands of threads does
+    /// not spend most of its sampling cost on names, which rarely change.
+    fn names_every(&self) -> Duration {
+        let per_thread = Duration::from_millis(4) * self.names.len().min(2500) as u32;
+        per_thread.max(Duration::from_secs(1))
     }
 
-    /// Read the threads' Python names (threading's registry) if a second has passed
-    /// since the last time, or now with `force`.
+    /// Is it time to read the threads' names again?
+    pub fn names_due(&self) -> bool {
+        let every = self.names_every();
+        self.names_read.is_none_or(|t| t.elapsed() >= every)
+    }
+
+    /// Read the threads' Python names (threading's registry) when due, or now with
+    /// `force`.
     pub fn refresh_names(&mut self, mem: &dyn Memory, interp: u64, force: bool) {
-        if !force
-            && self
-                .names_read
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
+        if !force && !self.names_due() {
             return;
         }
         self.names_read = Some(Instant::now());
