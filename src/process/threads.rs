@@ -154,8 +154,10 @@ struct Watched {
     active: bool,
     /// Looked at in the last full pass or since: watched every tick while it runs.
     watched: bool,
-    /// The state letter, when it was read.
+    /// The state letter, when it was read (or inferred: see `state_read`).
     state: Option<char>,
+    /// `state` was read, not inferred from a run time that covered the whole tick.
+    state_read: bool,
     /// The `refresh` at which it was last seen to have run in the interval before it (as
     /// far as it can tell: a thread not looked at ran less than `slack` in all). A number,
     /// not a flag, so that a refresh need not visit every thread to clear it.
@@ -320,6 +322,7 @@ impl ThreadMonitor {
         let state = parse_state(std::str::from_utf8(&self.buf[..n]).ok()?);
         if let Some(w) = self.threads.get_mut(&tid) {
             w.state = state;
+            w.state_read = true;
         }
         state
     }
@@ -339,6 +342,7 @@ impl ThreadMonitor {
                 active: true,
                 watched: true,
                 state: None,
+                state_read: false,
                 ran_at: self.refreshes,
                 last_ran: Some(Instant::now()),
             },
@@ -476,13 +480,17 @@ impl ThreadMonitor {
             if !w.watched {
                 return;
             }
-            // No run time since the last look. A running thread's run time lags (it is
-            // updated at scheduler ticks), so the state letter decides, once per idle
-            // spell: asleep, stopped, or waiting in uninterruptible I/O (active).
+            // No run time since the last look. The kernel adds to a thread's run time
+            // at each scheduler tick while it runs and whenever it leaves the CPU, so
+            // none means the thread neither left the CPU nor came onto it: the state
+            // letter last read still holds (a running thread's run time lags, by up to
+            // a scheduler tick, which is why it often reads unchanged at 1 kHz). A
+            // letter inferred from a tick spent running is read once, to see whether the
+            // thread left the CPU at the end of that tick.
             let recent = w
                 .last_ran
                 .is_some_and(|t| now.duration_since(t) < WATCH_FOR);
-            if ran_before || w.active || w.state.is_none() {
+            if ran_before || w.state.is_none() || !w.state_read {
                 let state = self.read_state(tid);
                 if let Some(w) = self.threads.get_mut(&tid) {
                     w.active = is_active(state);
@@ -499,6 +507,7 @@ impl ThreadMonitor {
             // On a CPU for (nearly) the whole tick: running.
             w.active = true;
             w.state = Some('R');
+            w.state_read = false;
             return;
         }
         // Ran part of the tick: the state letter says whether it runs now.
