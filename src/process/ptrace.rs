@@ -20,6 +20,8 @@ pub struct Paused {
     threads: Vec<(Pid, Option<Signal>)>,
     /// System calls made (pausing and, on drop, resuming).
     pub syscalls: u64,
+    /// When the first thread was paused.
+    pub since: Option<std::time::Instant>,
 }
 
 impl Paused {
@@ -41,6 +43,7 @@ impl Paused {
             return Ok(true);
         }
         let pid = Pid::from_raw(tid as i32);
+        self.since.get_or_insert_with(std::time::Instant::now);
         self.syscalls += 1;
         match ptrace::seize(pid, ptrace::Options::PTRACE_O_TRACEEXIT) {
             Ok(()) => {}

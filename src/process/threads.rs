@@ -158,6 +158,8 @@ struct Watched {
     state: Option<char>,
     /// `state` was read, not inferred from a run time that covered the whole tick.
     state_read: bool,
+    /// How long ptrace held it paused after the `refresh` numbered here (`note_paused`).
+    paused: (u64, Duration),
     /// The `refresh` at which it was last seen to have run in the interval before it (as
     /// far as it can tell: a thread not looked at ran less than `slack` in all). A number,
     /// not a flag, so that a refresh need not visit every thread to clear it.
@@ -179,12 +181,13 @@ const SCHEDSTAT_LAG: u64 = 8_000_000;
 ///   (two with the state letter when it is ambiguous);
 /// - every other thread is believed asleep as long as the process's own CPU clock
 ///   (`clock_gettime` of the process CPU clock: one system call for all threads) shows
-///   no CPU time beyond the watched threads'. When it does, or once a second, every
-///   thread's `schedstat` is read once and those that ran are watched again.
+///   no CPU time beyond the watched threads'. When it does, or every `full_pass_every`
+///   (a second, up to 10 s with many threads), every thread's `schedstat` is read once
+///   and those that ran are watched again.
 ///
 /// A thread that ran less than `slack` in a tick (20 µs or 1% of the period, plus a
 /// scheduler tick per running thread, since their run times lag) can be missed until the
-/// next full pass, at most a second later; a thread that ran stays watched for a second.
+/// next full pass, 1–10 s later; a thread that ran stays watched for a second.
 pub struct ThreadMonitor {
     pid: i32,
     clock: Option<libc::clockid_t>,
@@ -271,8 +274,12 @@ impl Drop for GroupTimer {
 }
 
 /// How often every thread is looked at even when the process clock shows nothing new
-/// (threads that block in uninterruptible I/O use no CPU but count as active).
-const FULL_PASS_EVERY: Duration = Duration::from_secs(1);
+/// (threads that block in uninterruptible I/O use no CPU but count as active): once a
+/// second, and 10 ms per thread beyond 100 (at most every 10 s), so that the look costs
+/// at most a read per 10 ms, a system call per tick at 100 Hz, for any number of threads.
+fn full_pass_every(threads: usize) -> Duration {
+    (Duration::from_millis(10) * threads.min(1000) as u32).max(Duration::from_secs(1))
+}
 
 impl ThreadMonitor {
     pub fn new(pid: i32) -> ThreadMonitor {
@@ -343,6 +350,7 @@ impl ThreadMonitor {
                 watched: true,
                 state: None,
                 state_read: false,
+                paused: (0, Duration::ZERO),
                 ran_at: self.refreshes,
                 last_ran: Some(Instant::now()),
             },
@@ -388,7 +396,7 @@ impl ThreadMonitor {
         }
         let due = self
             .last_full
-            .is_none_or(|t| now.duration_since(t) >= FULL_PASS_EVERY);
+            .is_none_or(|t| now.duration_since(t) >= full_pass_every(self.threads.len()));
         if due {
             self.syscalls += 4; // openat, getdents64 (twice), close
             let tasks = task_ids(self.pid);
@@ -411,7 +419,7 @@ impl ThreadMonitor {
         self.last_cpu = cpu;
         // 1. Watched threads: how much did each run since the last tick? With one
         //    watched thread and the others asleep, that is what the whole process ran:
-        //    no read of its own (the full passes, once a second, check the others).
+        //    no read of its own (the full passes check the others).
         let watched: Vec<u64> = self
             .threads
             .iter()
@@ -503,7 +511,14 @@ impl ThreadMonitor {
         }
         w.watched = true;
         w.last_ran = Some(now);
-        if period > Duration::ZERO && ran >= period.as_nanos() as u64 * 95 / 100 {
+        // The time ptrace held it paused was not its to run.
+        let held = if w.paused.0 + 1 == self.refreshes {
+            w.paused.1
+        } else {
+            Duration::ZERO
+        };
+        let span = period.saturating_sub(held);
+        if span > Duration::ZERO && ran >= span.as_nanos() as u64 * 95 / 100 {
             // On a CPU for (nearly) the whole tick: running.
             w.active = true;
             w.state = Some('R');
@@ -514,6 +529,18 @@ impl ThreadMonitor {
         let state = self.read_state(tid);
         if let Some(w) = self.threads.get_mut(&tid) {
             w.active = is_active(state);
+        }
+    }
+
+    /// Threads ptrace held paused since the last `refresh`, and for how long: the next
+    /// judgement of whether each ran the whole tick leaves that time out (a dithered tick
+    /// that follows the last one closely is otherwise mostly pause, and its state letter
+    /// was read to settle it).
+    pub fn note_paused(&mut self, tids: &[u64], held: Duration) {
+        for t in tids {
+            if let Some(w) = self.threads.get_mut(t) {
+                w.paused = (self.refreshes, held);
+            }
         }
     }
 

@@ -583,6 +583,10 @@ impl Session {
         }
         errors.extend(retried);
         self.stats.ptrace_syscalls += paused.syscalls;
+        if let Some(t0) = paused.since {
+            let tids: Vec<u64> = paused.tids().collect();
+            self.monitor.note_paused(&tids, t0.elapsed());
+        }
         drop(paused);
         self.dropped_idle += idle + skipped_idle.get();
         self.dropped_gil += not_gil;
