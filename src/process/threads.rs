@@ -278,7 +278,24 @@ impl Drop for GroupTimer {
 /// second, and 10 ms per thread beyond 100 (at most every 10 s), so that the look costs
 /// at most a read per 10 ms, a system call per tick at 100 Hz, for any number of threads.
 fn full_pass_every(threads: usize) -> Duration {
-    (Duration::from_millis(10) * threads.min(1000) as u32).max(Duration::from_secs(1))
+    per_thread_interval(
+        threads,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        1000,
+    )
+}
+
+/// An interval that grows with the number of threads: `per_thread` for each of them (of
+/// at most `most` threads), and never under `floor`. What is read for every thread (their
+/// list, names, run times) is read this often, so that its cost per second stays bounded.
+pub fn per_thread_interval(
+    threads: usize,
+    per_thread: Duration,
+    floor: Duration,
+    most: usize,
+) -> Duration {
+    (per_thread * threads.min(most) as u32).max(floor)
 }
 
 impl ThreadMonitor {

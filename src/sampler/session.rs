@@ -18,7 +18,7 @@ use super::SamplerKind;
 use crate::code::opcodes;
 use crate::process::ptrace::{self, Paused};
 use crate::process::snapshot::Snapshot;
-use crate::process::threads::{ThreadMonitor, TidResolver};
+use crate::process::threads::{per_thread_interval, ThreadMonitor, TidResolver};
 use crate::process::{LiveMemory, Memory};
 use crate::profile::{FxBuild, Profile};
 use crate::runtime::layout::Layout;
@@ -323,7 +323,8 @@ impl Session {
         // With many threads the list is read less often: 1 ms per thread beyond 100 (at
         // most once a second). A thread that starts running Python is noticed sooner, as
         // a GIL holder the list lacks, or as an OS thread the monitor finds.
-        let every = (Duration::from_millis(1) * self.list.len().min(1000) as u32).max(LIST_EVERY);
+        let every =
+            per_thread_interval(self.list.len(), Duration::from_millis(1), LIST_EVERY, 1000);
         self.list_dirty || self.list_read.is_none_or(|t| t.elapsed() >= every)
     }
 

@@ -279,8 +279,12 @@ impl StackSampler {
     /// 250 threads (at most every 10 s), so that a process with thousands of threads does
     /// not spend most of its sampling cost on names, which rarely change.
     fn names_every(&self) -> Duration {
-        let per_thread = Duration::from_millis(4) * self.names.len().min(2500) as u32;
-        per_thread.max(Duration::from_secs(1))
+        crate::process::threads::per_thread_interval(
+            self.names.len(),
+            Duration::from_millis(4),
+            Duration::from_secs(1),
+            2500,
+        )
     }
 
     /// Is it time to read the threads' names again?
