@@ -350,18 +350,6 @@ pub fn record(req: &Request, stop: &AtomicBool, obs: &mut dyn Observer) -> Resul
             m.native_stacks, m.native_incomplete, m.native_mismatched
         ));
     }
-    let freed: u64 = sampler
-        .targets
-        .sessions
-        .iter()
-        .map(|s| s.sampler.freed_code)
-        .sum();
-    if freed > 0 {
-        profile.meta.notes.push(format!(
-            "{freed} frames ran code objects freed before pyprof could read them (module and class bodies that run once, at import): shown as {}",
-            crate::profile::FREED_CODE
-        ));
-    }
     let freed: u64 = sampler.sessions_seen().map(|s| s.sampler.freed_code).sum();
     if freed > 0 {
         profile.meta.notes.push(format!(

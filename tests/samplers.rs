@@ -304,12 +304,16 @@ fn import_time_under_bpf_keeps_every_sample() {
                 }
             }
         }
-        let note = p
+        let notes: Vec<&String> = p
             .meta
             .notes
             .iter()
-            .find(|n| n.contains("freed before pyprof could read them"));
-        match note {
+            .filter(|n| n.contains("freed before pyprof could read them"))
+            .collect();
+        if notes.len() > 1 {
+            return Err(format!("the freed-code note is there {} times: {notes:?}", notes.len()));
+        }
+        match notes.first() {
             Some(n) if n.starts_with(&format!("{freed} frames ")) => {}
             None if freed == 0 => {}
             other => return Err(format!("{freed} freed frames, note {other:?}")),

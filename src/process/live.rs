@@ -127,25 +127,50 @@ impl Memory for LiveMemory {
     }
 }
 
-/// Whether a process still lives, asked through a descriptor kept open on its
-/// `/proc/PID/task/PID/stat` (one `pread`, no path lookup): cheap enough to ask often.
+/// Whether a process still lives, asked cheaply enough to ask often: a pidfd polled
+/// without waiting (the kernel marks it readable once every thread of the process has
+/// exited, reaped or not), else a descriptor kept open on `/proc/PID/task/PID/stat`
+/// (one `pread`, no path lookup, but the kernel formats the whole line at each read).
 pub struct Liveness {
+    pidfd: Option<std::os::fd::OwnedFd>,
     file: Option<std::fs::File>,
     pid: i32,
 }
 
 impl Liveness {
     pub fn new(pid: i32) -> Liveness {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags; a descriptor it returns is ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
         Liveness {
-            // The main thread's own stat, not the process's: the state letter is the
-            // same, but /proc/PID/stat sums the CPU time of every thread at each read.
-            file: std::fs::File::open(format!("/proc/{pid}/task/{pid}/stat")).ok(),
+            file: if pidfd.is_some() {
+                None
+            } else {
+                // The main thread's own stat, not the process's: the state letter is
+                // the same, but /proc/PID/stat sums the CPU time of every thread.
+                std::fs::File::open(format!("/proc/{pid}/task/{pid}/stat")).ok()
+            },
+            pidfd,
             pid,
         }
     }
 
     pub fn alive(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
         use std::os::unix::fs::FileExt;
+        if let Some(fd) = &self.pidfd {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, no wait.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            if n >= 0 {
+                return n == 0 || p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0;
+            }
+        }
         let Some(f) = &self.file else {
             return is_alive(self.pid);
         };
@@ -189,4 +214,32 @@ pub fn cmdline(pid: i32) -> String {
                 .join(" ")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::Liveness;
+    use std::time::{Duration, Instant};
+
+    /// A child that exits is seen gone while still a zombie (not reaped), and after.
+    #[test]
+    fn a_process_that_exits_is_seen_gone_before_and_after_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id() as i32;
+        let mut l = Liveness::new(pid);
+        assert!(l.alive(), "a sleeping child reads as gone");
+        child.kill().unwrap();
+        // Not reaped yet: a zombie.
+        let t = Instant::now();
+        while l.alive() {
+            assert!(t.elapsed() < Duration::from_secs(5), "a killed child still reads alive");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(!l.alive());
+        assert!(!Liveness::new(pid).alive() || std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
 }
