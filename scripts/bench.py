@@ -556,6 +556,29 @@ class Bench:
             return None
         return (r2["cpu_s"] - r1["cpu_s"]) / (r2["samples"] - r1["samples"]) * 1e6
 
+    # A process that does nothing but sleep to 1 kHz deadlines: the CPU one wake-up costs
+    # here (the kernel's timer, the switch in and out), which every sampler that wakes per
+    # sample pays, whatever it then does. (perf stat's task-clock shows well under half of
+    # it: the context switches around a wake-up are charged to the task's run time, but
+    # are partly outside perf's counting window.)
+    SLEEPER = ("import sys, time\n"
+               "n = int(sys.argv[1]); t = time.monotonic()\n"
+               "for _ in range(n):\n"
+               "    t += 0.001\n"
+               "    d = t - time.monotonic()\n"
+               "    if d > 0: time.sleep(d)\n")
+
+    def wake_floor(self, short, long_):
+        """µs of CPU per wake-up of a loop that only sleeps, at 1 kHz (slope of two runs)."""
+        cpu = []
+        for secs in (short, long_):
+            p = CHILDREN.spawn([sys.executable, "-c", self.SLEEPER, str(int(secs * 1000))],
+                               "profiler", stdin=subprocess.DEVNULL)
+            cpu.append(cpu_of(CHILDREN.reap(p, secs + 30)))
+        if None in cpu:
+            return None
+        return (cpu[1] - cpu[0]) / ((long_ - short) * 1000) * 1e6
+
     def bench_cpu(self):
         a = self.a
         py = py315()
@@ -564,6 +587,7 @@ class Bench:
                      ("pyperformance raytrace", "bm", "raytrace")]
         short, long_ = (1.0, 3.0) if a.quick else (2.0, 6.0)
         per = {}   # (workload, tool name, mode) -> [µs per sample, one per round]
+        floor = []  # µs per wake-up of a loop that only sleeps, one per round
         for rnd in range(a.rounds):
             for wl, kind, arg in workloads:
                 if kind == "spin":
@@ -578,12 +602,20 @@ class Bench:
                         per.setdefault((wl, tool.name, tool.mode), []).append(us)
                         log("[cpu] round %d %s %s %s: %s µs/sample" % (
                             rnd, wl, tool.name, tool.mode, fmt(us)))
+                    if arg == 20:
+                        us = self.wake_floor(short, long_)
+                        floor.append(us)
+                        log("[cpu] round %d: a loop that only sleeps to 1 kHz deadlines: "
+                            "%s µs/wake-up" % (rnd, fmt(us)))
                 finally:
                     CHILDREN.kill(tgt)
         for wl, _, _ in workloads:
             for tool in tools:
                 self.row("cpu", "profiler CPU per sample (1 kHz)", tool, wl, "3.15",
                          per.get((wl, tool.name, tool.mode), []), " µs")
+        self.row("cpu", "CPU per wake-up of a loop that only sleeps (1 kHz): the floor "
+                 "of any sampler that wakes per sample", "python3 time.sleep", "(no target)",
+                 "%d.%d" % sys.version_info[:2], floor, " µs")
         # The goals, as ratios of paired runs (same round, same target).
         def ratios(wl, t, peer):
             xs = per.get((wl, t.name, t.mode), [])
